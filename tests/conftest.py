@@ -1,0 +1,41 @@
+"""Fixtures: ``backend`` (parametrised over every array library xembed supports), ``xp`` and ``device``.
+
+Backends that cannot run here are reported as skipped with the honest reason (library not installed / no GPU);
+GPU backends carry the ``gpu`` marker so ``-m "not gpu"`` / ``-m gpu`` select them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from xembed_testutils import Backend  # noqa: E402
+
+BACKEND_PARAMS = [b.pytest_param() for b in Backend]
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return request.param
+
+
+@pytest.fixture
+def xp(backend: Backend):
+    """The raw namespace (numpy, array_api_strict, torch, cupy) used to create arrays for this backend."""
+    return backend.xp
+
+
+@pytest.fixture
+def device(backend: Backend):
+    """Device arrays are created on (torch_cuda → cuda; numpy → 'cpu'; array_api_strict → its default)."""
+    return backend.device
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)

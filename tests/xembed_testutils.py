@@ -1,0 +1,377 @@
+"""Shared helpers for xembed's example-based tests.
+
+The ``Backend`` enum is modelled on array-api-extra's ``Backend``: one member per array library (and device) the
+tests run on.  ``conftest.py`` turns it into the ``backend`` / ``xp`` / ``device`` fixtures.
+
+The oracle is always torch.nn.functional on CPU in float64: inputs are built on the backend under test (so a
+low-precision weight is quantised there), copied back to a CPU float64/int64 torch tensor with ``to_torch64`` and
+fed to ``F.embedding`` / ``F.embedding_bag``.  Expected values are never hard-coded from xembed's output.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import importlib.util
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+INDEX_DTYPES = ("int32", "int64")
+
+
+class Backend(enum.Enum):
+    """Array libraries (and devices) the tests run on; ``value`` is the pytest id."""
+
+    NUMPY = "numpy"
+    ARRAY_API_STRICT = "array_api_strict"
+    TORCH = "torch"
+    TORCH_CUDA = "torch_cuda"
+    CUPY = "cupy"
+
+    @property
+    def modname(self) -> str:
+        return "torch" if self is Backend.TORCH_CUDA else self.value
+
+    @property
+    def is_gpu(self) -> bool:
+        return self in (Backend.TORCH_CUDA, Backend.CUPY)
+
+    @property
+    def is_torch(self) -> bool:
+        return self in (Backend.TORCH, Backend.TORCH_CUDA)
+
+    def unavailable_reason(self) -> str | None:
+        """Why this backend cannot run here (None when it can).  Only checks availability, never hides errors."""
+        if importlib.util.find_spec(self.modname) is None:
+            return f"{self.modname} is not installed"
+        if self is Backend.TORCH_CUDA:
+            import torch
+
+            if not torch.cuda.is_available():
+                return "no CUDA device (torch.cuda.is_available() is False)"
+        if self is Backend.CUPY:
+            try:
+                import cupy
+
+                n = cupy.cuda.runtime.getDeviceCount()
+            except Exception as exc:  # noqa: BLE001 - cupy without a driver raises various errors
+                return f"cupy is installed but no CUDA device is usable ({type(exc).__name__}: {exc})"
+            if n == 0:
+                return "cupy is installed but no CUDA device is present"
+        return None
+
+    @property
+    def xp(self) -> Any:
+        """The raw namespace users pass arrays from (numpy, array_api_strict, torch, cupy)."""
+        return importlib.import_module(self.modname)
+
+    @property
+    def device(self) -> Any:
+        xp = self.xp
+        if self is Backend.TORCH:
+            return xp.device("cpu")
+        if self is Backend.TORCH_CUDA:
+            return xp.device("cuda", xp.cuda.current_device())
+        if self is Backend.CUPY:
+            return xp.cuda.Device()
+        if self is Backend.ARRAY_API_STRICT:
+            return xp.asarray(0).device
+        return "cpu"
+
+    @property
+    def float_dtypes(self) -> tuple[str, ...]:
+        if self is Backend.ARRAY_API_STRICT:
+            return ("float32", "float64")
+        if self.is_torch:
+            return FLOAT_DTYPES
+        return ("float16", "float32", "float64")  # numpy, cupy: no bfloat16
+
+    def has_dtype(self, name: str) -> bool:
+        if name in FLOAT_DTYPES:
+            return name in self.float_dtypes
+        return True
+
+    def require_dtype(self, name: str) -> None:
+        if not self.has_dtype(name):
+            pytest.skip(f"{self.value} has no {name} dtype")
+
+    def asarray(self, a: Any, dtype: str | None = None) -> Any:
+        return from_numpy(self.xp, a, self.device, dtype)
+
+    def pytest_param(self) -> Any:
+        marks = []
+        if self.is_gpu:
+            marks.append(pytest.mark.gpu)
+        reason = self.unavailable_reason()
+        if reason is not None:
+            marks.append(pytest.mark.skip(reason=reason))
+        return pytest.param(self, id=self.value, marks=marks)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# conversions
+
+
+def from_numpy(xp: Any, a: Any, device: Any = None, dtype: str | None = None) -> Any:
+    """A copy of the NumPy array ``a`` as an array of namespace ``xp`` on ``device`` with dtype named ``dtype``."""
+    a = np.asarray(a)
+    name = xp.__name__
+    if dtype is None:
+        dtype = a.dtype.name
+    if name == "numpy":
+        return np.array(a, dtype=dtype, copy=True)
+    if name == "torch":
+        import torch
+
+        if dtype == "bfloat16":
+            return torch.tensor(a.astype(np.float32), device=device).to(torch.bfloat16)
+        return torch.tensor(a.astype(dtype), device=device)
+    if name == "cupy":
+        if device is None:
+            return xp.array(a.astype(dtype), copy=True)
+        with device:
+            return xp.array(a.astype(dtype), copy=True)
+    if name == "array_api_strict":
+        if dtype not in ("float32", "float64") and dtype.startswith("float"):
+            pytest.skip(f"array_api_strict has no {dtype} dtype")
+        return xp.asarray(a.astype(dtype), copy=True)
+    raise AssertionError(f"unknown namespace {name}")
+
+
+def is_torch_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A NumPy copy of any backend array (bfloat16 → float32, exactly)."""
+    if isinstance(x, np.ndarray | np.generic):
+        return np.array(x, copy=True)
+    mod = type(x).__module__
+    if mod.startswith("torch"):
+        import torch
+
+        t = x.detach()
+        if t.is_sparse:
+            t = t.to_dense()
+        if t.dtype == torch.bfloat16:
+            t = t.to(torch.float32)
+        return t.cpu().numpy().copy()
+    if mod.startswith("cupy"):
+        return x.get()
+    if mod.startswith("array_api_strict"):
+        return np.array(np.from_dlpack(x), copy=True)
+    return np.array(x, copy=True)
+
+
+def to_torch64(x: Any) -> Any:
+    """A CPU torch copy of any backend array: floating → float64, integer → int64, bool stays bool."""
+    import torch
+
+    a = to_numpy(x)
+    if a.dtype.kind == "f":
+        a = a.astype(np.float64)
+    elif a.dtype.kind in "iu":
+        a = a.astype(np.int64)
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def dtype_name(x: Any) -> str:
+    """'float32', 'int64', ... for an array of any backend."""
+    return str(x.dtype).split(".")[-1]
+
+
+def device_of(x: Any) -> Any:
+    return getattr(x, "device", "cpu")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# assertions
+
+# (rtol, atol) against a float64 oracle computed from the (already quantised) inputs.
+TOLERANCES = {
+    "float64": (1e-10, 1e-12),
+    "float32": (2e-5, 2e-5),
+    "float16": (4e-3, 4e-3),
+    "bfloat16": (2.5e-2, 2.5e-2),
+}
+
+
+def assert_like_weight(out: Any, weight: Any, shape: tuple[int, ...] | None = None, what: str = "output") -> None:
+    """``out`` is an array of the weight's type, dtype and device (and of ``shape`` when given)."""
+    assert type(out) is type(weight), f"{what}: type {type(out)} is not the weight's {type(weight)}"
+    assert dtype_name(out) == dtype_name(weight), f"{what}: dtype {out.dtype} != weight dtype {weight.dtype}"
+    assert str(device_of(out)) == str(device_of(weight)), f"{what}: device {device_of(out)} != {device_of(weight)}"
+    if shape is not None:
+        assert tuple(out.shape) == tuple(shape), f"{what}: shape {tuple(out.shape)} != {tuple(shape)}"
+
+
+def assert_close(actual: Any, expected: Any, dtype: str, what: str = "", scale: float = 1.0) -> None:
+    """Compare a backend array with the float64 oracle (torch tensor or array) at ``dtype``'s tolerance."""
+    a = to_numpy(actual).astype(np.float64)
+    e = to_numpy(expected).astype(np.float64)
+    assert a.shape == e.shape, f"{what}: shape {a.shape} != expected {e.shape}"
+    rtol, atol = TOLERANCES[dtype]
+    finite = np.abs(e[np.isfinite(e)])
+    if finite.size:
+        scale = max(scale, float(finite.max()))
+    np.testing.assert_allclose(a, e, rtol=rtol, atol=atol * scale, equal_nan=True, err_msg=what)
+
+
+def assert_bitwise_equal(a: Any, b: Any, what: str = "") -> None:
+    x, y = to_numpy(a), to_numpy(b)
+    assert x.shape == y.shape and x.dtype == y.dtype, what
+    assert np.array_equal(x.view(np.uint8), y.view(np.uint8)), f"{what}: arrays differ bitwise\n{x}\n{y}"
+
+
+def rows_with_norms(rng: np.random.Generator, norms: list[float], dim: int, p: float) -> np.ndarray:
+    """Random rows whose p-norms are exactly-ish the given values (torch.norm semantics for p)."""
+    rows = rng.standard_normal((len(norms), dim))
+    for r, n in zip(rows, norms, strict=True):
+        r *= n / pnorm(r, p)
+    return rows
+
+
+def pnorm(row: np.ndarray, p: float) -> float:
+    if math.isinf(p):
+        return float(np.max(np.abs(row)))
+    return float(np.sum(np.abs(row) ** p) ** (1.0 / p))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# oracle comparisons
+
+
+def _ref_grad_dense(wt: Any) -> Any:
+    import torch
+
+    if wt.grad is None:
+        return torch.zeros_like(wt)
+    return wt.grad.to_dense() if wt.grad.is_sparse else wt.grad
+
+
+def check_weight_grad(gw: Any, wt: Any, w: Any, dtype: str, sparse: bool) -> None:
+    """Compare xembed's weight gradient ``gw`` with the torch oracle leaf ``wt`` (after backward)."""
+    import xembed
+
+    n, d = tuple(w.shape)
+    if not sparse:
+        assert not isinstance(gw, xembed.SparseGrad), "sparse=False must give a dense gradient"
+        assert_like_weight(gw, w, (n, d), "weight gradient")
+        assert_close(gw, _ref_grad_dense(wt), dtype, "weight gradient")
+        return
+    assert isinstance(gw, xembed.SparseGrad), f"sparse=True must give xembed.SparseGrad, got {type(gw)}"
+    assert tuple(gw.shape) == (n, d), f"SparseGrad.shape {gw.shape} != {(n, d)}"
+    ref = wt.grad
+    assert ref is not None and ref.is_sparse
+    ref_idx = ref._indices()[0].numpy()
+    ref_val = ref._values()
+    assert dtype_name(gw.indices) == "int64", f"SparseGrad.indices dtype {gw.indices.dtype}"
+    assert tuple(gw.indices.shape) == (ref_idx.shape[0],), f"indices shape {tuple(gw.indices.shape)} vs {ref_idx.shape}"
+    np.testing.assert_array_equal(to_numpy(gw.indices), ref_idx, err_msg="SparseGrad.indices (order/duplicates)")
+    assert_like_weight(gw.values, w, (ref_idx.shape[0], d), "SparseGrad.values")
+    assert_close(gw.values, ref_val, dtype, "SparseGrad.values")
+    dense = gw.to_dense()
+    assert_like_weight(dense, w, (n, d), "SparseGrad.to_dense()")
+    assert_close(dense, ref.to_dense(), dtype, "SparseGrad.to_dense()")
+
+
+def check_embedding(
+    backend: Backend,
+    idx: Any,
+    weight: np.ndarray,
+    *,
+    dtype: str = "float64",
+    index_dtype: str = "int64",
+    seed: int = 0,
+    **kw: Any,
+) -> tuple[Any, Any, Any]:
+    """Run xembed.embedding / embedding_vjp on ``backend`` and compare output, weight-after-call and gradient
+    with torch F.embedding in float64.  Returns (output, weight gradient, weight after the call)."""
+    import torch.nn.functional as F
+
+    import xembed
+
+    backend.require_dtype(dtype)
+    rng = np.random.default_rng(seed)
+    w = backend.asarray(weight, dtype)
+    w_plain = backend.asarray(weight, dtype)
+    i = backend.asarray(np.asarray(idx), index_dtype)
+
+    wt = to_torch64(w).requires_grad_(True)
+    ref = F.embedding(to_torch64(i), wt, **kw)
+    g = backend.asarray(rng.standard_normal(tuple(ref.shape)), dtype)
+    ref.backward(to_torch64(g))
+
+    out, pullback = xembed.embedding_vjp(i, w, **kw)
+    assert_like_weight(out, w, tuple(ref.shape), "embedding_vjp output")
+    assert_close(out, ref, dtype, "embedding_vjp output")
+    assert_close(w, wt.detach(), dtype, "weight after embedding_vjp")
+    gw = pullback(g)
+    check_weight_grad(gw, wt, w, dtype, sparse=kw.get("sparse", False))
+
+    out_plain = xembed.embedding(i, w_plain, **kw)
+    assert_like_weight(out_plain, w_plain, tuple(ref.shape), "embedding output")
+    assert_close(out_plain, ref, dtype, "embedding output")
+    assert_close(w_plain, wt.detach(), dtype, "weight after embedding")
+    return out, gw, w
+
+
+def check_embedding_bag(
+    backend: Backend,
+    idx: Any,
+    weight: np.ndarray,
+    offsets: Any = None,
+    per_sample_weights: Any = None,
+    *,
+    dtype: str = "float64",
+    index_dtype: str = "int64",
+    offsets_dtype: str = "int64",
+    seed: int = 0,
+    **kw: Any,
+) -> tuple[Any, Any, Any, Any]:
+    """Run xembed.embedding_bag / embedding_bag_vjp on ``backend``, compare output, weight-after-call, weight
+    gradient and per_sample_weights gradient with torch F.embedding_bag in float64.
+    Returns (output, weight gradient, psw gradient, weight after the call)."""
+    import torch.nn.functional as F
+
+    import xembed
+
+    backend.require_dtype(dtype)
+    rng = np.random.default_rng(seed)
+    w = backend.asarray(weight, dtype)
+    w_plain = backend.asarray(weight, dtype)
+    i = backend.asarray(np.asarray(idx), index_dtype)
+    o = None if offsets is None else backend.asarray(np.asarray(offsets), offsets_dtype)
+    p = None if per_sample_weights is None else backend.asarray(per_sample_weights, dtype)
+
+    wt = to_torch64(w).requires_grad_(True)
+    pt = None if p is None else to_torch64(p).requires_grad_(True)
+    ref = F.embedding_bag(
+        to_torch64(i), wt, None if o is None else to_torch64(o), per_sample_weights=pt, **kw
+    )
+    g = backend.asarray(rng.standard_normal(tuple(ref.shape)), dtype)
+    ref.backward(to_torch64(g))
+
+    out, pullback = xembed.embedding_bag_vjp(i, w, o, per_sample_weights=p, **kw)
+    assert_like_weight(out, w, tuple(ref.shape), "embedding_bag_vjp output")
+    assert_close(out, ref, dtype, "embedding_bag_vjp output")
+    assert_close(w, wt.detach(), dtype, "weight after embedding_bag_vjp")
+    res = pullback(g)
+    assert isinstance(res, tuple) and len(res) == 2, "embedding_bag_vjp pullback must return (grad_weight, grad_psw)"
+    gw, gp = res
+    check_weight_grad(gw, wt, w, dtype, sparse=kw.get("sparse", False))
+    if p is None:
+        assert gp is None, "grad of per_sample_weights must be None when none were given"
+    else:
+        assert_like_weight(gp, p, tuple(p.shape), "per_sample_weights gradient")
+        assert_close(gp, pt.grad, dtype, "per_sample_weights gradient")
+
+    out_plain = xembed.embedding_bag(i, w_plain, o, per_sample_weights=p, **kw)
+    assert_like_weight(out_plain, w_plain, tuple(ref.shape), "embedding_bag output")
+    assert_close(out_plain, ref, dtype, "embedding_bag output")
+    assert_close(w_plain, wt.detach(), dtype, "weight after embedding_bag")
+    return out, gw, gp, w
