@@ -1,0 +1,214 @@
+"""The semantics of ``embedding`` and ``embedding_bag``, written once against the array API standard.
+
+Everything here takes arrays that already passed :mod:`._validate` and the namespace ``xp`` explicitly,
+uses only the standard plus the primitives of :mod:`._primitives`, and never inspects values to decide
+anything except through data-dependent shapes (boolean masks, ``unique_values``).  Torch tensors arrive
+detached: autograd is wired on top, in :mod:`._torch_autograd`.
+
+The in-place max_norm renorm lives in exactly one function, :func:`renorm_`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from array_api_compat import device as _device
+
+from . import _primitives as prim
+from ._sparse import SparseGrad
+from ._validate import BagArgs
+
+Array = Any
+
+
+def acc_dtype(dtype, xp):
+    """Accumulation dtype: float32 for float16/bfloat16, else the dtype itself."""
+    return xp.float32 if xp.finfo(dtype).bits < 32 else dtype
+
+
+def _float64_or_32(xp, dev):
+    return xp.float64 if "float64" in xp.__array_namespace_info__().dtypes(device=dev) else xp.float32
+
+
+def _pnorm_rows(rows: Array, p: float, xp) -> Array:
+    """torch.norm(row, p) of every row, accumulated in at least float32, rounded to the rows' dtype."""
+    a = xp.abs(xp.astype(rows, acc_dtype(rows.dtype, xp)))
+    if rows.shape[1] == 0:
+        norm = xp.zeros((rows.shape[0],), dtype=a.dtype, device=_device(rows))
+    elif math.isinf(p):
+        norm = xp.max(a, axis=1)
+    elif p == 1:
+        norm = xp.sum(a, axis=1)
+    elif p == 2:
+        norm = xp.sqrt(xp.sum(a * a, axis=1))
+    else:
+        norm = xp.sum(a ** p, axis=1) ** (1.0 / p)
+    return xp.astype(norm, rows.dtype)
+
+
+def renorm_(weight: Array, indices: Array, max_norm: float, norm_type: float, xp) -> Array:
+    """In place: every row referenced by ``indices`` whose p-norm is > ``max_norm`` (strictly) is
+    multiplied by ``max_norm / (norm + 1e-7)``, as torch's ``embedding_renorm_`` does.
+
+    The norm is computed in the weight's dtype (accumulated in >= float32), the scale in float64, then
+    cast to the accumulation dtype and multiplied there (torch's scalar ``mul_``), rounded once.
+    Returns the weight (the same array; immutable backends will return a new one here).
+    """
+    dev = _device(weight)
+    flat = xp.reshape(indices, (-1,))
+    if flat.shape[0] == 0:
+        return weight
+    uniq = xp.sort(xp.astype(xp.unique_values(flat), prim.index_dtype(xp, dev)))
+    rows = xp.take(weight, uniq, axis=0)
+    f64 = _float64_or_32(xp, dev)
+    norm = xp.astype(_pnorm_rows(rows, norm_type, xp), f64)
+    bite = norm > max_norm
+    if not bool(xp.any(bite)):
+        return weight
+    acc = acc_dtype(weight.dtype, xp)
+    scale = xp.astype(max_norm / (norm[bite] + 1e-7), acc)
+    new_rows = xp.astype(xp.astype(rows[bite], acc) * scale[:, None], weight.dtype)
+    return prim.put_rows_(weight, uniq[bite], new_rows, xp=xp)
+
+
+def _check_grad(grad: Array, shape: tuple[int, ...], xp) -> Array:
+    if tuple(grad.shape) != tuple(shape):
+        raise ValueError(f"`grad_output` must have the output's shape {tuple(shape)}, got {tuple(grad.shape)}")
+    if not xp.isdtype(grad.dtype, "real floating"):
+        raise TypeError(f"`grad_output` must have a real floating dtype, got {grad.dtype}")
+    return grad
+
+
+def _weight_grad(idx: Array, rows: Array, coef: Array | None, weight: Array, sparse: bool, xp):
+    """Weight gradient from per-position rows: ``gW[idx[i]] += coef[i] * rows[i]`` (or its COO form).
+
+    ``idx`` holds only non-padding positions; ``rows`` is in the accumulation dtype.
+    """
+    if coef is not None:
+        rows = rows * coef[:, None]
+    n_rows = weight.shape[0]
+    if sparse:
+        idx64 = xp.astype(idx, prim.index_dtype(xp, _device(weight)))
+        return SparseGrad(idx64, xp.astype(rows, weight.dtype), tuple(weight.shape))
+    return xp.astype(prim.scatter_add_rows(idx, rows, n_rows, xp=xp), weight.dtype)
+
+
+def _inverse_frequency(all_idx: Array, idx: Array, n_rows: int, acc, xp) -> Array:
+    """``1 / count(idx[i])`` with counts taken over ``all_idx`` (the whole input)."""
+    counts = prim.bincount(all_idx, n_rows, xp=xp)
+    return 1.0 / xp.astype(xp.take(counts, idx), acc)
+
+
+def embedding_vjp(input: Array, weight: Array, padding_idx: int | None, scale_grad_by_freq: bool,
+                  sparse: bool, xp) -> tuple[Array, Callable]:
+    """Lookup ``weight[input]`` and its pullback (weight already renormed if max_norm was given)."""
+    dev = _device(weight)
+    n_rows, dim = weight.shape
+    out_shape = tuple(input.shape) + (dim,)
+    flat = xp.astype(xp.reshape(input, (-1,)), prim.index_dtype(xp, dev))
+    out = xp.reshape(xp.take(weight, flat, axis=0), out_shape)
+
+    def pullback(grad_output: Array):
+        g = xp.reshape(_check_grad(grad_output, out_shape, xp), (flat.shape[0], dim))
+        acc = acc_dtype(weight.dtype, xp)
+        idx, rows = flat, g
+        if padding_idx is not None:
+            keep = flat != padding_idx
+            idx, rows = flat[keep], g[keep]
+        coef = _inverse_frequency(flat, idx, n_rows, acc, xp) if scale_grad_by_freq else None
+        return _weight_grad(idx, xp.astype(rows, acc), coef, weight, sparse, xp)
+
+    return out, pullback
+
+
+def _bag_layout(input: Array, offsets: Array | None, include_last_offset: bool, xp):
+    """Flat indices (n,) and full CSR offsets (B+1,) with offsets[0] = 0 and offsets[B] = n."""
+    dev = _device(input)
+    itype = prim.index_dtype(xp, dev)
+    if input.ndim == 2:
+        num_bags, length = input.shape
+        idx = xp.reshape(input, (-1,))
+        offs = xp.arange(num_bags + 1, dtype=itype, device=dev) * length
+    else:
+        idx = input
+        offs = xp.astype(offsets, itype)
+        if not include_last_offset:
+            n = xp.asarray([idx.shape[0]], dtype=itype, device=dev)
+            offs = xp.concat([offs, n])
+    return xp.astype(idx, itype), offs
+
+
+def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sample_weights: Array | None,
+                      a: BagArgs, xp) -> tuple[Array, Callable]:
+    """Bag reduction and its pullback (weight already renormed if max_norm was given)."""
+    dev = _device(weight)
+    n_rows, dim = weight.shape
+    acc = acc_dtype(weight.dtype, xp)
+    idx, offs = _bag_layout(input, offsets, a.include_last_offset, xp)
+    n, num_bags = idx.shape[0], offs.shape[0] - 1
+    psw = None if per_sample_weights is None else xp.reshape(per_sample_weights, (-1,))
+
+    # Padding entries leave the bag entirely (reduction, mean divisor, max scan): compact them out.
+    valid = None
+    idx_c, offs_c, psw_c = idx, offs, psw
+    if a.padding_idx is not None:
+        valid = idx != a.padding_idx
+        idx_c = idx[valid]
+        psw_c = None if psw is None else psw[valid]
+        kept = prim.bincount(prim.segment_ids(offs, n, xp=xp)[valid], num_bags, xp=xp)
+        zero = xp.zeros((1,), dtype=offs.dtype, device=dev)
+        offs_c = xp.concat([zero, xp.cumulative_sum(xp.astype(kept, offs.dtype))])
+    bag_size = offs_c[1:] - offs_c[:-1]
+
+    argpos = None
+    if a.mode == "max":
+        out, argpos = prim.gather_segment_max(weight, idx_c, offs_c, xp=xp)
+    else:
+        total = prim.gather_segment_sum(weight, idx_c, offs_c, psw_c, acc, xp=xp)
+        if a.mode == "mean":
+            total = total / xp.astype(xp.clip(bag_size, min=1), acc)[:, None]
+        out = xp.astype(total, weight.dtype)
+
+    def pullback(grad_output: Array):
+        g = xp.astype(_check_grad(grad_output, (num_bags, dim), xp), acc)
+        if a.mode == "max":
+            grad_w = _max_weight_grad(g, idx_c, argpos, weight, xp)
+        else:
+            seg_c = prim.segment_ids(offs_c, idx_c.shape[0], xp=xp)
+            rows = xp.take(g, seg_c, axis=0)
+            coef = None if psw_c is None else xp.astype(psw_c, acc)
+            if a.mode == "mean":
+                inv = 1.0 / xp.astype(xp.take(xp.clip(bag_size, min=1), seg_c), acc)
+                coef = inv if coef is None else coef * inv
+            if a.scale_grad_by_freq:
+                inv = _inverse_frequency(idx, idx_c, n_rows, acc, xp)
+                coef = inv if coef is None else coef * inv
+            grad_w = _weight_grad(idx_c, rows, coef, weight, a.sparse, xp)
+        grad_psw = None
+        if per_sample_weights is not None:
+            seg = prim.segment_ids(offs, n, xp=xp)
+            w_rows = xp.astype(xp.take(weight, idx, axis=0), acc)
+            dots = xp.sum(xp.take(g, seg, axis=0) * w_rows, axis=1)
+            if valid is not None:
+                dots = xp.where(valid, dots, xp.zeros((), dtype=acc, device=dev))
+            grad_psw = xp.reshape(xp.astype(dots, per_sample_weights.dtype), tuple(per_sample_weights.shape))
+        return grad_w, grad_psw
+
+    return out, pullback
+
+
+def _max_weight_grad(g: Array, idx_c: Array, argpos: Array, weight: Array, xp) -> Array:
+    """``gW[idx[argpos[b, d]], d] += g[b, d]`` for every non-empty bag (a 1-D scatter-add over N*D)."""
+    dev = _device(weight)
+    n_rows, dim = weight.shape
+    if idx_c.shape[0] == 0:
+        return xp.zeros((n_rows, dim), dtype=weight.dtype, device=dev)
+    won = argpos >= 0
+    rows = xp.take(idx_c, xp.reshape(xp.clip(argpos, min=0), (-1,)))
+    cols = xp.arange(dim, dtype=rows.dtype, device=dev)
+    flat_target = xp.reshape(rows, argpos.shape) * dim + cols[None, :]
+    target = flat_target[won]
+    values = g[won][:, None]
+    dense = prim.scatter_add_rows(target, values, n_rows * dim, xp=xp)
+    return xp.astype(xp.reshape(dense, (n_rows, dim)), weight.dtype)

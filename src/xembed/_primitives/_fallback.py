@@ -1,0 +1,167 @@
+"""Standard-only implementations of the primitives the array API standard lacks.
+
+Every function here uses nothing but the array API standard (2024.12: ``take``, ``searchsorted``,
+``cumulative_sum``, ``argsort``, ``where``, boolean indexing), with the namespace ``xp`` passed
+explicitly, so it runs on any compliant namespace and is what array-api-strict exercises.  The native
+paths in :mod:`xembed._primitives._native` must agree with these exactly (up to summation order).
+
+Segment sums use a Hillis–Steele segmented inclusive scan: ``ceil(log2 n)`` steps of whole-array
+``where`` + add.  It is exact in the sense of tree summation (no prefix subtraction, so no catastrophic
+cancellation between bags) and needs no scatter, at the price of ``O(n·D·log n)`` work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from array_api_compat import device as _device
+
+Array = Any
+
+
+def index_dtype(xp, dev):
+    """The namespace's default indexing dtype on ``dev`` (int64 on every backend we know)."""
+    return xp.__array_namespace_info__().default_dtypes(device=dev)["indexing"]
+
+
+def segment_ids(offsets: Array, n: int, xp) -> Array:
+    """Bag id of every position ``0 <= i < n`` for CSR-style ``offsets`` of shape (B+1,)."""
+    dev = _device(offsets)
+    pos = xp.arange(n, dtype=offsets.dtype, device=dev)
+    return xp.searchsorted(offsets[1:], pos, side="right")
+
+
+def bincount(idx: Array, num_rows: int, xp) -> Array:
+    """``counts[r] = #{i : idx[i] == r}`` for ``0 <= r < num_rows``."""
+    dev = _device(idx)
+    sidx = xp.sort(idx)
+    rows = xp.arange(num_rows, dtype=idx.dtype, device=dev)
+    return xp.searchsorted(sidx, rows, side="right") - xp.searchsorted(sidx, rows, side="left")
+
+
+def _scan_sum(values: Array, seg: Array, xp) -> Array:
+    """Inclusive segmented prefix sums of ``values`` (n, D) along axis 0; ``seg`` (n,) non-decreasing.
+
+    Invariant after the step with shift ``k``: ``v[i]`` holds the sum over
+    ``[max(start(i), i - 2k + 1), i]`` — a shifted partner in the same segment only ever summed
+    within that segment, so segments never leak into each other (NaN / inf stay in their bag).
+    """
+    n = values.shape[0]
+    zero = xp.zeros((), dtype=values.dtype, device=_device(values))
+    k = 1
+    while k < n:
+        same = (seg[k:] == seg[:-k])[:, None]
+        values = xp.concat([values[:k, ...], values[k:, ...] + xp.where(same, values[:-k, ...], zero)], axis=0)
+        k *= 2
+    return values
+
+
+def _last_of_segments(scan: Array, offsets: Array, xp) -> tuple[Array, Array]:
+    """Rows of ``scan`` at the last position of each segment, and the (B,) non-empty mask."""
+    nonempty = offsets[1:] > offsets[:-1]
+    last = xp.clip(offsets[1:] - 1, min=0)
+    if scan.shape[0] == 0:
+        return scan[:0, ...], nonempty
+    return xp.take(scan, last, axis=0), nonempty
+
+
+def gather_segment_sum(weight: Array, idx: Array, offsets: Array, scale: Array | None,
+                       acc_dtype, xp) -> Array:
+    """``out[b] = sum_{offsets[b] <= i < offsets[b+1]} scale[i] * weight[idx[i]]`` in ``acc_dtype``."""
+    dev = _device(weight)
+    num_bags = offsets.shape[0] - 1
+    d = weight.shape[1]
+    n = idx.shape[0]
+    if n == 0:
+        return xp.zeros((num_bags, d), dtype=acc_dtype, device=dev)
+    rows = xp.astype(xp.take(weight, idx, axis=0), acc_dtype)
+    if scale is not None:
+        rows = rows * xp.astype(scale, acc_dtype)[:, None]
+    seg = segment_ids(offsets, n, xp)
+    last, nonempty = _last_of_segments(_scan_sum(rows, seg, xp), offsets, xp)
+    return xp.where(nonempty[:, None], last, xp.zeros((), dtype=acc_dtype, device=dev))
+
+
+def gather_segment_max(weight: Array, idx: Array, offsets: Array, xp) -> tuple[Array, Array]:
+    """Per-bag, per-feature max with torch's scan semantics, and the position of the winner.
+
+    The first element of a bag initialises, a later one replaces it iff strictly greater: ties go
+    to the first occurrence, a NaN that comes first sticks, a later NaN is never chosen.  Returns
+    ``(values (B, D) weight dtype, argpos (B, D) index dtype)``; empty bags give 0 and -1.
+    """
+    dev = _device(weight)
+    num_bags = offsets.shape[0] - 1
+    d = weight.shape[1]
+    n = idx.shape[0]
+    itype = index_dtype(xp, dev)
+    if n == 0:
+        return (xp.zeros((num_bags, d), dtype=weight.dtype, device=dev),
+                xp.full((num_bags, d), -1, dtype=itype, device=dev))
+    rows = xp.take(weight, idx, axis=0)
+    seg = segment_ids(offsets, n, xp)
+    pos = xp.arange(n, dtype=itype, device=dev)
+    starts = xp.astype(xp.take(offsets, seg), itype)
+    first = (pos == starts)[:, None]
+    inf = xp.asarray(float("inf"), dtype=weight.dtype, device=dev)
+    nan_row = xp.isnan(rows)
+    # A NaN can only win as the first element of its bag (+inf key, wins every tie as the
+    # earliest); elsewhere it never wins (-inf key, loses every tie to an earlier element).
+    key = xp.where(nan_row, xp.where(first, inf, -inf), rows)
+    arg = xp.broadcast_to(pos[:, None], (n, d))
+    k = 1
+    while k < n:
+        take_earlier = (seg[k:] == seg[:-k])[:, None] & (key[:-k, ...] >= key[k:, ...])
+        key = xp.concat([key[:k, ...], xp.where(take_earlier, key[:-k, ...], key[k:, ...])], axis=0)
+        arg = xp.concat([arg[:k, ...], xp.where(take_earlier, arg[:-k, ...], arg[k:, ...])], axis=0)
+        k *= 2
+    key, nonempty = _last_of_segments(key, offsets, xp)
+    arg, _ = _last_of_segments(arg, offsets, xp)
+    first_pos = xp.astype(offsets[:-1], itype)[:, None]
+    first_nan = (arg == first_pos) & xp.isnan(xp.take(rows, xp.clip(first_pos[:, 0], max=n - 1), axis=0))
+    nan = xp.asarray(float("nan"), dtype=weight.dtype, device=dev)
+    values = xp.where(first_nan, nan, key)
+    ne = nonempty[:, None]
+    values = xp.where(ne, values, xp.zeros((), dtype=weight.dtype, device=dev))
+    arg = xp.where(ne, arg, xp.asarray(-1, dtype=itype, device=dev))
+    return values, arg
+
+
+def scatter_add_rows(idx: Array, rows: Array, num_rows: int, xp) -> Array:
+    """``out[idx[i]] += rows[i]`` with duplicates accumulated; out (num_rows, D) of rows' dtype."""
+    dev = _device(rows)
+    d = rows.shape[1]
+    zero = xp.zeros((), dtype=rows.dtype, device=dev)
+    if idx.shape[0] == 0:
+        return xp.zeros((num_rows, d), dtype=rows.dtype, device=dev)
+    order = xp.argsort(idx, stable=True)
+    sidx = xp.take(idx, order)
+    scan = _scan_sum(xp.take(rows, order, axis=0), sidx, xp)
+    true = xp.ones((1,), dtype=xp.bool, device=dev)
+    is_last = xp.concat([sidx[1:] != sidx[:-1], true])
+    uniq = sidx[is_last]
+    sums = scan[is_last]
+    return _dense_from_unique(uniq, sums, num_rows, zero, xp)
+
+
+def _dense_from_unique(uniq: Array, rows: Array, num_rows: int, fill: Array, xp) -> Array:
+    """(num_rows, D) array with ``rows[j]`` at row ``uniq[j]`` (sorted, unique), ``fill`` elsewhere.
+
+    ``fill`` is a 0-d array or a (num_rows, D) array (then its rows show through).
+    """
+    dev = _device(rows)
+    r = xp.arange(num_rows, dtype=uniq.dtype, device=dev)
+    p = xp.searchsorted(uniq, r)
+    pc = xp.clip(p, max=uniq.shape[0] - 1)
+    present = (p < uniq.shape[0]) & (xp.take(uniq, pc) == r)
+    return xp.where(present[:, None], xp.take(rows, pc, axis=0), fill)
+
+
+def put_rows_(weight: Array, uniq: Array, rows: Array, xp) -> Array:
+    """``weight[uniq] = rows`` in place (``uniq`` sorted and unique) without integer ``__setitem__``.
+
+    The standard leaves integer-array assignment unspecified, so this rewrites the whole table
+    through ``where`` (rows not in ``uniq`` are copied unchanged, bit for bit).  Returns ``weight``.
+    """
+    if uniq.shape[0] != 0:
+        weight[...] = _dense_from_unique(uniq, rows, weight.shape[0], weight, xp)
+    return weight

@@ -1,0 +1,363 @@
+"""Fast pure-NumPy primitives for xembed: the segment reductions the array API standard lacks.
+
+Contracts (the option semantics -- padding, mean divisor, renorm, psw -- live in the core, not here):
+
+``gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None)``
+    ``out[b] = sum(scale[i] * weight[idx[i]] for i in range(offsets[b], offsets[b+1]))``, shape (B, D),
+    accumulated and returned in ``acc_dtype`` (float32 for float16 weights, else the weight dtype).
+``gather_segment_max(weight, idx, offsets, valid=None)``
+    torch's strict ``>`` scan per bag and feature; returns ``(values, argpos)``; ``argpos`` is the position
+    ``i`` (an index into ``idx``) of the chosen element, -1 (values 0) for bags with no valid element.
+``scatter_add_rows(idx, rows, num_rows)``
+    ``out[idx[i]] += rows[i]``, deterministic, shape (num_rows, D), dtype of ``rows``.
+
+Inputs are trusted: indices are in range and offsets are non-decreasing with ``offsets[0] == 0`` and
+``offsets[-1] == len(idx)`` (the core validates). Nothing here ever materialises an ``n x D`` intermediate:
+the work runs in blocks of whole bags (bags sorted by length so that a block is a dense ``(nb, L, D)``
+stack), whose gathered rows stay in cache; peak extra memory is the output plus a few MiB of blocks.
+
+How (measured on a 2-core EPYC VM, one thread, V=1e6, D=128, 4096 bags of ~20, see benchmarks/):
+  * ``np.take(weight, ii, axis=0, out=buf, mode="clip")`` -- unbuffered row gather (~78 ns per 512 B row);
+  * the reduction of a block is one batched ``np.matmul(w[:, None, :], rows)`` (BLAS gemv per bag,
+    ~16 ns per row, 2x faster than ``sum(axis=1)`` and 4x faster than ``np.add.reduceat(axis=0)``) where
+    ``w`` carries the per-sample scale and the zeros for slots added to pad a block to a common length;
+  * max mode: one vectorised ``>`` scan over the positions of a block (first occurrence wins ties);
+  * scatter-add: a stable sort of the indices turns it into a segment sum over the rows (no ``np.add.at``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "gather_segment_sum",
+    "gather_segment_max",
+    "scatter_add_rows",
+    "segment_sum_rows",
+]
+
+# Target size of one gathered block (bytes). Large enough to amortise the per-block Python overhead
+# (~20 us), small enough to stay far below the 32 MiB extra-memory budget.
+_BLOCK_BYTES = 1 << 20
+# A block pads its bags up to the longest one in it; allow at most this fraction of padding slots.
+_PAD_FRACTION = 0.125
+
+
+def _low_precision(dtype: np.dtype) -> bool:
+    return np.dtype(dtype).kind == "f" and np.dtype(dtype).itemsize < 4 or np.dtype(dtype).name == "bfloat16"
+
+
+def _default_acc(dtype: np.dtype) -> np.dtype:
+    return np.dtype(np.float32) if _low_precision(dtype) else np.dtype(dtype)
+
+
+def _plan_blocks(lengths: np.ndarray, row_bytes: int, block_bytes: int):
+    """Yield ``(order_slice, Lb)`` chunks of bags sorted by length.
+
+    ``order`` sorts the non-empty bags by length; each chunk is a run of consecutive sorted bags that
+    fit ``block_bytes`` when padded to the chunk's longest length ``Lb`` with at most ``_PAD_FRACTION``
+    padding. Bags longer than the block budget come back alone (``Lb`` = their length), the caller
+    splits them over positions.
+    """
+    B = lengths.shape[0]
+    if B == 0:
+        return np.empty(0, np.intp), []
+    lmin = int(lengths.min())
+    lmax = int(lengths.max())
+    if lmin == lmax:
+        order = None  # identity: every bag has the same length
+        sl = None
+    else:
+        order = np.argsort(lengths, kind="stable")
+        sl = lengths[order]
+    max_rows = max(1, block_bytes // max(row_bytes, 1))
+    chunks = []
+    if order is None:
+        if lmax == 0:
+            return None, []
+        nbmax = max(1, max_rows // lmax)
+        for s in range(0, B, nbmax):
+            chunks.append((s, min(B, s + nbmax), lmax))
+        return None, chunks
+    s = int(np.searchsorted(sl, 0, side="right"))  # skip empty bags
+    while s < B:
+        l0 = int(sl[s])
+        cap = l0 + max(1, int(l0 * _PAD_FRACTION))
+        e = int(np.searchsorted(sl, cap, side="right"))
+        nbmax = max(1, max_rows // max(int(sl[e - 1]), 1))
+        if e - s > nbmax:
+            e = s + nbmax
+        chunks.append((s, e, int(sl[e - 1])))
+        s = e
+    return order, chunks
+
+
+def _as_index(a) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype != np.intp:
+        a = a.astype(np.intp)
+    return a
+
+
+def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None, *, block_bytes=None):
+    """``out[b] = sum_{i in [offsets[b], offsets[b+1])} scale[i] * weight[idx[i]]`` in ``acc_dtype``.
+
+    weight (N, D) NumPy array; idx (n,) integer; offsets (B+1,) non-decreasing, ``offsets[0] == 0``,
+    ``offsets[-1] == n``; scale (n,) or None (all ones). Returns a new C-contiguous (B, D) array of
+    ``acc_dtype`` (default: float32 for float16/bfloat16 weights, else the weight dtype). Empty bag -> 0.
+    """
+    weight = np.ascontiguousarray(weight)
+    if weight.ndim != 2:
+        raise ValueError(f"`weight` must be 2-D, got shape {weight.shape}")
+    N, D = weight.shape
+    acc = np.dtype(acc_dtype) if acc_dtype is not None else _default_acc(weight.dtype)
+    idx = _as_index(idx)
+    offsets = _as_index(offsets)
+    B = offsets.shape[0] - 1
+    out = np.zeros((max(B, 0), D), dtype=acc)
+    if B <= 0 or D == 0 or idx.shape[0] == 0:
+        return out
+    if scale is not None:
+        scale = np.asarray(scale)
+    lengths = np.diff(offsets)
+    bb_bytes = block_bytes or _BLOCK_BYTES
+    row_bytes = D * max(weight.dtype.itemsize, acc.itemsize)
+    order, chunks = _plan_blocks(lengths, row_bytes, bb_bytes)
+    max_rows = max(1, bb_bytes // row_bytes)
+
+    cast = weight.dtype != acc
+    # matmul needs a BLAS-friendly dtype; float16 etc. are cast blockwise to the accumulation dtype.
+    buf = None
+    cbuf = None
+    ones = None
+    ar = None
+    res = None
+    for s, e, Lb in chunks:
+        if Lb > max_rows:
+            # a long bag (alone in its chunk when sorted; several only if all bags share the length)
+            for j in range(s, e):
+                b = j if order is None else int(order[j])
+                _long_bag_sum(weight, idx, int(offsets[b]), int(offsets[b + 1]), scale, acc, out[b], max_rows)
+            continue
+        nb = e - s
+        if ar is None or ar.shape[0] < Lb:
+            ar = np.arange(max(Lb, 64), dtype=np.intp)
+        if order is None:
+            bb = None
+            p0 = int(offsets[s])
+            ii = idx[p0 : p0 + nb * Lb].reshape(nb, Lb)
+            pos = None
+            pad = None
+            if scale is not None:
+                sw = scale[p0 : p0 + nb * Lb].reshape(nb, Lb)
+            else:
+                sw = None
+        else:
+            bb = order[s:e]
+            starts = offsets[bb]
+            pos = starts[:, None] + ar[:Lb]
+            lens = lengths[bb]
+            if int(lens[0]) != Lb:  # sorted ascending: the first bag is the shortest
+                pad = ar[:Lb] >= lens[:, None]
+                pos[pad] = 0
+            else:
+                pad = None
+            ii = idx.take(pos)
+            sw = scale.take(pos) if scale is not None else None
+        k = nb * Lb
+        if buf is None or buf.shape[0] < k:
+            buf = np.empty((max(k, max_rows), D), dtype=weight.dtype)
+        rows = buf[:k].reshape(nb, Lb, D)
+        np.take(weight, ii, axis=0, out=rows, mode="clip")
+        if cast:
+            if cbuf is None or cbuf.shape[0] < k:
+                cbuf = np.empty((buf.shape[0], D), dtype=acc)
+            crow = cbuf[:k].reshape(nb, Lb, D)
+            np.copyto(crow, rows, casting="unsafe")
+            rows = crow
+        if pad is not None:
+            rows[pad] = 0
+        if sw is None:
+            if ones is None or ones.shape[0] < k:
+                ones = np.ones(max(k, max_rows), dtype=acc)
+            w = ones[:k].reshape(nb, 1, Lb)
+        else:
+            if pad is not None:
+                w = sw.astype(acc)  # a copy: the padded slots are zeroed
+                w[pad] = 0
+            else:
+                w = sw.astype(acc, copy=False)
+            w = w.reshape(nb, 1, Lb)
+        if bb is None:
+            np.matmul(w, rows, out=out[s:e, None, :])
+        else:
+            if res is None or res.shape[0] < nb:
+                res = np.empty((max(nb, 64), 1, D), dtype=acc)
+            r = res[:nb]
+            np.matmul(w, rows, out=r)
+            out[bb] = r[:, 0, :]
+    return out
+
+
+def _long_bag_sum(weight, idx, p0, p1, scale, acc, out_row, max_rows):
+    """Sum one long bag over position pieces of at most ``max_rows``."""
+    for q in range(p0, p1, max_rows):
+        q1 = min(p1, q + max_rows)
+        rows = weight.take(idx[q:q1], axis=0)
+        if rows.dtype != acc:
+            rows = rows.astype(acc)
+        if scale is None:
+            w = np.ones(q1 - q, dtype=acc)
+        else:
+            w = scale[q:q1].astype(acc, copy=False)
+        out_row += w @ rows
+
+
+def gather_segment_max(weight, idx, offsets, valid=None, *, block_bytes=None):
+    """Per bag and feature max with torch's scan semantics.
+
+    The first valid element of a bag initialises; a later one replaces iff strictly greater (ties -> first
+    occurrence; a leading NaN sticks; a later NaN is never chosen). Returns ``(values, argpos)``: (B, D)
+    of the weight dtype and (B, D) int64 positions into ``idx`` (-1 and value 0 for bags with no valid
+    element). ``valid`` (n,) bool or None (all valid).
+    """
+    weight = np.ascontiguousarray(weight)
+    N, D = weight.shape
+    idx = _as_index(idx)
+    offsets = _as_index(offsets)
+    B = offsets.shape[0] - 1
+    values = np.zeros((max(B, 0), D), dtype=weight.dtype)
+    argpos = np.full((max(B, 0), D), -1, dtype=np.int64)
+    if B <= 0 or D == 0 or idx.shape[0] == 0:
+        return values, argpos
+    keep = None
+    if valid is not None:
+        valid = np.asarray(valid, dtype=bool)
+        if not valid.all():
+            keep = np.flatnonzero(valid)
+            cv = np.zeros(idx.shape[0] + 1, dtype=np.intp)
+            np.cumsum(valid, out=cv[1:])
+            offsets = cv[offsets]
+            idx = idx[keep]
+            if idx.shape[0] == 0:
+                return values, argpos
+    lengths = np.diff(offsets)
+    bb_bytes = block_bytes or _BLOCK_BYTES
+    row_bytes = D * weight.dtype.itemsize
+    order, chunks = _plan_blocks(lengths, row_bytes, bb_bytes)
+    max_rows = max(1, bb_bytes // row_bytes)
+    is_float = weight.dtype.kind in "fc"
+    fill = -np.inf if is_float else np.iinfo(weight.dtype).min
+    buf = None
+    ar = None
+    for s, e, Lb in chunks:
+        if Lb > max_rows:
+            for j in range(s, e):
+                b = j if order is None else int(order[j])
+                v, a = _long_bag_max(weight, idx, int(offsets[b]), int(offsets[b + 1]), max_rows)
+                values[b] = v
+                argpos[b] = a if keep is None else keep[a]
+            continue
+        nb = e - s
+        if ar is None or ar.shape[0] < Lb:
+            ar = np.arange(max(Lb, 64), dtype=np.intp)
+        if order is None:
+            bb = slice(s, e)
+            starts = offsets[s:e]
+            pad = None
+            p0 = int(offsets[s])
+            ii = idx[p0 : p0 + nb * Lb].reshape(nb, Lb)
+        else:
+            bb = order[s:e]
+            starts = offsets[bb]
+            pos = starts[:, None] + ar[:Lb]
+            lens = lengths[bb]
+            if int(lens[0]) != Lb:
+                pad = ar[:Lb] >= lens[:, None]
+                pos[pad] = 0
+            else:
+                pad = None
+            ii = idx.take(pos)
+        k = nb * Lb
+        if buf is None or buf.shape[0] < k:
+            buf = np.empty((max(k, max_rows), D), dtype=weight.dtype)
+        rows = buf[:k].reshape(nb, Lb, D)
+        np.take(weight, ii, axis=0, out=rows, mode="clip")
+        if pad is not None:
+            rows[pad] = fill  # padded slots come after the real ones: never strictly greater
+        v, a = _scan_max(rows)
+        values[bb] = v
+        a += starts[:, None]
+        argpos[bb] = a if keep is None else keep[a]
+    return values, argpos
+
+
+def _scan_max(rows, cur=None, arg=None, base=0):
+    """rows (nb, L, D) -> (values (nb, D), local argpos (nb, D) intp); strict ``>`` scan, first wins.
+
+    ``cur``/``arg`` continue a scan started on earlier positions (``base`` offsets the new positions).
+    """
+    nb, L, D = rows.shape
+    start = 0
+    if cur is None:
+        cur = rows[:, 0].copy()
+        arg = np.full((nb, D), base, dtype=np.intp)
+        start = 1
+    m = np.empty((nb, D), dtype=bool)
+    for l in range(start, L):
+        r = rows[:, l]
+        np.greater(r, cur, out=m)
+        np.copyto(cur, r, where=m)
+        np.copyto(arg, base + l, where=m)
+    return cur, arg
+
+
+def _long_bag_max(weight, idx, p0, p1, max_rows):
+    cur = arg = None
+    for q in range(p0, p1, max_rows):
+        q1 = min(p1, q + max_rows)
+        rows = weight.take(idx[q:q1], axis=0)[None]
+        cur, arg = _scan_max(rows, cur, arg, q)
+    return cur[0], arg[0]
+
+
+def segment_sum_rows(rows, order, seg_offsets, acc_dtype=None):
+    """``out[k] = sum(rows[order[j]] for j in seg_offsets[k]:seg_offsets[k+1])`` -- a gather_segment_sum
+    over ``rows`` (exposed for the sparse-gradient coalescing and the fused dense backward)."""
+    return gather_segment_sum(rows, order, seg_offsets, None, acc_dtype)
+
+
+def _sort_segments(idx):
+    """Stable sort of ``idx``: returns (order, unique values, segment offsets)."""
+    idx = _as_index(idx)
+    n = idx.shape[0]
+    order = np.argsort(idx, kind="stable")
+    sidx = idx[order]
+    brk = np.flatnonzero(sidx[1:] != sidx[:-1]) + 1
+    seg = np.empty(brk.shape[0] + 2, dtype=np.intp)
+    seg[0] = 0
+    seg[1:-1] = brk
+    seg[-1] = n
+    uniq = sidx[seg[:-1]]
+    return order, uniq, seg
+
+
+def scatter_add_rows(idx, rows, num_rows):
+    """``out = zeros((num_rows, D)); out[idx[i]] += rows[i]`` with duplicates accumulated, deterministic.
+
+    Sorted-segment formulation: a stable argsort groups equal indices, each group is summed (in float32 for
+    low-precision rows) by :func:`gather_segment_sum`, and the sums are written once per distinct row.
+    """
+    rows = np.asarray(rows)
+    idx = _as_index(idx)
+    D = rows.shape[1]
+    out = np.zeros((int(num_rows), D), dtype=rows.dtype)
+    if idx.shape[0] == 0 or D == 0:
+        return out
+    order, uniq, seg = _sort_segments(idx)
+    if uniq.shape[0] == idx.shape[0]:
+        out[idx] = rows  # no duplicates: a plain scatter
+        return out
+    sums = gather_segment_sum(rows, order, seg, None, _default_acc(rows.dtype))
+    out[uniq] = sums
+    return out

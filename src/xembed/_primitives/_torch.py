@@ -1,0 +1,36 @@
+"""Native torch paths of the primitives (contracts in ``_fallback``). Tensors arrive detached."""
+
+from __future__ import annotations
+
+import torch
+
+
+def bincount(idx, num_rows, xp):
+    return torch.bincount(idx, minlength=num_rows)
+
+
+def scatter_add_rows(idx, rows, num_rows, xp):
+    out = torch.zeros((num_rows, rows.shape[1]), dtype=rows.dtype, device=rows.device)
+    return out.index_add_(0, idx, rows)
+
+
+def gather_segment_sum(weight, idx, offsets, scale, acc_dtype, xp):
+    if weight.dtype == acc_dtype:
+        # torch's fused kernel has exactly this contract for fp32/fp64 (full offsets, last = n).
+        if scale is not None:
+            scale = scale.to(weight.dtype)
+        return torch.nn.functional.embedding_bag(
+            idx, weight, offsets, mode="sum", per_sample_weights=scale, include_last_offset=True)
+    from ._fallback import segment_ids
+
+    rows = weight.index_select(0, idx).to(acc_dtype)
+    if scale is not None:
+        rows = rows * scale.to(acc_dtype)[:, None]
+    out = torch.zeros((offsets.shape[0] - 1, weight.shape[1]), dtype=acc_dtype, device=weight.device)
+    return out.index_add_(0, segment_ids(offsets, idx.shape[0], xp), rows)
+
+
+def put_rows_(weight, uniq, rows, xp):
+    with torch.no_grad():
+        weight[uniq] = rows
+    return weight

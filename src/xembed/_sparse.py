@@ -1,0 +1,48 @@
+"""The sparse weight gradient returned when ``sparse=True``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from . import _primitives as prim
+
+Array = Any
+
+
+class SparseGrad:
+    """An uncoalesced COO row gradient, laid out exactly like torch's ``sparse=True`` weight gradient.
+
+    One entry per non-padding input position, in input order, duplicates kept.
+
+    Attributes
+    ----------
+    indices : array, shape (nnz,), default integer dtype (int64)
+        Row of the weight each entry adds to.
+    values : array, shape (nnz, D), the weight's dtype
+        The gradient row contributed by that input position.
+    shape : tuple (N, D)
+        Shape of the dense gradient (the weight's shape).
+    """
+
+    __slots__ = ("indices", "values", "shape")
+
+    def __init__(self, indices: Array, values: Array, shape: tuple[int, int]):
+        self.indices = indices
+        self.values = values
+        self.shape = (int(shape[0]), int(shape[1]))
+
+    @property
+    def nnz(self) -> int:
+        return int(self.indices.shape[0])
+
+    def to_dense(self) -> Array:
+        """The dense (N, D) gradient; duplicates summed (in float32 at least, then cast back)."""
+        xp = array_namespace(self.values)
+        acc = xp.float32 if xp.finfo(self.values.dtype).bits < 32 else self.values.dtype
+        dense = prim.scatter_add_rows(self.indices, xp.astype(self.values, acc), self.shape[0], xp=xp)
+        return xp.astype(dense, self.values.dtype)
+
+    def __repr__(self) -> str:
+        return f"SparseGrad(nnz={self.nnz}, shape={self.shape}, dtype={self.values.dtype})"
