@@ -285,7 +285,7 @@ def gather_segment_max(weight, idx, offsets, valid=None, *, block_bytes=None):
         np.take(weight, ii, axis=0, out=rows, mode="clip")
         if pad is not None:
             rows[pad] = fill  # padded slots come after the real ones: never strictly greater
-        v, a = _scan_max(rows)
+        v, a = _block_max(rows)
         values[bb] = v
         a += starts[:, None]
         argpos[bb] = a if keep is None else keep[a]
@@ -310,6 +310,33 @@ def _scan_max(rows, cur=None, arg=None, base=0):
         np.copyto(cur, r, where=m)
         np.copyto(arg, base + l, where=m)
     return cur, arg
+
+
+def _block_max(rows):
+    """rows (nb, L, D) -> (values (nb, D), local argpos (nb, D) intp) with the strict ``>`` scan semantics.
+
+    Vectorised without a masked scan: the value is ``fmax`` over the block (NaN ignored) unless the first
+    element is NaN (then it sticks); the position is the first one equal to that value, found by counting
+    the leading non-equal positions (one running flag and one add per position, both SIMD over (nb, D)).
+    The returned values are read back at the chosen positions, so signed zeros are the chosen element's.
+    """
+    nb, L, D = rows.shape
+    if L == 1:
+        return rows[:, 0].copy(), np.zeros((nb, D), dtype=np.intp)
+    v = np.fmax.reduce(rows, axis=1)
+    ne = rows != v[:, None, :]
+    if rows.dtype.kind in "fc":
+        first_nan = np.isnan(rows[:, 0])
+        np.logical_and(ne[:, 0], np.logical_not(first_nan), out=ne[:, 0])
+    cdt = np.uint8 if L < 256 else (np.uint16 if L < 65536 else np.intp)
+    cnt = np.zeros((nb, D), dtype=cdt)
+    notfound = ne[:, 0].copy()
+    for l in range(1, L):
+        np.add(cnt, notfound, out=cnt, casting="unsafe")
+        np.logical_and(notfound, ne[:, l], out=notfound)
+    arg = cnt.astype(np.intp)
+    vals = np.take_along_axis(rows, arg[:, None, :], axis=1)[:, 0]
+    return vals, arg
 
 
 def _long_bag_max(weight, idx, p0, p1, max_rows):

@@ -1,0 +1,183 @@
+"""Correctness tests of the fast NumPy primitives (src/xembed/_primitives/_numpy_fast.py) against naive loops.
+
+Run: ``python -m pytest benchmarks/tests_primitives.py -q``
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+try:
+    from xembed._primitives import _numpy_fast as nf
+except ImportError:  # package not installed / core not there yet: load the file directly
+    import importlib.util
+    import pathlib
+
+    _p = pathlib.Path(__file__).resolve().parents[1] / "src/xembed/_primitives/_numpy_fast.py"
+    _spec = importlib.util.spec_from_file_location("_numpy_fast", _p)
+    nf = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(nf)
+
+
+def ref_sum(weight, idx, offsets, scale, acc):
+    B = len(offsets) - 1
+    out = np.zeros((B, weight.shape[1]), np.float64)
+    for b in range(B):
+        for i in range(offsets[b], offsets[b + 1]):
+            s = 1.0 if scale is None else float(scale[i])
+            out[b] += s * weight[idx[i]].astype(np.float64)
+    return out
+
+
+def ref_max(weight, idx, offsets, valid):
+    B = len(offsets) - 1
+    D = weight.shape[1]
+    vals = np.zeros((B, D), weight.dtype)
+    arg = np.full((B, D), -1, np.int64)
+    for b in range(B):
+        for d in range(D):
+            for i in range(offsets[b], offsets[b + 1]):
+                if valid is not None and not valid[i]:
+                    continue
+                x = weight[idx[i], d]
+                if arg[b, d] == -1 or x > vals[b, d]:
+                    vals[b, d] = x
+                    arg[b, d] = i
+    return vals, arg
+
+
+def random_case(rng, *, B, N, D, maxlen, dtype=np.float32, idx_dtype=np.int64, empty_frac=0.2):
+    lens = rng.integers(0, maxlen + 1, B)
+    lens[rng.random(B) < empty_frac] = 0
+    offsets = np.zeros(B + 1, np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    n = int(offsets[-1])
+    idx = rng.integers(0, N, n).astype(idx_dtype)
+    weight = rng.standard_normal((N, D)).astype(dtype)
+    return weight, idx, offsets
+
+
+CASES = [
+    dict(B=1, N=3, D=1, maxlen=1),
+    dict(B=7, N=5, D=3, maxlen=4),
+    dict(B=40, N=50, D=8, maxlen=30),
+    dict(B=300, N=1000, D=16, maxlen=12),
+    dict(B=5, N=20, D=4, maxlen=200),  # long bags relative to small blocks
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("idx_dtype", [np.int64, np.int32])
+@pytest.mark.parametrize("with_scale", [False, True])
+@pytest.mark.parametrize("block_bytes", [None, 256])
+def test_gather_segment_sum(case, dtype, idx_dtype, with_scale, block_bytes):
+    rng = np.random.default_rng(hash((str(case), str(dtype), with_scale)) % 2**32)
+    weight, idx, offsets = random_case(rng, dtype=dtype, idx_dtype=idx_dtype, **case)
+    scale = rng.standard_normal(len(idx)).astype(dtype) if with_scale else None
+    acc = np.float32 if dtype == np.float16 else dtype
+    got = nf.gather_segment_sum(weight, idx, offsets, scale, acc, block_bytes=block_bytes)
+    assert got.dtype == np.dtype(acc) and got.shape == (len(offsets) - 1, weight.shape[1])
+    want = ref_sum(weight, idx, offsets, scale, acc)
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(1, np.abs(want).max(initial=0)))
+
+
+def test_gather_segment_sum_fp16_accumulates_in_fp32():
+    weight = np.ones((2, 3), np.float16)
+    idx = np.zeros(3000, np.int64)
+    offsets = np.array([0, 3000])
+    got = nf.gather_segment_sum(weight, idx, offsets, None, np.float32)
+    assert got.dtype == np.float32 and (got == 3000).all()  # fp16 accumulation would stop at 2048
+
+
+def test_gather_segment_sum_fixed_length_and_all_empty():
+    rng = np.random.default_rng(1)
+    weight = rng.standard_normal((10, 4)).astype(np.float32)
+    idx = rng.integers(0, 10, 12)
+    offsets = np.arange(0, 13, 3)
+    np.testing.assert_allclose(nf.gather_segment_sum(weight, idx, offsets, None, np.float32),
+                               ref_sum(weight, idx, offsets, None, None), rtol=1e-5, atol=1e-5)
+    out = nf.gather_segment_sum(weight, idx[:0], np.zeros(4, np.int64), None, np.float32)
+    assert out.shape == (3, 4) and not out.any()
+    out = nf.gather_segment_sum(weight, idx[:0], np.zeros(1, np.int64), None, np.float32)
+    assert out.shape == (0, 4)
+
+
+def test_gather_segment_sum_padding_slots_do_not_leak_inf():
+    # a block pads shorter bags; the padded slots must contribute exactly 0 even if row 0 is inf
+    weight = np.array([[np.inf, 1.0], [1.0, 2.0]], np.float32)
+    idx = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1])
+    offsets = np.array([0, 8, 9, 18])
+    got = nf.gather_segment_sum(weight, idx, offsets, None, np.float32)
+    np.testing.assert_array_equal(got, [[8, 16], [1, 2], [np.inf, 17]])
+    scale = np.ones(len(idx), np.float32)
+    got = nf.gather_segment_sum(weight, idx, offsets, scale, np.float32)
+    np.testing.assert_array_equal(got, [[8, 16], [1, 2], [np.inf, 17]])
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("idx_dtype", [np.int64, np.int32])
+@pytest.mark.parametrize("with_valid", [False, True])
+@pytest.mark.parametrize("block_bytes", [None, 256])
+def test_gather_segment_max(case, dtype, idx_dtype, with_valid, block_bytes):
+    rng = np.random.default_rng(hash((str(case), str(dtype), with_valid)) % 2**32)
+    weight, idx, offsets = random_case(rng, dtype=dtype, idx_dtype=idx_dtype, **case)
+    # ties, NaNs, infinities, signed zeros
+    weight = np.round(weight).astype(dtype)
+    flat = weight.reshape(-1)
+    k = flat.size
+    flat[rng.random(k) < 0.05] = np.nan
+    flat[rng.random(k) < 0.03] = -np.inf
+    flat[rng.random(k) < 0.03] = -0.0
+    valid = rng.random(len(idx)) < 0.7 if with_valid else None
+    vals, arg = nf.gather_segment_max(weight, idx, offsets, valid, block_bytes=block_bytes)
+    rv, ra = ref_max(weight, idx, offsets, valid)
+    assert vals.dtype == weight.dtype and arg.dtype == np.int64
+    np.testing.assert_array_equal(arg, ra)
+    np.testing.assert_array_equal(vals, rv)  # NaN == NaN for assert_array_equal
+    assert (np.signbit(vals) == np.signbit(rv)).all()
+
+
+def test_gather_segment_max_semantics_examples():
+    nan = np.nan
+    weight = np.array([[1.0], [1.0], [nan], [2.0], [-0.0], [0.0]], np.float32)
+    idx = np.array([0, 1, 2, 0, 3, 2, 4, 5, 0, 1])
+    offsets = np.array([0, 2, 4, 6, 8, 8, 10])
+    valid = np.array([1, 1, 1, 1, 1, 1, 1, 1, 0, 0], bool)
+    vals, arg = nf.gather_segment_max(weight, idx, offsets, valid)
+    # tie -> first; leading NaN sticks; later NaN never chosen; -0 vs 0 -> first; empty; all-invalid
+    np.testing.assert_array_equal(arg[:, 0], [0, 2, 4, 6, -1, -1])
+    np.testing.assert_array_equal(vals[:, 0], [1.0, nan, 2.0, -0.0, 0.0, 0.0])
+    assert np.signbit(vals[3, 0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("idx_dtype", [np.int64, np.int32])
+@pytest.mark.parametrize("n,N,D", [(0, 5, 3), (1, 5, 3), (50, 7, 4), (500, 1000, 8), (300, 3, 2)])
+def test_scatter_add_rows(dtype, idx_dtype, n, N, D):
+    rng = np.random.default_rng(n * 7 + N)
+    idx = rng.integers(0, N, n).astype(idx_dtype)
+    rows = rng.standard_normal((n, D)).astype(dtype)
+    got = nf.scatter_add_rows(idx, rows, N)
+    want = np.zeros((N, D), np.float64)
+    for i, r in zip(idx, rows):
+        want[i] += r.astype(np.float64)
+    assert got.dtype == np.dtype(dtype) and got.shape == (N, D)
+    tol = 1e-10 if dtype == np.float64 else (1e-2 if dtype == np.float16 else 1e-4)
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(1, np.abs(want).max(initial=0)))
+
+
+def test_scatter_add_rows_deterministic_and_fp32_accumulation():
+    idx = np.zeros(3000, np.int64)
+    rows = np.ones((3000, 2), np.float16)
+    got = nf.scatter_add_rows(idx, rows, 2)
+    assert got[0, 0] == 3000 and got[1, 0] == 0  # fp16 accumulation would stop at 2048
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, 10, 1000)
+    rows = rng.standard_normal((1000, 5)).astype(np.float32)
+    a = nf.scatter_add_rows(idx, rows, 10)
+    b = nf.scatter_add_rows(idx, rows, 10)
+    assert a.tobytes() == b.tobytes()
