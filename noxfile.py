@@ -1,0 +1,38 @@
+"""nox sessions: the test-suite per backend, the standard-only fallback, and the conformance report.
+
+    nox -s "tests(numpy)" "tests(array_api_strict)" "tests(torch)"   # CPU backends
+    nox -s "tests(cupy)"        # needs a CUDA GPU and CuPy
+    nox -s fallback              # every backend through the standard-only primitives
+    nox -s conformance           # the conformance report for xembed on every installed backend
+"""
+
+import nox
+
+nox.options.sessions = ["tests", "fallback", "conformance"]
+nox.options.reuse_existing_virtualenvs = True
+
+BACKENDS = ["numpy", "array_api_strict", "torch"]
+
+
+@nox.session
+@nox.parametrize("backend", BACKENDS + ["cupy"])
+def tests(session, backend):
+    """The test-suite with only one backend in the `xp` fixture (XEMBED_TEST_BACKENDS)."""
+    extras = "test,cupy" if backend == "cupy" else "test"
+    session.install("-e", f".[{extras}]")
+    backends = "cupy,torch_cuda" if backend == "cupy" else backend
+    session.run("pytest", "-n", "2", *session.posargs, env={"XEMBED_TEST_BACKENDS": backends})
+
+
+@nox.session
+def fallback(session):
+    """The test-suite with the native primitives disabled: proves the standard-only path everywhere."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-n", "2", "tests", *session.posargs, env={"XEMBED_PRIMITIVES": "fallback"})
+
+
+@nox.session
+def conformance(session):
+    """The conformance report for xembed on every installed backend (fast profile unless posargs say)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "conformance", "--impl", "xembed", "--backend", "all", *session.posargs)
