@@ -181,3 +181,22 @@ def test_scatter_add_rows_deterministic_and_fp32_accumulation():
     a = nf.scatter_add_rows(idx, rows, 10)
     b = nf.scatter_add_rows(idx, rows, 10)
     assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("with_scale", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_gather_scatter_add(with_scale, dtype):
+    rng = np.random.default_rng(3)
+    M, n, N, D = 7, 200, 15, 5
+    src = rng.standard_normal((M, D)).astype(dtype)
+    si = rng.integers(0, M, n).astype(np.int32)
+    di = rng.integers(0, N, n)
+    scale = rng.standard_normal(n).astype(dtype) if with_scale else None
+    got = nf.gather_scatter_add(src, si, di, scale, N)
+    want = np.zeros((N, D))
+    for i in range(n):
+        want[di[i]] += (1.0 if scale is None else float(scale[i])) * src[si[i]].astype(np.float64)
+    acc = np.float32 if dtype == np.float16 else dtype
+    assert got.dtype == np.dtype(acc) and got.shape == (N, D)
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())

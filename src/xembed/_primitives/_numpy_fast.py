@@ -33,6 +33,7 @@ __all__ = [
     "gather_segment_sum",
     "gather_segment_max",
     "scatter_add_rows",
+    "gather_scatter_add",
     "segment_sum_rows",
 ]
 
@@ -325,18 +326,28 @@ def _block_max(rows):
         return rows[:, 0].copy(), np.zeros((nb, D), dtype=np.intp)
     v = np.fmax.reduce(rows, axis=1)
     ne = rows != v[:, None, :]
+    first_nan = None
     if rows.dtype.kind in "fc":
         first_nan = np.isnan(rows[:, 0])
-        np.logical_and(ne[:, 0], np.logical_not(first_nan), out=ne[:, 0])
+        if first_nan.any():
+            np.logical_and(ne[:, 0], np.logical_not(first_nan), out=ne[:, 0])
+        else:
+            first_nan = None
     cdt = np.uint8 if L < 256 else (np.uint16 if L < 65536 else np.intp)
     cnt = np.zeros((nb, D), dtype=cdt)
-    notfound = ne[:, 0].copy()
+    nev = ne.view(np.uint8)
+    notfound = nev[:, 0].copy()
     for l in range(1, L):
         np.add(cnt, notfound, out=cnt, casting="unsafe")
-        np.logical_and(notfound, ne[:, l], out=notfound)
+        np.bitwise_and(notfound, nev[:, l], out=notfound)
     arg = cnt.astype(np.intp)
-    vals = np.take_along_axis(rows, arg[:, None, :], axis=1)[:, 0]
-    return vals, arg
+    # ``v`` is the chosen element's value except for a leading NaN and the sign of a zero
+    if first_nan is not None:
+        np.copyto(v, rows[:, 0], where=first_nan)
+    zb, zd = np.nonzero(v == 0)
+    if zb.shape[0]:
+        v[zb, zd] = rows[zb, arg[zb, zd], zd]
+    return v, arg
 
 
 def _long_bag_max(weight, idx, p0, p1, max_rows):
@@ -358,8 +369,17 @@ def _sort_segments(idx):
     """Stable sort of ``idx``: returns (order, unique values, segment offsets)."""
     idx = _as_index(idx)
     n = idx.shape[0]
-    order = np.argsort(idx, kind="stable")
-    sidx = idx[order]
+    N = int(idx.max()) + 1 if n else 0
+    if n and N * n < 2**62 and idx.min() >= 0:
+        # one sort of ``idx * n + position`` (stable by construction, ~3x faster than a stable argsort)
+        key = idx.astype(np.int64) * n
+        key += np.arange(n, dtype=np.int64)
+        key.sort()
+        sidx, order = np.divmod(key, n)
+        order = order.astype(np.intp, copy=False)
+    else:
+        order = np.argsort(idx, kind="stable")
+        sidx = idx[order]
     brk = np.flatnonzero(sidx[1:] != sidx[:-1]) + 1
     seg = np.empty(brk.shape[0] + 2, dtype=np.intp)
     seg[0] = 0
@@ -387,4 +407,27 @@ def scatter_add_rows(idx, rows, num_rows):
         return out
     sums = gather_segment_sum(rows, order, seg, None, _default_acc(rows.dtype))
     out[uniq] = sums
+    return out
+
+
+def gather_scatter_add(src, src_idx, dst_idx, scale, num_rows, acc_dtype=None):
+    """Fused dense backward: ``out[dst_idx[i]] += scale[i] * src[src_idx[i]]``, shape (num_rows, D).
+
+    ``src`` (M, D) (e.g. grad_output, one row per bag), ``src_idx`` (n,) (e.g. the bag of every position),
+    ``dst_idx`` (n,) (the weight row of every position), ``scale`` (n,) or None. Accumulates in ``acc_dtype``
+    (default: float32 for low-precision ``src``) and returns that dtype. Equivalent to
+    ``scatter_add_rows(dst_idx, scale[:, None] * src[src_idx], num_rows)`` without the n x D intermediate:
+    the positions are sorted by ``dst_idx`` and each group is one segment of a gather_segment_sum.
+    """
+    src = np.asarray(src)
+    acc = np.dtype(acc_dtype) if acc_dtype is not None else _default_acc(src.dtype)
+    D = src.shape[1]
+    out = np.zeros((int(num_rows), D), dtype=acc)
+    dst_idx = _as_index(dst_idx)
+    if dst_idx.shape[0] == 0 or D == 0:
+        return out
+    order, uniq, seg = _sort_segments(dst_idx)
+    src_idx = _as_index(src_idx)
+    sc = None if scale is None else np.asarray(scale).take(order)
+    out[uniq] = gather_segment_sum(src, src_idx.take(order), seg, sc, acc)
     return out
