@@ -176,7 +176,7 @@ def to_torch64(x: Any) -> Any:
         a = a.astype(np.float64)
     elif a.dtype.kind in "iu":
         a = a.astype(np.int64)
-    return torch.from_numpy(np.ascontiguousarray(a))
+    return torch.from_numpy(np.array(a, order="C", copy=True))  # (np.ascontiguousarray makes 0-d 1-d)
 
 
 def dtype_name(x: Any) -> str:

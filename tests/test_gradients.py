@@ -1,0 +1,80 @@
+"""Gradient semantics spelled out from SPEC.md (in addition to the torch-oracle checks in the other files)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xembed_testutils import check_embedding, check_embedding_bag, rows_with_norms, to_numpy
+
+torch = pytest.importorskip("torch", reason="torch (the oracle) is not installed")
+xembed = pytest.importorskip("xembed")
+
+N, D = 6, 2
+
+
+def test_embedding_scale_grad_by_freq_counts_over_whole_input(backend):
+    idx = np.array([[1, 3, 1], [1, 0, 3]])  # 1 ×3, 3 ×2, 0 ×1 across rows
+    _, gw, _ = check_embedding(backend, idx, np.ones((N, D)), scale_grad_by_freq=True)
+    g = np.random.default_rng(0).standard_normal((2, 3, D)).reshape(-1, D)  # check_embedding's grad draw
+    flat = idx.reshape(-1)
+    expected = np.zeros((N, D))
+    for pos, i in enumerate(flat):
+        expected[i] += g[pos] / np.count_nonzero(flat == i)
+    np.testing.assert_allclose(to_numpy(gw), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("norm_type", [1.0, 2.0, float("inf")])
+def test_max_norm_gradient_is_plain_lookup_gradient(backend, norm_type):
+    """No Jacobian of the renorm: with grad ones the weight gradient is the count of each row."""
+    w = rows_with_norms(np.random.default_rng(1), [5.0, 0.2, 3.0, 7.0, 0.1, 9.0], D, norm_type)
+    idx = np.array([0, 0, 3, 1, 0])
+    wb = backend.asarray(w)
+    _, pb = xembed.embedding_vjp(backend.asarray(idx), wb, max_norm=1.0, norm_type=norm_type)
+    gw = to_numpy(pb(backend.asarray(np.ones((5, D)))))
+    np.testing.assert_array_equal(gw[:, 0], [3, 1, 0, 1, 0, 0])
+    check_embedding(backend, idx, w, max_norm=1.0, norm_type=norm_type)
+
+
+def test_max_mode_gradient_skips_empty_and_padding_bags(backend):
+    idx = np.array([3, 3, 1, 4, 2])
+    offs = np.array([0, 0, 2, 3])  # bag 0 empty, bag 1 = [3,3] all padding, bag 2 = [1], bag 3 = [4,2]
+    _, gw, _, _ = check_embedding_bag(backend, idx, np.random.default_rng(2).standard_normal((N, D)), offs,
+                                      mode="max", padding_idx=3)
+    g = to_numpy(gw)
+    np.testing.assert_array_equal(g[3], 0)
+    np.testing.assert_array_equal(g[[0, 5]], 0)
+
+
+def test_pullback_is_pure(backend):
+    """Calling a pullback twice gives the same gradient and does not modify the cotangent or the weight."""
+    w_np = np.random.default_rng(3).standard_normal((N, D))
+    w = backend.asarray(w_np)
+    _, pb = xembed.embedding_bag_vjp(backend.asarray(np.array([1, 2, 2, 5])), w, backend.asarray(np.array([0, 2])),
+                                     mode="sum", per_sample_weights=backend.asarray(np.array([1.0, 2.0, 3.0, 4.0])))
+    g_np = np.random.default_rng(4).standard_normal((2, D))
+    g = backend.asarray(g_np)
+    a_w, a_p = pb(g)
+    b_w, b_p = pb(g)
+    np.testing.assert_array_equal(to_numpy(a_w), to_numpy(b_w))
+    np.testing.assert_array_equal(to_numpy(a_p), to_numpy(b_p))
+    np.testing.assert_array_equal(to_numpy(g), g_np)
+    np.testing.assert_array_equal(to_numpy(w), w_np)
+
+
+def test_mean_gradient_divides_by_non_padding_count(backend):
+    idx = np.array([0, 2, 2, 1])
+    offs = np.array([0, 3])
+    _, gw, _, _ = check_embedding_bag(backend, idx, np.ones((N, D)), offs, mode="mean", padding_idx=2)
+    g = np.random.default_rng(0).standard_normal((2, D))
+    expected = np.zeros((N, D))
+    expected[0] = g[0] / 1  # bag 0 = [0, pad, pad]: one non-padding entry
+    expected[1] = g[1]
+    np.testing.assert_allclose(to_numpy(gw), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_low_precision_psw_gradient(backend, dtype):
+    rng = np.random.default_rng(5)
+    check_embedding_bag(backend, rng.integers(0, N, 40), rng.standard_normal((N, 8)), np.array([0, 10, 25]),
+                        rng.standard_normal(40), mode="sum", dtype=dtype)

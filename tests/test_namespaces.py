@@ -1,0 +1,115 @@
+"""Namespace / device handling: outputs live in the weight's namespace, dtype and device; mixing namespaces is a
+TypeError, mixing devices a ValueError; a failed call leaves the weight untouched."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from xembed_testutils import Backend, assert_bitwise_equal, assert_like_weight, to_numpy
+
+xembed = pytest.importorskip("xembed")
+array_api_compat = pytest.importorskip("array_api_compat")
+
+
+def _pair_params():
+    params = []
+    for a, b in itertools.permutations(Backend, 2):
+        if a.modname == b.modname:
+            continue
+        marks = []
+        if a.is_gpu or b.is_gpu:
+            marks.append(pytest.mark.gpu)
+        reasons = [r for r in (a.unavailable_reason(), b.unavailable_reason()) if r]
+        if reasons:
+            marks.append(pytest.mark.skip(reason="; ".join(reasons)))
+        params.append(pytest.param(a, b, id=f"{a.value}-{b.value}", marks=marks))
+    return params
+
+
+def _weight():
+    return np.random.default_rng(0).standard_normal((5, 3)) * 4  # norms well above max_norm=1
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_output_namespace_dtype_device(backend, dtype):
+    backend.require_dtype(dtype)
+    w = backend.asarray(_weight(), dtype)
+    out = xembed.embedding(backend.asarray(np.array([[0, 1], [4, 4]])), w)
+    assert_like_weight(out, w, (2, 2, 3))
+    out = xembed.embedding_bag(backend.asarray(np.array([0, 1, 4])), w, backend.asarray(np.array([0, 1])),
+                               mode="max")
+    assert_like_weight(out, w, (2, 3))
+    assert array_api_compat.array_namespace(out) is array_api_compat.array_namespace(w)
+
+
+def test_explicit_xp_argument(backend):
+    w = backend.asarray(_weight())
+    i = backend.asarray(np.array([0, 3, 3]))
+    o = backend.asarray(np.array([0, 1]))
+    ns = array_api_compat.array_namespace(w)
+    np.testing.assert_array_equal(to_numpy(xembed.embedding(i, w, xp=ns)), to_numpy(xembed.embedding(i, w)))
+    np.testing.assert_array_equal(to_numpy(xembed.embedding_bag(i, w, o, xp=ns)),
+                                  to_numpy(xembed.embedding_bag(i, w, o)))
+    out, pb = xembed.embedding_vjp(i, w, xp=ns)
+    assert_like_weight(pb(backend.asarray(np.ones((3, 3)))), w, (5, 3))
+
+
+@pytest.mark.parametrize("a,b", _pair_params())
+@pytest.mark.parametrize("which", ["input", "offsets", "per_sample_weights"])
+def test_mixed_namespaces_raise_type_error(a, b, which):
+    """``which`` comes from backend a, everything else (weight included) from backend b."""
+    w = b.asarray(_weight())
+    before = to_numpy(w)
+    kw = {
+        "input": b.asarray(np.array([0, 1, 2, 3])),
+        "offsets": b.asarray(np.array([0, 2])),
+        "per_sample_weights": b.asarray(np.ones(4)),
+    }
+    kw[which] = a.asarray(to_numpy(kw[which]))
+    with pytest.raises(TypeError):
+        xembed.embedding_bag(kw["input"], w, kw["offsets"], mode="sum", max_norm=1.0,
+                             per_sample_weights=kw["per_sample_weights"])
+    assert_bitwise_equal(w, before, "weight after failed mixed-namespace call")
+    if which == "input":
+        with pytest.raises(TypeError):
+            xembed.embedding(kw["input"], w, max_norm=1.0)
+        with pytest.raises(TypeError):
+            xembed.embedding_vjp(kw["input"], w, max_norm=1.0)
+        assert_bitwise_equal(w, before, "weight after failed mixed-namespace call")
+
+
+def test_numpy_input_torch_weight_is_type_error():
+    torch = pytest.importorskip("torch")
+    w = torch.ones(4, 2, dtype=torch.float64)
+    with pytest.raises(TypeError):
+        xembed.embedding(np.array([0, 1]), w)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("which", ["input", "offsets", "per_sample_weights"])
+def test_mixed_devices_raise_value_error(which):
+    reason = Backend.TORCH_CUDA.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    import torch
+
+    w = torch.tensor(_weight(), device="cuda")
+    before = to_numpy(w)
+    kw = {
+        "input": torch.tensor([0, 1, 2, 3], device="cuda"),
+        "offsets": torch.tensor([0, 2], device="cuda"),
+        "per_sample_weights": torch.ones(4, dtype=torch.float64, device="cuda"),
+    }
+    kw[which] = kw[which].cpu()
+    with pytest.raises(ValueError) as exc_info:
+        xembed.embedding_bag(kw["input"], w, kw["offsets"], mode="sum", max_norm=1.0,
+                             per_sample_weights=kw["per_sample_weights"])
+    assert f"`{which}`" in str(exc_info.value) or "`weight`" in str(exc_info.value)
+    assert_bitwise_equal(w, before, "weight after failed mixed-device call")
+    if which == "input":
+        with pytest.raises(ValueError):
+            xembed.embedding(kw["input"], w, max_norm=1.0)
+        assert_bitwise_equal(w, before, "weight after failed mixed-device call")
