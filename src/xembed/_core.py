@@ -133,7 +133,10 @@ def _bag_layout(input: Array, offsets: Array | None, include_last_offset: bool, 
     else:
         idx = input
         offs = xp.astype(offsets, itype)
-        if not include_last_offset:
+        if offs.shape[0] == 0:
+            # No bags at all (empty offsets, no include_last_offset): no index belongs to a bag.
+            idx, offs = idx[:0], xp.zeros((1,), dtype=itype, device=dev)
+        elif not include_last_offset:
             n = xp.asarray([idx.shape[0]], dtype=itype, device=dev)
             offs = xp.concat([offs, n])
     return xp.astype(idx, itype), offs
@@ -147,7 +150,7 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
     acc = acc_dtype(weight.dtype, xp)
     idx, offs = _bag_layout(input, offsets, a.include_last_offset, xp)
     n, num_bags = idx.shape[0], offs.shape[0] - 1
-    psw = None if per_sample_weights is None else xp.reshape(per_sample_weights, (-1,))
+    psw = None if per_sample_weights is None else xp.reshape(per_sample_weights, (-1,))[:n]
 
     # Padding entries leave the bag entirely (reduction, mean divisor, max scan): compact them out.
     valid = None
@@ -192,6 +195,8 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
             dots = xp.sum(xp.take(g, seg, axis=0) * w_rows, axis=1)
             if valid is not None:
                 dots = xp.where(valid, dots, xp.zeros((), dtype=acc, device=dev))
+            if n < math.prod(per_sample_weights.shape):  # zero bags: no position gets a gradient
+                dots = xp.zeros(per_sample_weights.shape, dtype=acc, device=dev)
             grad_psw = xp.reshape(xp.astype(dots, per_sample_weights.dtype), tuple(per_sample_weights.shape))
         return grad_w, grad_psw
 
