@@ -1,0 +1,1 @@
+"""xembed benchmark suite (run ``python -m benchmarks --help`` from the repository root)."""

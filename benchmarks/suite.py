@@ -1,0 +1,240 @@
+"""The benchmark loop: timing, same-run copy reference, result checks, memory, reports."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import subprocess
+import time
+import traceback
+import tracemalloc
+
+import numpy as np
+
+from . import contenders as C
+from . import report
+from . import workloads as WL
+
+
+def _median_time(fn, repeats, budget, min_repeats=3):
+    """Median / min seconds of ``fn()`` over up to ``repeats`` runs after one warm-up (run budget-capped)."""
+    t0 = time.perf_counter()
+    result = fn()  # warm-up, and the result that gets checked
+    warm = time.perf_counter() - t0
+    times = []
+    start = time.perf_counter()
+    for i in range(repeats):
+        if i >= min_repeats and time.perf_counter() - start > budget:
+            break
+        if i >= 1 and warm > budget:  # a very slow contender: a single timed run
+            break
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times)), float(np.min(times)), len(times), result
+
+
+def _copy_time(nbytes, device, repeats):
+    """Seconds to copy nbytes/2 bytes (so nbytes are read + written), same run, same device."""
+    n = max(1, nbytes // 8)  # float32 elements in each of src / dst  (n*4 read + n*4 written = nbytes)
+    if device == "cpu":
+        src = np.ones(n, np.float32)
+        dst = np.empty_like(src)
+
+        def fn():
+            np.copyto(dst, src)
+    else:
+        import cupy as cp
+
+        src = cp.ones(n, cp.float32)
+        dst = cp.empty_like(src)
+        sync = cp.cuda.Device().synchronize
+
+        def fn():
+            dst[...] = src
+            sync()
+    med, mn, k, _ = _median_time(fn, max(repeats, 5), 1.0)
+    del src, dst
+    return med
+
+
+def _check(result, ref, pass_, w):
+    a = C.to_numpy(result)
+    if a is None or ref is None:
+        return None
+    if a.shape != ref.shape:
+        return f"shape {a.shape} != {ref.shape}"
+    if pass_.startswith("bwd"):
+        # compare the touched rows and a few others (the dense gradients are V x D)
+        rows = np.unique(np.concatenate([w.input.reshape(-1)[:2000], np.arange(0, w.V, max(1, w.V // 500))]))
+        a, ref = a[rows], ref[rows]
+    scale = max(1.0, float(np.abs(ref).max(initial=0)))
+    err = float(np.abs(a.astype(np.float64) - ref.astype(np.float64)).max(initial=0)) / scale
+    return "ok" if err < 1e-4 else f"max rel err {err:.2e}"
+
+
+def _env_info(args):
+    info = {"python": platform.python_version(), "machine": platform.machine(), "numpy": np.__version__,
+            "threads": args.threads, "quick": bool(args.quick)}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        info["cpus"] = os.cpu_count()
+    except OSError:
+        pass
+    for mod in ("torch", "scipy", "cupy"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001
+            info[mod] = None
+    try:
+        import xembed
+
+        info["xembed"] = getattr(xembed, "__version__", "?")
+        from xembed import _primitives as prim
+
+        info["xembed_primitives"] = prim.mode() if hasattr(prim, "mode") else "?"
+    except Exception as e:  # noqa: BLE001
+        info["xembed"] = f"import failed: {e}"
+    try:
+        info["git"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                     cwd=os.path.dirname(__file__), timeout=5).stdout.strip()
+    except Exception:  # noqa: BLE001
+        pass
+    info["time_utc"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    return info
+
+
+def memory_check(quick):
+    """Peak extra memory (tracemalloc) of one NumPy forward on the large-batch workload."""
+    import xembed
+
+    w = WL.make("large_batch", quick=quick)
+    out_bytes = w.num_bags * w.D * w.weight.dtype.itemsize
+    res = {"workload": w.note, "output_bytes": out_bytes, "target_bytes": 2 * out_bytes + (32 << 20)}
+    gc.collect()
+    for label, fn in [
+        ("xembed-numpy sum", lambda: xembed.embedding_bag(w.input, w.weight, w.offsets, mode="sum")),
+        ("xembed-numpy mean", lambda: xembed.embedding_bag(w.input, w.weight, w.offsets, mode="mean")),
+        ("xembed-numpy max", lambda: xembed.embedding_bag(w.input, w.weight, w.offsets, mode="max")),
+        ("prims-numpy sum", C.build_prims(w, "fwd_sum", C.Ctx(w))),
+        ("prims-numpy max", C.build_prims(w, "fwd_max", C.Ctx(w))),
+        ("numpy take+reduceat", C.build_numpy(w, "fwd_sum", C.Ctx(w))),
+    ]:
+        try:
+            fn()  # warm caches / lazy imports outside the measurement
+            tracemalloc.start()
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            r = fn()
+            peak = tracemalloc.get_traced_memory()[1] - base
+            tracemalloc.stop()
+            del r
+            res[label] = {"peak_extra_bytes": int(peak), "ratio_to_output": peak / out_bytes,
+                          "meets_target": bool(peak <= res["target_bytes"])}
+        except Exception as e:  # noqa: BLE001
+            if tracemalloc.is_tracing():
+                tracemalloc.stop()
+            res[label] = {"error": f"{type(e).__name__}: {e}"}
+    return res
+
+
+def run(args, default_out):
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out_dir = args.out or default_out
+    os.makedirs(out_dir, exist_ok=True)
+    quick = args.quick
+    repeats = args.repeats or (3 if quick else 7)
+    budget = args.budget if args.budget is not None else (0.5 if quick else 3.0)
+    names = args.workloads.split(",") if args.workloads else list(WL.ALL)
+    pass_filter = set(args.passes.split(",")) if args.passes else None
+    groups = []
+    if not args.gpu_only:
+        groups.append("cpu")
+    if args.gpu or args.gpu_only:
+        groups.append("gpu")
+    env = _env_info(args)
+    print("xembed benchmarks:", json.dumps(env))
+    records = []
+    copies = {}
+    t_all = time.perf_counter()
+    for name in names:
+        t_w = time.perf_counter()
+        w = WL.make(name, quick=quick)
+        print(f"\n== {name}: {w.note}", flush=True)
+        ctx = C.Ctx(w)
+        for group in groups:
+            conts = C.CPU_CONTENDERS if group == "cpu" else C.GPU_CONTENDERS
+            if args.contenders:
+                keep = set(args.contenders.split(","))
+                conts = [c for c in conts if c in keep or c == C.BASELINE[group]]
+            copy_t = _copy_time(w.traffic_bytes(), group, repeats)
+            copies[(name, group)] = copy_t
+            print(f"  [{group}] copy of {w.traffic_bytes() / 2**20:.1f} MiB (read+write): {copy_t * 1e3:.3f} ms "
+                  f"= {w.traffic_bytes() / copy_t / 1e9:.1f} GB/s", flush=True)
+            for pass_ in C.passes_for(w):
+                if pass_filter and pass_ not in pass_filter:
+                    continue
+                base_t = None
+                ref = None
+                for cont in conts:
+                    rec = {"workload": name, "group": group, "pass": pass_, "contender": cont,
+                           "traffic_bytes": w.traffic_bytes(), "copy_s": copy_t}
+                    try:
+                        fn = C.build(cont, w, pass_, ctx)
+                        if fn is None:
+                            continue
+                        med, mn, k, result = _median_time(fn, repeats, budget)
+                        rec.update(median_s=med, min_s=mn, repeats=k)
+                        if cont == C.BASELINE[group]:
+                            base_t = med
+                            ref = None if args.no_check else C.to_numpy(result)
+                        elif not args.no_check:
+                            rec["check"] = _check(result, ref, pass_, w)
+                        del result, fn
+                    except ImportError as e:
+                        rec["error"] = f"unavailable: {e}"
+                    except Exception as e:  # noqa: BLE001
+                        rec["error"] = f"{type(e).__name__}: {e}"
+                        if os.environ.get("XEMBED_BENCH_DEBUG"):
+                            traceback.print_exc()
+                    if "median_s" in rec:
+                        rec["ratio_to_torch"] = rec["median_s"] / base_t if base_t else None
+                        if pass_.startswith("fwd"):
+                            rec["GBps"] = w.traffic_bytes() / rec["median_s"] / 1e9
+                            rec["copy_fraction"] = copy_t / rec["median_s"]
+                    records.append(rec)
+                    print("  " + report.line(rec), flush=True)
+                ref = None
+                gc.collect()
+            if group == "gpu":
+                ctx.drop("cupy")
+        del ctx, w
+        gc.collect()
+        print(f"  ({time.perf_counter() - t_w:.1f} s)")
+    memory = None
+    if not args.no_memory and not args.gpu_only:
+        print("\n== memory: peak extra bytes of one NumPy forward (tracemalloc), large_batch workload", flush=True)
+        memory = memory_check(quick)
+        print(report.memory_text(memory))
+    total = time.perf_counter() - t_all
+    print(f"\ntotal {total:.1f} s")
+    payload = {"env": env, "records": records, "memory": memory, "total_s": total}
+    suffix = "_quick" if quick else ""
+    jpath = os.path.join(out_dir, f"results{suffix}.json")
+    with open(jpath, "w") as f:
+        json.dump(payload, f, indent=1, default=str)
+    md = report.markdown(payload)
+    mpath = os.path.join(out_dir, f"results{suffix}.md")
+    with open(mpath, "w") as f:
+        f.write(md)
+    ppath = report.plot(payload, os.path.join(out_dir, f"results{suffix}.png"))
+    print(f"\nwrote {jpath}\nwrote {mpath}\n" + (f"wrote {ppath}" if ppath else "plot skipped (matplotlib not installed)"))
+    return 0
