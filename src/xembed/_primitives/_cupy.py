@@ -7,16 +7,23 @@ import cupyx
 
 
 def bincount(idx, num_rows, xp):
-    return cupy.bincount(idx, minlength=num_rows)
+    with idx.device:
+        return cupy.bincount(idx, minlength=num_rows)
 
 
 def scatter_add_rows(idx, rows, num_rows, xp):
-    out = cupy.zeros((num_rows, rows.shape[1]), dtype=rows.dtype)
-    cupyx.scatter_add(out, idx, rows)
+    with rows.device:
+        out = cupy.zeros((num_rows, rows.shape[1]), dtype=rows.dtype)
+        cupyx.scatter_add(out, idx, rows)
     return out
 
 
 def gather_segment_sum(weight, idx, offsets, scale, acc_dtype, xp):
+    with weight.device:
+        return _gather_segment_sum(weight, idx, offsets, scale, acc_dtype, xp)
+
+
+def _gather_segment_sum(weight, idx, offsets, scale, acc_dtype, xp):
     from ._fallback import segment_ids
 
     out = cupy.zeros((offsets.shape[0] - 1, weight.shape[1]), dtype=acc_dtype)
