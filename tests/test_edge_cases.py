@@ -1,0 +1,132 @@
+"""Degenerate shapes and memory layouts: embedding_dim 0, an empty table, non-contiguous indices / offsets /
+per_sample_weights / cotangents."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xembed_testutils import assert_close, assert_like_weight, check_embedding, check_embedding_bag, to_numpy
+
+torch = pytest.importorskip("torch", reason="torch (the oracle) is not installed")
+F = torch.nn.functional
+xembed = pytest.importorskip("xembed")
+
+
+def test_embedding_dim_zero(backend):
+    check_embedding(backend, np.array([[1, 2], [4, 4]]), np.zeros((5, 0)))
+    # sparse at D == 0: torch 2.14 gives 0 COO entries (SPEC's "one entry per position" would give 3); only the
+    # dense equivalent is checked here
+    w = backend.asarray(np.zeros((5, 0)))
+    _, pb = xembed.embedding_vjp(backend.asarray(np.array([1, 2, 4])), w, sparse=True)
+    gw = pb(backend.asarray(np.zeros((3, 0))))
+    assert isinstance(gw, xembed.SparseGrad) and tuple(gw.shape) == (5, 0)
+    assert_like_weight(gw.to_dense(), w, (5, 0))
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_embedding_bag_dim_zero(backend, mode):
+    check_embedding_bag(backend, np.array([1, 2, 4]), np.zeros((5, 0)), np.array([0, 1]), mode=mode)
+
+
+def test_empty_table_empty_input(backend):
+    check_embedding(backend, np.zeros((0,), dtype=np.int64), np.zeros((0, 3)))
+    check_embedding_bag(backend, np.zeros((0,), dtype=np.int64), np.zeros((0, 3)), np.array([0, 0]), mode="sum")
+
+
+def test_empty_table_rejects_any_index(backend):
+    with pytest.raises(IndexError):
+        xembed.embedding(backend.asarray(np.array([0])), backend.asarray(np.zeros((0, 3))))
+
+
+def _non_contiguous(backend, a):
+    """A view of ``a`` (same values) with non-unit strides."""
+    a = np.asarray(a)
+    big = np.repeat(a[..., None], 2, axis=-1)  # (..., 2)
+    arr = backend.asarray(big)
+    return arr[..., 0]
+
+
+@pytest.mark.parametrize("what", ["input", "grad_output"])
+def test_embedding_non_contiguous_arrays(backend, what):
+    if backend.value == "array_api_strict":
+        pytest.skip("array_api_strict: slicing semantics (views) are not part of the standard")
+    rng = np.random.default_rng(0)
+    idx_np = rng.integers(0, 6, size=(3, 4))
+    w_np = rng.standard_normal((6, 3))
+    g_np = rng.standard_normal((3, 4, 3))
+    idx = _non_contiguous(backend, idx_np) if what == "input" else backend.asarray(idx_np)
+    if what == "grad_output":
+        g = backend.asarray(np.ascontiguousarray(np.transpose(g_np, (2, 1, 0))))
+        g = g.permute(2, 1, 0) if backend.is_torch else g.T
+    else:
+        g = backend.asarray(g_np)
+    w = backend.asarray(w_np)
+    wt = torch.tensor(w_np, requires_grad=True)
+    ref = F.embedding(torch.tensor(idx_np), wt, padding_idx=2, scale_grad_by_freq=True)
+    ref.backward(torch.tensor(g_np))
+    out, pb = xembed.embedding_vjp(idx, w, padding_idx=2, scale_grad_by_freq=True)
+    assert_close(out, ref, "float64")
+    assert_close(pb(g), wt.grad, "float64")
+
+
+def test_embedding_bag_non_contiguous_arrays(backend):
+    if backend.value == "array_api_strict":
+        pytest.skip("array_api_strict: slicing semantics (views) are not part of the standard")
+    rng = np.random.default_rng(1)
+    idx_np = rng.integers(0, 6, size=9)
+    offs_np = np.array([0, 2, 2, 7])
+    psw_np = rng.standard_normal(9)
+    w_np = rng.standard_normal((6, 3))
+    g_np = rng.standard_normal((4, 3))
+    wt = torch.tensor(w_np, requires_grad=True)
+    pt = torch.tensor(psw_np, requires_grad=True)
+    ref = F.embedding_bag(torch.tensor(idx_np), wt, torch.tensor(offs_np), mode="sum", per_sample_weights=pt,
+                          padding_idx=1)
+    ref.backward(torch.tensor(g_np))
+    w = backend.asarray(w_np)
+    out, pb = xembed.embedding_bag_vjp(
+        _non_contiguous(backend, idx_np), w, _non_contiguous(backend, offs_np), mode="sum",
+        per_sample_weights=_non_contiguous(backend, psw_np), padding_idx=1,
+    )
+    assert_like_weight(out, w, (4, 3))
+    assert_close(out, ref, "float64")
+    gw, gp = pb(_non_contiguous(backend, g_np))
+    assert_close(gw, wt.grad, "float64")
+    assert_close(gp, pt.grad, "float64")
+
+
+def test_weight_with_requires_grad_errors_leave_weight_untouched():
+    """The torch autograd path validates before renorming too."""
+    w = torch.tensor(np.full((4, 2), 3.0), requires_grad=True)
+    before = w.detach().clone()
+    with pytest.raises(IndexError):
+        xembed.embedding(torch.tensor([0, 1, 9]), w, max_norm=1.0)
+    with pytest.raises(ValueError):
+        xembed.embedding_bag(torch.tensor([0, 1, 2]), w, torch.tensor([0, 3, 2]), max_norm=1.0)
+    with pytest.raises(NotImplementedError):
+        xembed.embedding_bag(torch.tensor([0, 1, 2]), w, torch.tensor([0, 1]), max_norm=1.0, mode="mean",
+                             per_sample_weights=torch.ones(3, dtype=torch.float64, requires_grad=True))
+    assert torch.equal(w.detach(), before)
+    assert w.grad is None
+
+
+def test_padding_idx_numpy_integer(backend):
+    """padding_idx given as a NumPy integer behaves like the int."""
+    w = backend.asarray(np.random.default_rng(2).standard_normal((5, 2)))
+    i = backend.asarray(np.array([1, 2, 3]))
+    a = xembed.embedding_vjp(i, w, padding_idx=np.int64(2))[1](backend.asarray(np.ones((3, 2))))
+    b = xembed.embedding_vjp(i, w, padding_idx=2)[1](backend.asarray(np.ones((3, 2))))
+    np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+
+
+def test_float_weight_values_preserved_exactly(backend):
+    """Without max_norm the forward is a pure gather: bit-exact rows, any dtype."""
+    for dtype in backend.float_dtypes:
+        w_np = np.random.default_rng(3).standard_normal((7, 3))
+        w = backend.asarray(w_np, dtype)
+        out = xembed.embedding(backend.asarray(np.array([[6, 0], [3, 3]])), w)
+        ref = to_numpy(w)[np.array([[6, 0], [3, 3]])]
+        assert np.array_equal(to_numpy(out), ref), dtype
+        out_max = xembed.embedding_bag(backend.asarray(np.array([[6], [3]])), w, mode="max")
+        assert np.array_equal(to_numpy(out_max), to_numpy(w)[[6, 3]]), dtype
