@@ -93,10 +93,11 @@ def test_2d_input(backend, mode, scale_grad_by_freq, sparse, padding_idx, includ
         np.testing.assert_array_equal(to_numpy(out)[1], 0)
 
 
-@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+@pytest.mark.parametrize("sparse,scale_grad_by_freq", [(False, False), (True, False), (False, True)],
+                         ids=["dense", "sparse", "sgbf"])
 @pytest.mark.parametrize("padding_idx", [None, 2, -1])
 @pytest.mark.parametrize("layout", ["offsets", "offsets_ilo", "2d"])
-def test_per_sample_weights(backend, layout, padding_idx, sparse):
+def test_per_sample_weights(backend, layout, padding_idx, sparse, scale_grad_by_freq):
     rng = np.random.default_rng(3)
     if layout == "2d":
         idx, offs, ilo = IDX_2D, None, False
@@ -106,7 +107,7 @@ def test_per_sample_weights(backend, layout, padding_idx, sparse):
     psw = rng.standard_normal(idx.shape)
     _, _, gp, _ = check_embedding_bag(
         backend, idx, _weight(3), offs, psw, mode="sum", sparse=sparse, padding_idx=padding_idx,
-        include_last_offset=ilo,
+        include_last_offset=ilo, scale_grad_by_freq=scale_grad_by_freq,
     )
     if padding_idx is not None:
         np.testing.assert_array_equal(to_numpy(gp)[idx == padding_idx % N], 0)
@@ -120,6 +121,8 @@ def test_per_sample_weights_with_max_norm(backend, norm_type):
     psw = rng.standard_normal(len(IDX_1D))
     check_embedding_bag(backend, IDX_1D, w, OFFSETS, psw, mode="sum", max_norm=1.0, norm_type=norm_type,
                         padding_idx=1)
+    check_embedding_bag(backend, IDX_1D, w, OFFSETS, psw, mode="sum", max_norm=1.0, norm_type=norm_type,
+                        padding_idx=2, scale_grad_by_freq=True)
 
 
 @pytest.mark.parametrize("padding_idx", [None, 2])
