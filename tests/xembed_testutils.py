@@ -112,6 +112,37 @@ class Backend(enum.Enum):
         return pytest.param(self, id=self.value, marks=marks)
 
 
+class StrictDevice:
+    """array_api_strict on one of its non-default devices ('device1', 'no_float64', ...): a CPU-only way to test
+    that xembed keeps arrays on the caller's device and rejects mixed devices.  Same interface as ``Backend``."""
+
+    is_gpu = False
+    is_torch = False
+    modname = "array_api_strict"
+
+    def __init__(self, name: str):
+        import array_api_strict
+
+        self.xp = array_api_strict
+        self.device = array_api_strict.Device(name)
+        self.value = f"array_api_strict_{name}"
+        dtypes = array_api_strict.__array_namespace_info__().dtypes(device=self.device)
+        self.float_dtypes = tuple(d for d in ("float32", "float64") if d in dtypes)
+
+    def has_dtype(self, name: str) -> bool:
+        return name in self.float_dtypes if name in FLOAT_DTYPES else True
+
+    def require_dtype(self, name: str) -> None:
+        if not self.has_dtype(name):
+            pytest.skip(f"{self.value} has no {name} dtype")
+
+    def asarray(self, a: Any, dtype: str | None = None) -> Any:
+        return from_numpy(self.xp, a, self.device, dtype)
+
+    def __repr__(self) -> str:
+        return self.value
+
+
 # ----------------------------------------------------------------------------------------------------------
 # conversions
 
@@ -138,7 +169,9 @@ def from_numpy(xp: Any, a: Any, device: Any = None, dtype: str | None = None) ->
     if name == "array_api_strict":
         if dtype not in ("float32", "float64") and dtype.startswith("float"):
             pytest.skip(f"array_api_strict has no {dtype} dtype")
-        return xp.asarray(a.astype(dtype), copy=True)
+        if device is None:
+            return xp.asarray(a.astype(dtype), copy=True)
+        return xp.asarray(a.astype(dtype), copy=True, device=device)
     raise AssertionError(f"unknown namespace {name}")
 
 
