@@ -200,3 +200,18 @@ def test_gather_scatter_add(with_scale, dtype):
     assert got.dtype == np.dtype(acc) and got.shape == (N, D)
     tol = 1e-10 if dtype == np.float64 else 1e-4
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+def test_non_contiguous_weight():
+    rng = np.random.default_rng(5)
+    big = rng.standard_normal((40, 12)).astype(np.float32)
+    weight = big[::2, ::3]  # (20, 4), not contiguous
+    _, idx, offsets = random_case(rng, B=30, N=20, D=4, maxlen=9)
+    got = nf.gather_segment_sum(weight, idx, offsets, None, np.float32)
+    np.testing.assert_allclose(got, ref_sum(weight, idx, offsets, None, None), rtol=1e-5, atol=1e-5)
+    vals, arg = nf.gather_segment_max(weight, idx, offsets, None)
+    rv, ra = ref_max(weight, idx, offsets, None)
+    np.testing.assert_array_equal(arg, ra)
+    np.testing.assert_array_equal(vals, rv)
+    got = nf.gather_segment_sum(weight, idx, offsets, None, np.float32, block_bytes=64)
+    np.testing.assert_allclose(got, ref_sum(weight, idx, offsets, None, None), rtol=1e-5, atol=1e-5)

@@ -93,6 +93,20 @@ def _plan_blocks(lengths: np.ndarray, row_bytes: int, block_bytes: int):
     return order, chunks
 
 
+def _gather_rows(weight, ii, out):
+    """``out[...] = weight[ii]`` without a temporary; ``ii`` is trusted to be in range."""
+    if weight.flags.c_contiguous:
+        # mode="clip" makes np.take write straight into ``out`` (mode="raise" buffers the whole result)
+        np.take(weight, ii, axis=0, out=out, mode="clip")
+    else:
+        # np.take would first copy a non-contiguous table whole; fancy indexing reads it in place
+        out[...] = weight[ii]
+
+
+def _take_rows(weight, ii):
+    return weight.take(ii, axis=0) if weight.flags.c_contiguous else weight[ii]
+
+
 def _as_index(a) -> np.ndarray:
     a = np.asarray(a)
     if a.dtype != np.intp:
@@ -107,7 +121,7 @@ def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None, *, bloc
     ``offsets[-1] == n``; scale (n,) or None (all ones). Returns a new C-contiguous (B, D) array of
     ``acc_dtype`` (default: float32 for float16/bfloat16 weights, else the weight dtype). Empty bag -> 0.
     """
-    weight = np.ascontiguousarray(weight)
+    weight = np.asarray(weight)
     if weight.ndim != 2:
         raise ValueError(f"`weight` must be 2-D, got shape {weight.shape}")
     N, D = weight.shape
@@ -126,6 +140,13 @@ def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None, *, bloc
     order, chunks = _plan_blocks(lengths, row_bytes, bb_bytes)
     max_rows = max(1, bb_bytes // row_bytes)
 
+    # sorted bags: results land contiguously in ``tgt`` (sorted order), permuted once at the end
+    if order is None:
+        tgt = out
+    else:
+        del out
+        tgt = np.empty((B, D), dtype=acc)
+        tgt[: chunks[0][0] if chunks else B] = 0  # the empty bags sort first
     cast = weight.dtype != acc
     # matmul needs a BLAS-friendly dtype; float16 etc. are cast blockwise to the accumulation dtype.
     buf = None
@@ -138,7 +159,7 @@ def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None, *, bloc
             # a long bag (alone in its chunk when sorted; several only if all bags share the length)
             for j in range(s, e):
                 b = j if order is None else int(order[j])
-                _long_bag_sum(weight, idx, int(offsets[b]), int(offsets[b + 1]), scale, acc, out[b], max_rows)
+                _long_bag_sum(weight, idx, int(offsets[b]), int(offsets[b + 1]), scale, acc, tgt[j], max_rows)
             continue
         nb = e - s
         if ar is None or ar.shape[0] < Lb:
@@ -160,7 +181,8 @@ def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None, *, bloc
             lens = lengths[bb]
             if int(lens[0]) != Lb:  # sorted ascending: the first bag is the shortest
                 pad = ar[:Lb] >= lens[:, None]
-                pos[pad] = 0
+                # padded slots read the bag's last position (a valid index); their rows are zeroed below
+                np.minimum(pos, (starts + (lens - 1))[:, None], out=pos)
             else:
                 pad = None
             ii = idx.take(pos)
@@ -169,7 +191,7 @@ def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None, *, bloc
         if buf is None or buf.shape[0] < k:
             buf = np.empty((max(k, max_rows), D), dtype=weight.dtype)
         rows = buf[:k].reshape(nb, Lb, D)
-        np.take(weight, ii, axis=0, out=rows, mode="clip")
+        _gather_rows(weight, ii, rows)
         if cast:
             if cbuf is None or cbuf.shape[0] < k:
                 cbuf = np.empty((buf.shape[0], D), dtype=acc)
@@ -189,14 +211,11 @@ def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None, *, bloc
             else:
                 w = sw.astype(acc, copy=False)
             w = w.reshape(nb, 1, Lb)
-        if bb is None:
-            np.matmul(w, rows, out=out[s:e, None, :])
-        else:
-            if res is None or res.shape[0] < nb:
-                res = np.empty((max(nb, 64), 1, D), dtype=acc)
-            r = res[:nb]
-            np.matmul(w, rows, out=r)
-            out[bb] = r[:, 0, :]
+        np.matmul(w, rows, out=tgt[s:e, None, :])
+    if order is not None:
+        inv = np.empty(B, dtype=np.intp)
+        inv[order] = np.arange(B, dtype=np.intp)
+        out = np.take(tgt, inv, axis=0)
     return out
 
 
@@ -204,7 +223,7 @@ def _long_bag_sum(weight, idx, p0, p1, scale, acc, out_row, max_rows):
     """Sum one long bag over position pieces of at most ``max_rows``."""
     for q in range(p0, p1, max_rows):
         q1 = min(p1, q + max_rows)
-        rows = weight.take(idx[q:q1], axis=0)
+        rows = _take_rows(weight, idx[q:q1])
         if rows.dtype != acc:
             rows = rows.astype(acc)
         if scale is None:
@@ -222,15 +241,16 @@ def gather_segment_max(weight, idx, offsets, valid=None, *, block_bytes=None):
     of the weight dtype and (B, D) int64 positions into ``idx`` (-1 and value 0 for bags with no valid
     element). ``valid`` (n,) bool or None (all valid).
     """
-    weight = np.ascontiguousarray(weight)
+    weight = np.asarray(weight)
     N, D = weight.shape
     idx = _as_index(idx)
     offsets = _as_index(offsets)
     B = offsets.shape[0] - 1
-    values = np.zeros((max(B, 0), D), dtype=weight.dtype)
-    argpos = np.full((max(B, 0), D), -1, dtype=np.int64)
+    def empty_result():
+        return np.zeros((max(B, 0), D), dtype=weight.dtype), np.full((max(B, 0), D), -1, dtype=np.int64)
+
     if B <= 0 or D == 0 or idx.shape[0] == 0:
-        return values, argpos
+        return empty_result()
     keep = None
     if valid is not None:
         valid = np.asarray(valid, dtype=bool)
@@ -241,7 +261,7 @@ def gather_segment_max(weight, idx, offsets, valid=None, *, block_bytes=None):
             offsets = cv[offsets]
             idx = idx[keep]
             if idx.shape[0] == 0:
-                return values, argpos
+                return empty_result()
     lengths = np.diff(offsets)
     bb_bytes = block_bytes or _BLOCK_BYTES
     row_bytes = D * weight.dtype.itemsize
@@ -249,6 +269,15 @@ def gather_segment_max(weight, idx, offsets, valid=None, *, block_bytes=None):
     max_rows = max(1, bb_bytes // row_bytes)
     is_float = weight.dtype.kind in "fc"
     fill = -np.inf if is_float else np.iinfo(weight.dtype).min
+    # sorted bags: results land contiguously (sorted order) and are permuted once at the end
+    if order is None:
+        tv, ta = values, argpos = empty_result()
+    else:
+        tv = np.empty((B, D), dtype=weight.dtype)
+        ta = np.empty((B, D), dtype=np.int64)
+        s0 = chunks[0][0] if chunks else B  # the empty bags sort first
+        tv[:s0] = 0
+        ta[:s0] = -1
     buf = None
     ar = None
     for s, e, Lb in chunks:
@@ -256,14 +285,13 @@ def gather_segment_max(weight, idx, offsets, valid=None, *, block_bytes=None):
             for j in range(s, e):
                 b = j if order is None else int(order[j])
                 v, a = _long_bag_max(weight, idx, int(offsets[b]), int(offsets[b + 1]), max_rows)
-                values[b] = v
-                argpos[b] = a if keep is None else keep[a]
+                tv[j] = v
+                ta[j] = a if keep is None else keep[a]
             continue
         nb = e - s
         if ar is None or ar.shape[0] < Lb:
             ar = np.arange(max(Lb, 64), dtype=np.intp)
         if order is None:
-            bb = slice(s, e)
             starts = offsets[s:e]
             pad = None
             p0 = int(offsets[s])
@@ -275,7 +303,7 @@ def gather_segment_max(weight, idx, offsets, valid=None, *, block_bytes=None):
             lens = lengths[bb]
             if int(lens[0]) != Lb:
                 pad = ar[:Lb] >= lens[:, None]
-                pos[pad] = 0
+                np.minimum(pos, (starts + (lens - 1))[:, None], out=pos)
             else:
                 pad = None
             ii = idx.take(pos)
@@ -283,13 +311,19 @@ def gather_segment_max(weight, idx, offsets, valid=None, *, block_bytes=None):
         if buf is None or buf.shape[0] < k:
             buf = np.empty((max(k, max_rows), D), dtype=weight.dtype)
         rows = buf[:k].reshape(nb, Lb, D)
-        np.take(weight, ii, axis=0, out=rows, mode="clip")
+        _gather_rows(weight, ii, rows)
         if pad is not None:
             rows[pad] = fill  # padded slots come after the real ones: never strictly greater
         v, a = _block_max(rows)
-        values[bb] = v
+        tv[s:e] = v
         a += starts[:, None]
-        argpos[bb] = a if keep is None else keep[a]
+        ta[s:e] = a if keep is None else keep[a]
+    if order is not None:
+        inv = np.empty(B, dtype=np.intp)
+        inv[order] = np.arange(B, dtype=np.intp)
+        values = np.take(tv, inv, axis=0)
+        del tv
+        argpos = np.take(ta, inv, axis=0)
     return values, argpos
 
 
@@ -354,7 +388,7 @@ def _long_bag_max(weight, idx, p0, p1, max_rows):
     cur = arg = None
     for q in range(p0, p1, max_rows):
         q1 = min(p1, q + max_rows)
-        rows = weight.take(idx[q:q1], axis=0)[None]
+        rows = _take_rows(weight, idx[q:q1])[None]
         cur, arg = _scan_max(rows, cur, arg, q)
     return cur[0], arg[0]
 
