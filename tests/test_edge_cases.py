@@ -130,3 +130,19 @@ def test_float_weight_values_preserved_exactly(backend):
         assert np.array_equal(to_numpy(out), ref), dtype
         out_max = xembed.embedding_bag(backend.asarray(np.array([[6], [3]])), w, mode="max")
         assert np.array_equal(to_numpy(out_max), to_numpy(w)[[6, 3]]), dtype
+
+
+@pytest.mark.parametrize("call", ["embedding", "bag_sum_L1", "bag_mean_L1", "bag_max_L1", "bag_max"])
+def test_output_does_not_alias_weight(backend, call):
+    """Writing into the output must never write into the weight (no view of the table is returned)."""
+    w_np = np.random.default_rng(4).standard_normal((4, 3))
+    w = backend.asarray(w_np)
+    i2 = backend.asarray(np.array([[0], [1], [2], [3]]))
+    if call == "embedding":
+        out = xembed.embedding(backend.asarray(np.arange(4)), w)
+    elif call == "bag_max":
+        out = xembed.embedding_bag(backend.asarray(np.arange(4)), w, backend.asarray(np.array([0])), mode="max")
+    else:
+        out = xembed.embedding_bag(i2, w, mode=call.split("_")[1])
+    out[...] = 0
+    np.testing.assert_array_equal(to_numpy(w), w_np)

@@ -193,3 +193,49 @@ def test_gradcheck(mode):
     # (no padding_idx / scale_grad_by_freq here: both deliberately differ from the true derivative)
     fn_e = lambda w: xembed.embedding(idx.reshape(2, 3), w)  # noqa: E731
     assert torch.autograd.gradcheck(fn_e, (w,))
+
+
+def test_no_grad_and_inference_mode_give_plain_tensors(tb):
+    w = _leaf(np.ones((4, 2)), tb)
+    idx = tb.asarray(np.array([1, 2]))
+    with torch.no_grad():
+        out = xembed.embedding(idx, w)
+    assert not out.requires_grad
+    with torch.inference_mode():
+        out = xembed.embedding_bag(tb.asarray(np.array([[1, 2]])), w, mode="max")
+    assert not out.requires_grad
+    assert w.grad is None
+
+
+def test_non_leaf_weight_backpropagates_to_its_source(tb):
+    base = _leaf(np.random.default_rng(5).standard_normal((5, 3)), tb)
+    w = base * 3.0
+    idx_np = np.array([0, 4, 4, 1])
+    offs_np = np.array([0, 1])
+    xembed.embedding_bag(tb.asarray(idx_np), w, tb.asarray(offs_np), mode="mean").sum().backward()
+    bt = _ref_leaf(base)
+    F.embedding_bag(torch.tensor(idx_np), bt * 3.0, torch.tensor(offs_np), mode="mean").sum().backward()
+    assert_close(base.grad, bt.grad, "float64")
+
+
+def test_nn_parameter_weight(tb):
+    p = torch.nn.Parameter(tb.asarray(np.random.default_rng(6).standard_normal((5, 3))))
+    idx_np = np.array([[0, 4], [4, 2]])
+    out = xembed.embedding(tb.asarray(idx_np), p, padding_idx=2)
+    assert out.requires_grad and out.dtype == p.dtype and out.device == p.device
+    out.pow(2).sum().backward()
+    pt = _ref_leaf(p)
+    F.embedding(torch.tensor(idx_np), pt, padding_idx=2).pow(2).sum().backward()
+    assert_close(p.grad, pt.grad, "float64")
+
+
+def test_psw_requires_grad_only_weight_sparse_flag(tb):
+    """sparse=True but only per_sample_weights requires grad: psw gets its gradient, the weight none."""
+    w = tb.asarray(np.random.default_rng(7).standard_normal((5, 3)))
+    psw = _leaf(np.array([1.0, -2.0, 0.5]), tb)
+    out = xembed.embedding_bag(tb.asarray(np.array([[1, 2, 2]])), w, mode="sum", sparse=True,
+                               per_sample_weights=psw.reshape(1, 3))
+    out.sum().backward()
+    wt = to_torch64(w)
+    expected = wt[[1, 2, 2]].sum(dim=1)
+    assert_close(psw.grad, expected, "float64")
