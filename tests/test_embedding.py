@@ -243,3 +243,21 @@ def test_max_norm_in_place_on_non_contiguous_weight(backend, layout):
     np.testing.assert_allclose(seen, wt.numpy(), rtol=1e-12)
     if layout == "strided_view":
         np.testing.assert_array_equal(b[:, 1::2], 0)
+
+
+@pytest.mark.parametrize("norm_type", NORM_TYPES, ids=lambda p: f"p{p}")
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_low_precision_renorm_matches_torch_same_dtype(backend, dtype, norm_type):
+    """Weight-after-call in low precision vs torch CPU renormalising its own copy in the same dtype: equal to
+    within one unit in the last place (norm rounded to the dtype, scale from float64, multiply rounded once)."""
+    backend.require_dtype(dtype)
+    rng = np.random.default_rng(30)
+    w_np = rng.standard_normal((40, 8)) * rng.uniform(0.2, 4.0, size=(40, 1))
+    w = backend.asarray(w_np, dtype)
+    wt = torch.tensor(to_numpy(w)).to(getattr(torch, dtype))
+    idx = np.arange(40)
+    xembed.embedding(backend.asarray(idx), w, max_norm=1.0, norm_type=norm_type)
+    torch.nn.functional.embedding(torch.tensor(idx), wt, max_norm=1.0, norm_type=norm_type)
+    # float32: the norms differ by an ulp or two between summation orders, hence 4 ulps
+    ulp = {"float16": 2.0**-10, "bfloat16": 2.0**-7, "float32": 2.0**-21}[dtype]
+    np.testing.assert_allclose(to_numpy(w).astype(np.float64), wt.to(torch.float64).numpy(), rtol=ulp, atol=0)
