@@ -14,7 +14,7 @@ from .workloads import Workload, bag_structure
 BAG_PASSES = ["fwd_sum", "fwd_mean", "fwd_max", "fwd_psw", "bwd_dense", "bwd_sparse"]
 LOOKUP_PASSES = ["fwd", "bwd_dense", "bwd_sparse"]
 
-CPU_CONTENDERS = ["torch", "xembed-numpy", "xembed-torch", "prims-numpy", "scipy", "numpy"]
+CPU_CONTENDERS = ["torch", "xembed-numpy", "xembed-torch", "prims-numpy", "prims-numpy+torch", "scipy", "numpy"]
 GPU_CONTENDERS = ["torch-cuda", "xembed-cupy", "xembed-torch-cuda", "cupy"]
 BASELINE = {"cpu": "torch", "gpu": "torch-cuda"}
 
@@ -405,6 +405,22 @@ def build_prims(w: Workload, pass_: str, ctx: Ctx):
 def build(contender: str, w: Workload, pass_: str, ctx: Ctx):
     if contender == "prims-numpy":
         return build_prims(w, pass_, ctx)
+    if contender == "prims-numpy+torch":
+        # the same, with the optional accelerator (torch's fused CPU kernel on zero-copy views) for the
+        # fp32/fp64 segment sums; max and the scatter stay pure NumPy
+        if pass_ not in ("fwd_sum", "fwd_mean", "fwd_psw"):
+            return None
+        fn = build_prims(w, pass_, ctx)
+        nf = _numpy_fast()
+
+        def accel():
+            old = nf.set_accelerator("torch")
+            try:
+                return fn()
+            finally:
+                nf.set_accelerator(old)
+
+        return accel
     if contender == "torch":
         return build_torch(w, pass_, ctx, "cpu", via_xembed=False)
     if contender == "xembed-torch":

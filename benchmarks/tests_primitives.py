@@ -215,3 +215,21 @@ def test_non_contiguous_weight():
     np.testing.assert_array_equal(vals, rv)
     got = nf.gather_segment_sum(weight, idx, offsets, None, np.float32, block_bytes=64)
     np.testing.assert_allclose(got, ref_sum(weight, idx, offsets, None, None), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("with_scale", [False, True])
+def test_torch_accelerator_matches(dtype, with_scale):
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+    weight, idx, offsets = random_case(rng, B=50, N=60, D=7, maxlen=12, dtype=dtype, idx_dtype=np.int32)
+    weight[3, 2] = np.inf
+    scale = rng.standard_normal(len(idx)).astype(dtype) if with_scale else None
+    old = nf.set_accelerator("torch")
+    try:
+        got = nf.gather_segment_sum(weight, idx, offsets, scale, dtype)
+    finally:
+        nf.set_accelerator(old)
+    pure = nf.gather_segment_sum(weight, idx, offsets, scale, dtype, block_bytes=1 << 20)
+    assert got.dtype == np.dtype(dtype) and got.shape == pure.shape
+    np.testing.assert_allclose(got, pure, rtol=1e-5, atol=1e-5)

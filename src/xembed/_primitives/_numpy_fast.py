@@ -27,6 +27,9 @@ How (measured on a 2-core EPYC VM, one thread, V=1e6, D=128, 4096 bags of ~20, s
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 
 __all__ = [
@@ -35,7 +38,60 @@ __all__ = [
     "scatter_add_rows",
     "gather_scatter_add",
     "segment_sum_rows",
+    "set_accelerator",
+    "accelerator",
 ]
+
+# Optional accelerator for the fp32/fp64 segment sum: torch's own fused CPU kernel (fbgemm), called on
+# zero-copy views of the NumPy arrays -- identical semantics for sum with / without per-sample scales.
+# "none" (default): pure NumPy.  "torch": use torch when importable.  "auto": use torch only when it is
+# already imported by the process (never pays torch's import time).  Env: XEMBED_NUMPY_ACCEL.
+_ACCEL = os.environ.get("XEMBED_NUMPY_ACCEL", "none")
+
+
+def set_accelerator(name: str) -> str:
+    """Select the optional accelerator ("none", "torch" or "auto"); returns the previous setting."""
+    global _ACCEL
+    if name not in ("none", "torch", "auto"):
+        raise ValueError(f"`name` must be 'none', 'torch' or 'auto', got {name!r}")
+    old, _ACCEL = _ACCEL, name
+    return old
+
+
+def accelerator() -> str:
+    return _ACCEL
+
+
+def _torch_or_none():
+    if _ACCEL == "none":
+        return None
+    if _ACCEL == "auto" and "torch" not in sys.modules:
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _torch_segment_sum(torch, weight, idx, offsets, scale):
+    """torch.nn.functional.embedding_bag(mode="sum") on zero-copy views (fp32/fp64, acc == weight dtype)."""
+    if not weight.flags.writeable:  # torch.from_numpy warns on read-only arrays; nothing is written
+        weight = weight.view()
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            W = torch.from_numpy(weight)
+    else:
+        W = torch.from_numpy(weight)
+    I = torch.from_numpy(idx)
+    O = torch.from_numpy(offsets)
+    psw = None if scale is None else torch.from_numpy(np.ascontiguousarray(scale, dtype=weight.dtype))
+    with torch.no_grad():
+        out = torch.nn.functional.embedding_bag(I, W, O, mode="sum", per_sample_weights=psw,
+                                                include_last_offset=True)
+    return out.numpy()
 
 # Target size of one gathered block (bytes). Large enough to amortise the per-block Python overhead
 # (~20 us), small enough to stay far below the 32 MiB extra-memory budget.
@@ -134,6 +190,10 @@ def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None, *, bloc
         return out
     if scale is not None:
         scale = np.asarray(scale)
+    if acc == weight.dtype and acc.name in ("float32", "float64") and block_bytes is None:
+        torch = _torch_or_none()
+        if torch is not None:
+            return _torch_segment_sum(torch, weight, idx, offsets, scale)
     lengths = np.diff(offsets)
     bb_bytes = block_bytes or _BLOCK_BYTES
     row_bytes = D * max(weight.dtype.itemsize, acc.itemsize)
