@@ -1,5 +1,7 @@
 """Fixtures: ``backend`` (parametrised over every array library xembed supports), ``xp`` and ``device``.
 
+``XEMBED_TEST_BACKENDS=numpy,torch`` restricts the backends (see ``xembed_testutils.selected_backends``).
+
 Backends that cannot run here are reported as skipped with the honest reason (library not installed / no GPU);
 GPU backends carry the ``gpu`` marker so ``-m "not gpu"`` / ``-m gpu`` select them.
 """
@@ -14,9 +16,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from xembed_testutils import Backend  # noqa: E402
+from xembed_testutils import Backend, selected_backends  # noqa: E402
 
-BACKEND_PARAMS = [b.pytest_param() for b in Backend]
+BACKEND_PARAMS = [b.pytest_param() for b in selected_backends()]
 
 
 @pytest.fixture(params=BACKEND_PARAMS)

@@ -8,10 +8,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xembed_testutils import StrictDevice, assert_bitwise_equal, assert_like_weight, check_embedding, \
-    check_embedding_bag, to_numpy
+from xembed_testutils import (
+    Backend,
+    StrictDevice,
+    assert_bitwise_equal,
+    assert_like_weight,
+    check_embedding,
+    check_embedding_bag,
+    selected_backends,
+    to_numpy,
+)
 
 pytest.importorskip("array_api_strict")
+if Backend.ARRAY_API_STRICT not in selected_backends():
+    pytest.skip("array_api_strict not selected by XEMBED_TEST_BACKENDS", allow_module_level=True)
 pytest.importorskip("torch", reason="torch (the oracle) is not installed")
 xembed = pytest.importorskip("xembed")
 

@@ -7,14 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from xembed_testutils import Backend, assert_close, to_torch64
+from xembed_testutils import assert_close, selected_backends, to_torch64
 
 torch = pytest.importorskip("torch", reason="torch is not installed")
 F = torch.nn.functional
 xembed = pytest.importorskip("xembed")
 
 
-@pytest.fixture(params=[Backend.TORCH.pytest_param(), Backend.TORCH_CUDA.pytest_param()])
+@pytest.fixture(params=[b.pytest_param() for b in selected_backends() if b.is_torch] or [
+    pytest.param(None, marks=pytest.mark.skip(reason="no torch backend selected by XEMBED_TEST_BACKENDS"))])
 def tb(request):
     """torch backends only (CPU, and CUDA when present)."""
     return request.param

@@ -143,6 +143,25 @@ class StrictDevice:
         return self.value
 
 
+def selected_backends() -> list[Backend]:
+    """Backends the ``backend`` fixture runs over: all of them, or those named in the comma-separated
+    ``XEMBED_TEST_BACKENDS`` environment variable (e.g. ``numpy,torch``; used by the nox sessions).  Unknown
+    names are an error, so a typo never silently runs nothing.  Unavailable backends are still listed and
+    reported as skipped with their reason."""
+    import os
+
+    raw = os.environ.get("XEMBED_TEST_BACKENDS", "").strip()
+    if not raw:
+        return list(Backend)
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    known = {b.value: b for b in Backend}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise pytest.UsageError(
+            f"XEMBED_TEST_BACKENDS: unknown backend(s) {unknown}; known: {sorted(known)}")
+    return [known[n] for n in names]
+
+
 # ----------------------------------------------------------------------------------------------------------
 # conversions
 
