@@ -14,7 +14,7 @@ from .workloads import Workload, bag_structure
 BAG_PASSES = ["fwd_sum", "fwd_mean", "fwd_max", "fwd_psw", "bwd_dense", "bwd_sparse"]
 LOOKUP_PASSES = ["fwd", "bwd_dense", "bwd_sparse"]
 
-CPU_CONTENDERS = ["torch", "xembed-numpy", "xembed-torch", "prims-numpy", "prims-numpy+torch", "scipy", "numpy"]
+CPU_CONTENDERS = ["torch", "xembed-numpy", "xembed-torch", "prims-numpy", "prims-numpy+argpos", "prims-numpy+torch", "scipy", "numpy"]
 GPU_CONTENDERS = ["torch-cuda", "xembed-cupy", "xembed-torch-cuda", "cupy"]
 BASELINE = {"cpu": "torch", "gpu": "torch-cuda"}
 
@@ -350,7 +350,7 @@ def _numpy_fast():
     return nf
 
 
-def build_prims(w: Workload, pass_: str, ctx: Ctx):
+def build_prims(w: Workload, pass_: str, ctx: Ctx, need_argpos: bool = False):
     """The fast NumPy primitives called directly (what xembed-numpy runs once they are wired in).
 
     Padding is compacted out first (as the core does); mean divides the sum by the bag sizes.
@@ -383,7 +383,8 @@ def build_prims(w: Workload, pass_: str, ctx: Ctx):
         def fn():
             ci, co, cp_ = compact()
             if mode == "max":
-                return nf.gather_segment_max(W, ci, co)[0]
+                # forward only: what xembed.embedding_bag (no vjp) needs; the vjp path also needs argpos
+                return nf.gather_segment_max(W, ci, co, need_argpos=need_argpos)[0]
             out = nf.gather_segment_sum(W, ci, co, cp_ if use_psw else None, W.dtype)
             if mode == "mean":
                 out /= np.maximum(np.diff(co), 1)[:, None].astype(W.dtype)
@@ -405,6 +406,9 @@ def build_prims(w: Workload, pass_: str, ctx: Ctx):
 def build(contender: str, w: Workload, pass_: str, ctx: Ctx):
     if contender == "prims-numpy":
         return build_prims(w, pass_, ctx)
+    if contender == "prims-numpy+argpos":
+        # max forward that also returns the arg positions (what the vjp path needs)
+        return build_prims(w, pass_, ctx, need_argpos=True) if pass_ == "fwd_max" else None
     if contender == "prims-numpy+torch":
         # the same, with the optional accelerator (torch's fused CPU kernel on zero-copy views) for the
         # fp32/fp64 segment sums; max and the scatter stay pure NumPy

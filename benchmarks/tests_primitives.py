@@ -139,6 +139,10 @@ def test_gather_segment_max(case, dtype, idx_dtype, with_valid, block_bytes):
     np.testing.assert_array_equal(arg, ra)
     np.testing.assert_array_equal(vals, rv)  # NaN == NaN for assert_array_equal
     assert (np.signbit(vals) == np.signbit(rv)).all()
+    vals2, none = nf.gather_segment_max(weight, idx, offsets, valid, need_argpos=False, block_bytes=block_bytes)
+    assert none is None
+    np.testing.assert_array_equal(vals2, rv)
+    assert (np.signbit(vals2) == np.signbit(rv)).all()
 
 
 def test_gather_segment_max_semantics_examples():

@@ -95,7 +95,7 @@ def _torch_segment_sum(torch, weight, idx, offsets, scale):
 
 # Target size of one gathered block (bytes). Large enough to amortise the per-block Python overhead
 # (~20 us), small enough to stay far below the 32 MiB extra-memory budget.
-_BLOCK_BYTES = 1 << 20
+_BLOCK_BYTES = 1 << 21
 # A block pads its bags up to the longest one in it; allow at most this fraction of padding slots.
 _PAD_FRACTION = 0.125
 
@@ -293,13 +293,14 @@ def _long_bag_sum(weight, idx, p0, p1, scale, acc, out_row, max_rows):
         out_row += w @ rows
 
 
-def gather_segment_max(weight, idx, offsets, valid=None, *, block_bytes=None):
+def gather_segment_max(weight, idx, offsets, valid=None, *, need_argpos=True, block_bytes=None):
     """Per bag and feature max with torch's scan semantics.
 
     The first valid element of a bag initialises; a later one replaces iff strictly greater (ties -> first
     occurrence; a leading NaN sticks; a later NaN is never chosen). Returns ``(values, argpos)``: (B, D)
     of the weight dtype and (B, D) int64 positions into ``idx`` (-1 and value 0 for bags with no valid
-    element). ``valid`` (n,) bool or None (all valid).
+    element). ``valid`` (n,) bool or None (all valid). ``need_argpos=False`` (forward-only callers)
+    skips the positions and returns ``(values, None)`` -- about half the work.
     """
     weight = np.asarray(weight)
     N, D = weight.shape
@@ -307,7 +308,8 @@ def gather_segment_max(weight, idx, offsets, valid=None, *, block_bytes=None):
     offsets = _as_index(offsets)
     B = offsets.shape[0] - 1
     def empty_result():
-        return np.zeros((max(B, 0), D), dtype=weight.dtype), np.full((max(B, 0), D), -1, dtype=np.int64)
+        vals = np.zeros((max(B, 0), D), dtype=weight.dtype)
+        return vals, (np.full((max(B, 0), D), -1, dtype=np.int64) if need_argpos else None)
 
     if B <= 0 or D == 0 or idx.shape[0] == 0:
         return empty_result()
@@ -334,10 +336,11 @@ def gather_segment_max(weight, idx, offsets, valid=None, *, block_bytes=None):
         tv, ta = values, argpos = empty_result()
     else:
         tv = np.empty((B, D), dtype=weight.dtype)
-        ta = np.empty((B, D), dtype=np.int64)
+        ta = np.empty((B, D), dtype=np.int64) if need_argpos else None
         s0 = chunks[0][0] if chunks else B  # the empty bags sort first
         tv[:s0] = 0
-        ta[:s0] = -1
+        if ta is not None:
+            ta[:s0] = -1
     buf = None
     ar = None
     for s, e, Lb in chunks:
@@ -346,7 +349,8 @@ def gather_segment_max(weight, idx, offsets, valid=None, *, block_bytes=None):
                 b = j if order is None else int(order[j])
                 v, a = _long_bag_max(weight, idx, int(offsets[b]), int(offsets[b + 1]), max_rows)
                 tv[j] = v
-                ta[j] = a if keep is None else keep[a]
+                if ta is not None:
+                    ta[j] = a if keep is None else keep[a]
             continue
         nb = e - s
         if ar is None or ar.shape[0] < Lb:
@@ -374,16 +378,17 @@ def gather_segment_max(weight, idx, offsets, valid=None, *, block_bytes=None):
         _gather_rows(weight, ii, rows)
         if pad is not None:
             rows[pad] = fill  # padded slots come after the real ones: never strictly greater
-        v, a = _block_max(rows)
+        v, a = _block_max(rows, ta is not None)
         tv[s:e] = v
-        a += starts[:, None]
-        ta[s:e] = a if keep is None else keep[a]
+        if ta is not None:
+            a += starts[:, None]
+            ta[s:e] = a if keep is None else keep[a]
     if order is not None:
         inv = np.empty(B, dtype=np.intp)
         inv[order] = np.arange(B, dtype=np.intp)
         values = np.take(tv, inv, axis=0)
         del tv
-        argpos = np.take(ta, inv, axis=0)
+        argpos = np.take(ta, inv, axis=0) if ta is not None else None
     return values, argpos
 
 
@@ -407,40 +412,48 @@ def _scan_max(rows, cur=None, arg=None, base=0):
     return cur, arg
 
 
-def _block_max(rows):
+def _block_max(rows, need_arg=True):
     """rows (nb, L, D) -> (values (nb, D), local argpos (nb, D) intp) with the strict ``>`` scan semantics.
 
     Vectorised without a masked scan: the value is ``fmax`` over the block (NaN ignored) unless the first
     element is NaN (then it sticks); the position is the first one equal to that value, found by counting
     the leading non-equal positions (one running flag and one add per position, both SIMD over (nb, D)).
-    The returned values are read back at the chosen positions, so signed zeros are the chosen element's.
+    A zero maximum takes the sign of the chosen (first) zero. ``need_arg=False`` skips the positions
+    (returns None for them) unless a zero maximum needs them.
     """
     nb, L, D = rows.shape
     if L == 1:
-        return rows[:, 0].copy(), np.zeros((nb, D), dtype=np.intp)
+        return rows[:, 0].copy(), (np.zeros((nb, D), dtype=np.intp) if need_arg else None)
     v = np.fmax.reduce(rows, axis=1)
-    ne = rows != v[:, None, :]
     first_nan = None
     if rows.dtype.kind in "fc":
         first_nan = np.isnan(rows[:, 0])
-        if first_nan.any():
-            np.logical_and(ne[:, 0], np.logical_not(first_nan), out=ne[:, 0])
-        else:
+        if not first_nan.any():
             first_nan = None
-    cdt = np.uint8 if L < 256 else (np.uint16 if L < 65536 else np.intp)
-    cnt = np.zeros((nb, D), dtype=cdt)
-    nev = ne.view(np.uint8)
-    notfound = nev[:, 0].copy()
-    for l in range(1, L):
-        np.add(cnt, notfound, out=cnt, casting="unsafe")
-        np.bitwise_and(notfound, nev[:, l], out=notfound)
-    arg = cnt.astype(np.intp)
+    arg = None
+    if need_arg:
+        ne = rows != v[:, None, :]
+        if first_nan is not None:
+            np.logical_and(ne[:, 0], np.logical_not(first_nan), out=ne[:, 0])
+        cdt = np.uint8 if L < 256 else (np.uint16 if L < 65536 else np.intp)
+        cnt = np.zeros((nb, D), dtype=cdt)
+        nev = ne.view(np.uint8)
+        notfound = nev[:, 0].copy()
+        for l in range(1, L):
+            np.add(cnt, notfound, out=cnt, casting="unsafe")
+            np.bitwise_and(notfound, nev[:, l], out=notfound)
+        arg = cnt.astype(np.intp)
     # ``v`` is the chosen element's value except for a leading NaN and the sign of a zero
     if first_nan is not None:
         np.copyto(v, rows[:, 0], where=first_nan)
     zb, zd = np.nonzero(v == 0)
     if zb.shape[0]:
-        v[zb, zd] = rows[zb, arg[zb, zd], zd]
+        if arg is not None:
+            v[zb, zd] = rows[zb, arg[zb, zd], zd]
+        else:
+            col = rows[zb, :, zd]  # (k, L): the first zero of each such column is the chosen element
+            first = np.argmax(col == 0, axis=1)
+            v[zb, zd] = col[np.arange(zb.shape[0]), first]
     return v, arg
 
 
