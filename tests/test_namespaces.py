@@ -114,3 +114,23 @@ def test_mixed_devices_raise_value_error(which):
         with pytest.raises(ValueError):
             xembed.embedding(kw["input"], w, max_norm=1.0)
         assert_bitwise_equal(w, before, "weight after failed mixed-device call")
+
+
+def test_numpy_use_imports_no_other_backend():
+    """README: a backend library is imported only when its arrays are passed (NumPy use must not pull in torch or
+    CuPy, which would cost seconds of import time)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, xembed\n"
+        "w = np.ones((5, 2))\n"
+        "xembed.embedding(np.array([1, 2]), w, max_norm=0.5)\n"
+        "xembed.embedding_bag_vjp(np.array([1, 2]), w, np.array([0]), mode='max')[1](np.ones((1, 2)))\n"
+        "xembed.Embedding(4, 2, seed=0)(np.array([0]))\n"
+        "bad = [m for m in ('torch', 'cupy', 'jax') if m in sys.modules]\n"
+        "print('IMPORTED', bad)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "IMPORTED []" in res.stdout, res.stdout
