@@ -35,6 +35,8 @@ def _init_weight(xp, shape, dtype, device, seed) -> Array:
     if dtype is None:
         dtype = xp.__array_namespace_info__().default_dtypes(device=device)["real floating"]
     host = rng.standard_normal(shape)
+    if dtype != xp.float64:  # the device may have no float64 (array-api-strict's "no_float64", MPS)
+        host = host.astype(np.float32)
     return xp.astype(xp.asarray(host, device=device), dtype)
 
 
