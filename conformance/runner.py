@@ -149,12 +149,22 @@ def run_conformance(impl, backend="numpy", device=None, max_examples=25, seed=0,
     be = make_backend(backend, device)
     ctx = C.Context(target=target, backend=be, strict=strict, grad_mode=_grad_mode(target, be, grad))
     ctx.expected_device = be.device_of(be.asarray(np.zeros(1), be.float_dtypes[-1]))
+    target_ref = impl if isinstance(impl, str) else None
+    if target_ref is None:
+        try:
+            import pickle
+
+            target_ref = pickle.dumps(impl)
+        except Exception:  # noqa: BLE001 - unpicklable object: crash-prone calls run in-process
+            target_ref = None
+    if target_ref is not None and strict:
+        ctx.isolated = C.Isolated(target_ref, backend, device, ctx.grad_mode)
     xf = load_xfails(xfails) if isinstance(xfails, (str, bytes)) or hasattr(xfails, "__fspath__") else (xfails or [])
     results = []
     for row in C.build_rows(be):
         for aspect in row.aspects:
             cid = f"{row.fn}::{row.option}::{aspect}"
-            if only and not any(fnmatch.fnmatchcase(cid, p) for p in only):
+            if only and not any(cid == p or fnmatch.fnmatchcase(cid, p) for p in only):
                 continue
             if not callable(getattr(target, row.fn, None)):
                 r = Result(cid, row.fn, row.option, aspect, "skip", f"target has no `{row.fn}`")
@@ -169,7 +179,7 @@ def run_conformance(impl, backend="numpy", device=None, max_examples=25, seed=0,
             else:
                 r = run_check(ctx, row, aspect, max_examples=max_examples, seed=seed, spec_str=spec_str)
             for pat, reason in xf:
-                if fnmatch.fnmatchcase(cid, pat):
+                if cid == pat or fnmatch.fnmatchcase(cid, pat):
                     if r.status == "fail":
                         r.status, r.xfail_reason = "xfail", reason
                     elif r.status in ("pass", "extension"):
@@ -178,6 +188,8 @@ def run_conformance(impl, backend="numpy", device=None, max_examples=25, seed=0,
             results.append(r)
             if progress:
                 progress(r)
+    if ctx.isolated is not None:
+        ctx.isolated.close()
     summary = {s: sum(r.status == s for r in results) for s in STATUSES}
     import torch
 
