@@ -87,6 +87,9 @@ def plot(payload, path):
     groups = sorted({(r["workload"], r["group"]) for r in recs}, key=lambda x: (x[1], x[0]))
     if not groups:
         return None
+    all_conts = list(dict.fromkeys(r["contender"] for r in recs))
+    cmap = plt.get_cmap("tab10")
+    color = {c: cmap(i % 10) for i, c in enumerate(all_conts)}  # one colour per contender in every panel
     fig, axes = plt.subplots(len(groups), 1, figsize=(11, 2.9 * len(groups)), squeeze=False)
     for ax, (wname, group) in zip(axes[:, 0], groups):
         rs = [r for r in recs if r["workload"] == wname and r["group"] == group]
@@ -100,7 +103,7 @@ def plot(payload, path):
                     if r["pass"] == p and r["contender"] == c:
                         xs.append(i + (j - (len(conts) - 1) / 2) * width)
                         ys.append(r["ratio_to_torch"])
-            ax.bar(xs, ys, width=width, label=c)
+            ax.bar(xs, ys, width=width, label=c, color=color[c])
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set_yscale("log")
         ax.set_xticks(range(len(passes)))
