@@ -237,3 +237,22 @@ def test_torch_accelerator_matches(dtype, with_scale):
     pure = nf.gather_segment_sum(weight, idx, offsets, scale, dtype, block_bytes=1 << 20)
     assert got.dtype == np.dtype(dtype) and got.shape == pure.shape
     np.testing.assert_allclose(got, pure, rtol=1e-5, atol=1e-5)
+
+
+def test_torch_accelerator_odd_layouts_fall_back():
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(12)
+    base = rng.standard_normal((30, 6)).astype(np.float32)
+    _, idx, offsets = random_case(rng, B=20, N=30, D=6, maxlen=6)
+    want = ref_sum(base[::-1], idx, offsets, None, None)
+    old = nf.set_accelerator("torch")
+    try:
+        for w in (base[::-1], base[::-1].astype(">f4"), base[:, ::2].copy()[:, :], np.asfortranarray(base[::-1])):
+            ro = w.copy()
+            ro.flags.writeable = False
+            for ww in (w, ro):
+                got = nf.gather_segment_sum(ww, idx, offsets, None, np.float32)
+                np.testing.assert_allclose(got, ref_sum(ww, idx, offsets, None, None), rtol=1e-5, atol=1e-5)
+    finally:
+        nf.set_accelerator(old)
+    assert want.shape == (20, 6)

@@ -192,8 +192,12 @@ def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None, *, bloc
         scale = np.asarray(scale)
     if acc == weight.dtype and acc.name in ("float32", "float64") and block_bytes is None:
         torch = _torch_or_none()
-        if torch is not None:
-            return _torch_segment_sum(torch, weight, idx, offsets, scale)
+        if (torch is not None and weight.dtype.isnative and min(weight.strides) >= 0
+                and (scale is None or scale.dtype == weight.dtype)):
+            try:
+                return _torch_segment_sum(torch, weight, idx, offsets, scale)
+            except (TypeError, ValueError, RuntimeError):  # anything torch cannot view: the pure path
+                pass
     lengths = np.diff(offsets)
     bb_bytes = block_bytes or _BLOCK_BYTES
     row_bytes = D * max(weight.dtype.itemsize, acc.itemsize)
