@@ -103,6 +103,7 @@ extern "C" __global__ void __KNAME__(
                 my_i = idx[p0 + lane];
                 my_ok = has_valid ? (int)valid[p0 + lane] : 1;
             }
+            #pragma unroll 4
             for (int j = 0; j < cnt; ++j) {
                 const long long r = __shfl_sync(0xffffffffu, my_i, j);
                 const int ok = __shfl_sync(0xffffffffu, my_ok, j);
