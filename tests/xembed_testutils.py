@@ -407,6 +407,9 @@ def check_embedding_bag(
     )
     g = backend.asarray(rng.standard_normal(tuple(ref.shape)), dtype)
     ref.backward(to_torch64(g))
+    if kw.get("scale_grad_by_freq") and torch_has_bag_freq_bug():
+        wt.grad = torch_from_numpy64(bag_weight_grad_reference(
+            idx, offsets, to_numpy(g), None if p is None else to_numpy(p), tuple(weight.shape), **kw))
 
     out, pullback = xembed.embedding_bag_vjp(i, w, o, per_sample_weights=p, **kw)
     assert_like_weight(out, w, tuple(ref.shape), "embedding_bag_vjp output")
@@ -427,3 +430,54 @@ def check_embedding_bag(
     assert_close(out_plain, ref, dtype, "embedding_bag output")
     assert_close(w_plain, wt.detach(), dtype, "weight after embedding_bag")
     return out, gw, gp, w
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the oracle's known bug
+
+
+def torch_has_bag_freq_bug() -> bool:
+    """torch <= 2.13 on CPU computes embedding_bag's scale_grad_by_freq gradient wrong (SPEC.md,
+    pytorch/pytorch#190063): there, and only there, the oracle for that gradient is SPEC's formula."""
+    import torch
+
+    major, minor = (int(v) for v in torch.__version__.split(".")[:2])
+    return (major, minor) < (2, 14)
+
+
+def torch_from_numpy64(a: np.ndarray) -> Any:
+    import torch
+
+    return torch.from_numpy(np.asarray(a, dtype=np.float64))
+
+
+def bag_weight_grad_reference(idx: Any, offsets: Any, g: np.ndarray, psw: np.ndarray | None,
+                              weight_shape: tuple[int, int], *, mode: str = "mean", padding_idx: int | None = None,
+                              include_last_offset: bool = False, scale_grad_by_freq: bool = False,
+                              **_: Any) -> np.ndarray:
+    """SPEC.md's dense sum/mean weight gradient of embedding_bag, one position at a time, in float64:
+    ``gW[idx_i] += g[bag(i)] * psw_i * s_i * (1 / count_non_pad(bag) if mean)``."""
+    n_rows, dim = weight_shape
+    idx = np.asarray(idx)
+    if idx.ndim == 2:
+        n_bags, length = idx.shape
+        bag_of = np.repeat(np.arange(n_bags), length)
+    else:
+        offs = np.asarray(offsets, dtype=np.int64)
+        if not include_last_offset:
+            offs = np.concatenate([offs, [idx.size]])
+        n_bags = offs.size - 1
+        bag_of = np.searchsorted(offs[1:], np.arange(idx.size), side="right")
+    flat = idx.reshape(-1).astype(np.int64)
+    w = np.ones(flat.size) if psw is None else np.asarray(psw, dtype=np.float64).reshape(-1)
+    pad = None if padding_idx is None else padding_idx % n_rows
+    valid = flat != pad if pad is not None else np.ones(flat.size, dtype=bool)
+    freq = np.bincount(flat, minlength=n_rows)
+    count = np.bincount(bag_of[valid], minlength=n_bags)
+    grad = np.zeros((n_rows, dim))
+    g = np.asarray(g, dtype=np.float64)
+    for i in np.flatnonzero(valid):
+        b = bag_of[i]
+        c = w[i] / (freq[flat[i]] if scale_grad_by_freq else 1) / (max(count[b], 1) if mode == "mean" else 1)
+        grad[flat[i]] += c * g[b]
+    return grad
