@@ -125,7 +125,9 @@ def _plan_blocks(lengths: np.ndarray, row_bytes: int, block_bytes: int):
         order = None  # identity: every bag has the same length
         sl = None
     else:
-        order = np.argsort(lengths, kind="stable")
+        # small non-negative ints: a uint16 key lets NumPy use its (stable) radix sort
+        key = lengths.astype(np.uint16) if lmax < 65536 and lmin >= 0 else lengths
+        order = np.argsort(key, kind="stable")
         sl = lengths[order]
     max_rows = max(1, block_bytes // max(row_bytes, 1))
     chunks = []
@@ -170,7 +172,7 @@ def _as_index(a) -> np.ndarray:
     return a
 
 
-def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None, *, block_bytes=None):
+def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None, *, block_bytes=None, _permuted=False):
     """``out[b] = sum_{i in [offsets[b], offsets[b+1])} scale[i] * weight[idx[i]]`` in ``acc_dtype``.
 
     weight (N, D) NumPy array; idx (n,) integer; offsets (B+1,) non-decreasing, ``offsets[0] == 0``,
@@ -185,9 +187,9 @@ def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None, *, bloc
     idx = _as_index(idx)
     offsets = _as_index(offsets)
     B = offsets.shape[0] - 1
-    out = np.zeros((max(B, 0), D), dtype=acc)
     if B <= 0 or D == 0 or idx.shape[0] == 0:
-        return out
+        out = np.zeros((max(B, 0), D), dtype=acc)
+        return (out, None) if _permuted else out
     if scale is not None:
         scale = np.asarray(scale)
     if acc == weight.dtype and acc.name in ("float32", "float64") and block_bytes is None:
@@ -195,7 +197,8 @@ def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None, *, bloc
         if (torch is not None and weight.dtype.isnative and min(weight.strides) >= 0
                 and (scale is None or scale.dtype == weight.dtype)):
             try:
-                return _torch_segment_sum(torch, weight, idx, offsets, scale)
+                r = _torch_segment_sum(torch, weight, idx, offsets, scale)
+                return (r, None) if _permuted else r
             except (TypeError, ValueError, RuntimeError):  # anything torch cannot view: the pure path
                 pass
     lengths = np.diff(offsets)
@@ -206,9 +209,8 @@ def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None, *, bloc
 
     # sorted bags: results land contiguously in ``tgt`` (sorted order), permuted once at the end
     if order is None:
-        tgt = out
+        tgt = out = np.zeros((B, D), dtype=acc)
     else:
-        del out
         tgt = np.empty((B, D), dtype=acc)
         tgt[: chunks[0][0] if chunks else B] = 0  # the empty bags sort first
     cast = weight.dtype != acc
@@ -223,6 +225,7 @@ def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None, *, bloc
             # a long bag (alone in its chunk when sorted; several only if all bags share the length)
             for j in range(s, e):
                 b = j if order is None else int(order[j])
+                tgt[j] = 0  # ``tgt`` may be uninitialised (sorted path)
                 _long_bag_sum(weight, idx, int(offsets[b]), int(offsets[b + 1]), scale, acc, tgt[j], max_rows)
             continue
         nb = e - s
@@ -264,18 +267,35 @@ def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None, *, bloc
             rows = crow
         if pad is not None:
             rows[pad] = 0
+        if sw is not None:
+            if pad is not None:
+                sw = sw.astype(acc)  # a copy: the padded slots are zeroed
+                sw[pad] = 0
+            else:
+                sw = sw.astype(acc, copy=False)
+        # very short bags (e.g. the segments of a scatter-add): a batched gemv per bag would cost more
+        # than the data (matmul ~100+ ns per row at L=1); einsum / a plain copy is cheaper there
+        if Lb == 1:
+            if sw is None:
+                np.copyto(tgt[s:e], rows[:, 0])
+            else:
+                np.multiply(rows[:, 0], sw, out=tgt[s:e])
+            continue
+        if Lb <= 3:
+            if sw is None:
+                np.einsum("bld->bd", rows, out=tgt[s:e])
+            else:
+                np.einsum("bl,bld->bd", sw, rows, out=tgt[s:e])
+            continue
         if sw is None:
             if ones is None or ones.shape[0] < k:
                 ones = np.ones(max(k, max_rows), dtype=acc)
             w = ones[:k].reshape(nb, 1, Lb)
         else:
-            if pad is not None:
-                w = sw.astype(acc)  # a copy: the padded slots are zeroed
-                w[pad] = 0
-            else:
-                w = sw.astype(acc, copy=False)
-            w = w.reshape(nb, 1, Lb)
+            w = sw.reshape(nb, 1, Lb)
         np.matmul(w, rows, out=tgt[s:e, None, :])
+    if _permuted:  # internal: (rows in ``order``, order) -- the caller scatters them itself
+        return tgt, order
     if order is not None:
         inv = np.empty(B, dtype=np.intp)
         inv[order] = np.arange(B, dtype=np.intp)
@@ -516,9 +536,17 @@ def scatter_add_rows(idx, rows, num_rows):
     if uniq.shape[0] == idx.shape[0]:
         out[idx] = rows  # no duplicates: a plain scatter
         return out
-    sums = gather_segment_sum(rows, order, seg, None, _default_acc(rows.dtype))
-    out[uniq] = sums
+    _scatter_sums(out, uniq, gather_segment_sum(rows, order, seg, None, _default_acc(rows.dtype), _permuted=True))
     return out
+
+
+def _scatter_sums(out, uniq, permuted):
+    """``out[uniq] = sums`` given ``gather_segment_sum(..., _permuted=True)``'s (sums in its order, order)."""
+    sums, order = permuted
+    if order is None:
+        out[uniq] = sums
+    else:
+        out[uniq[order]] = sums
 
 
 def gather_scatter_add(src, src_idx, dst_idx, scale, num_rows, acc_dtype=None):
@@ -540,5 +568,5 @@ def gather_scatter_add(src, src_idx, dst_idx, scale, num_rows, acc_dtype=None):
     order, uniq, seg = _sort_segments(dst_idx)
     src_idx = _as_index(src_idx)
     sc = None if scale is None else np.asarray(scale).take(order)
-    out[uniq] = gather_segment_sum(src, src_idx.take(order), seg, sc, acc)
+    _scatter_sums(out, uniq, gather_segment_sum(src, src_idx.take(order), seg, sc, acc, _permuted=True))
     return out
