@@ -62,7 +62,7 @@ class Case:
 def _dyadic(data, shape, label, lo=-16, hi=16, scale=4.0):
     # small values are drawn more often so that exact ties (mode='max') and equal rows are common
     elements = st.one_of(st.integers(max(lo, -3), min(hi, 3)), st.integers(lo, hi))
-    ints = data.draw(hnp.arrays(np.int64, shape, elements=elements), label=label)
+    ints = data.draw(hnp.arrays(np.int64, shape, elements=elements), label=f"{label} x{scale:g} (integers)")
     return ints.astype(np.float64) / scale
 
 

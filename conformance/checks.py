@@ -118,7 +118,8 @@ def check_array(ctx, case, x, expected, mag, what, *, dtype=None, c=None):
             bad = tuple(int(i) for i in np.argwhere(~ok)[0])
             raise Violation(
                 what,
-                f"value at {bad} is {actual[bad]!r}, expected {expected[bad]!r}",
+                f"value at {bad} is {float(actual[bad])!r}, expected {float(expected[bad])!r} "
+                f"(tolerance {c or (4 + n_terms(case))}·eps({case.wdtype})·magnitude)",
                 case, expected=expected, actual=actual,
             )
 

@@ -106,7 +106,7 @@ def run_check(ctx, row, aspect, *, max_examples, seed, spec_str):
         phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
         report_multiple_bugs=False,
         print_blob=False,
-        verbosity=hypothesis.Verbosity.quiet,
+        verbosity=hypothesis.Verbosity.normal,
     )(given(st.data())(body))
     test = hypothesis.seed(seed)(test)
     ctx.extension_seen = False
@@ -126,8 +126,10 @@ def run_check(ctx, row, aspect, *, max_examples, seed, spec_str):
             res.status = "fail"
             res.message = f"{v.what}: {v.message}"
             res.case = v.case.describe()
-            res.hypothesis_notes = [n for n in getattr(v, "__notes__", []) + getattr(e, "__notes__", [])
-                                    if "Falsifying example" not in n]
+            notes = list(getattr(v, "__notes__", []))
+            if e is not v:
+                notes += [n for n in getattr(e, "__notes__", []) if n not in notes]
+            res.hypothesis_notes = [n for n in notes if n.startswith("Draw ")]
             res.repro = make_repro(spec_str, ctx.backend, v.case, aspect,
                                    f"{row.fn} · {row.option} · {aspect}: {v.what}", ctx.grad_mode)
         else:
