@@ -48,15 +48,25 @@ def _copy_time(nbytes, device, repeats):
         def fn():
             np.copyto(dst, src)
     else:
-        import cupy as cp
+        try:
+            import cupy as cp
 
-        src = cp.ones(n, cp.float32)
-        dst = cp.empty_like(src)
-        sync = cp.cuda.Device().synchronize
+            src = cp.ones(n, cp.float32)
+            dst = cp.empty_like(src)
+            sync = cp.cuda.Device().synchronize
 
-        def fn():
-            dst[...] = src
-            sync()
+            def fn():
+                dst[...] = src
+                sync()
+        except ImportError:  # no CuPy: a torch CUDA copy
+            import torch
+
+            src = torch.ones(n, dtype=torch.float32, device="cuda")
+            dst = torch.empty_like(src)
+
+            def fn():
+                dst.copy_(src)
+                torch.cuda.synchronize()
     med, mn, k, _ = _median_time(fn, max(repeats, 5), 1.0)
     del src, dst
     return med
@@ -177,7 +187,11 @@ def run(args, default_out):
             if args.contenders:
                 keep = set(args.contenders.split(","))
                 conts = [c for c in conts if c in keep or c == C.BASELINE[group]]
-            copy_t = _copy_time(w.traffic_bytes(), group, repeats)
+            try:
+                copy_t = _copy_time(w.traffic_bytes(), group, repeats)
+            except Exception as e:  # noqa: BLE001 - e.g. --gpu on a machine without CUDA
+                print(f"  [{group}] skipped: no usable device ({type(e).__name__}: {e})", flush=True)
+                continue
             copies[(name, group)] = copy_t
             print(f"  [{group}] copy of {w.traffic_bytes() / 2**20:.1f} MiB (read+write): {copy_t * 1e3:.3f} ms "
                   f"= {w.traffic_bytes() / copy_t / 1e9:.1f} GB/s", flush=True)
