@@ -252,5 +252,5 @@ def run(args, default_out):
     with open(mpath, "w") as f:
         f.write(md)
     ppath = report.plot(payload, os.path.join(out_dir, f"results{suffix}.png"))
-    print(f"\nwrote {jpath}\nwrote {mpath}\n" + (f"wrote {ppath}" if ppath else "plot skipped (matplotlib not installed)"))
+    print(f"\nwrote {jpath}\nwrote {mpath}\n" + (f"wrote {ppath}" if ppath else "plot skipped (matplotlib not installed, or nothing to plot)"))
     return 0
