@@ -75,15 +75,16 @@ def _run(xp, weight, per_sample_weights, input, max_norm, norm_type, compute, is
         _core.renorm_(weight, input, max_norm, norm_type, xp)
     if leaves is not None:
         return _torch_autograd.apply(*leaves, lambda: compute(weight, per_sample_weights), is_bag)
-    out, pullback = compute(weight, per_sample_weights)
-    return (out, pullback) if want_vjp else out
+    if not want_vjp:
+        return compute(weight, per_sample_weights, need_pullback=False)[0]
+    return compute(weight, per_sample_weights)
 
 
 def _embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp, want_vjp):
     xp, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse = _prepare_embedding(
         input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp)
 
-    def compute(w, _psw):
+    def compute(w, _psw, need_pullback=True):
         return _core.embedding_vjp(input, w, padding_idx, scale_grad_by_freq, sparse, xp)
 
     return _run(xp, weight, None, input, max_norm, norm_type, compute, False, want_vjp)
@@ -127,8 +128,8 @@ def _embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_fr
         v.check_offsets_values(offsets, input.shape[0], a.include_last_offset, xp)
     v.check_indices_in_range(input, weight.shape[0], xp)
 
-    def compute(w, psw):
-        return _core.embedding_bag_vjp(input, w, offsets, psw, a, xp)
+    def compute(w, psw, need_pullback=True):
+        return _core.embedding_bag_vjp(input, w, offsets, psw, a, xp, need_pullback)
 
     return _run(xp, weight, per_sample_weights, input, a.max_norm, a.norm_type, compute, True, want_vjp)
 

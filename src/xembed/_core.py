@@ -143,8 +143,12 @@ def _bag_layout(input: Array, offsets: Array | None, include_last_offset: bool, 
 
 
 def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sample_weights: Array | None,
-                      a: BagArgs, xp) -> tuple[Array, Callable]:
-    """Bag reduction and its pullback (weight already renormed if max_norm was given)."""
+                      a: BagArgs, xp, need_pullback: bool = True) -> tuple[Array, Callable | None]:
+    """Bag reduction and its pullback (weight already renormed if max_norm was given).
+
+    ``need_pullback=False`` (a forward-only call) lets the max primitive skip the argmax; the pullback
+    returned is then None.
+    """
     dev = _device(weight)
     n_rows, dim = weight.shape
     acc = acc_dtype(weight.dtype, xp)
@@ -164,9 +168,9 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
         offs_c = xp.concat([zero, xp.cumulative_sum(xp.astype(kept, offs.dtype))])
     bag_size = offs_c[1:] - offs_c[:-1]
 
-    argpos = None
+    argrow = None
     if a.mode == "max":
-        out, argpos = prim.gather_segment_max(weight, idx_c, offs_c, xp=xp)
+        out, argrow = prim.gather_segment_max(weight, idx_c, offs_c, need_pullback, xp=xp)
     else:
         total = prim.gather_segment_sum(weight, idx_c, offs_c, psw_c, acc, xp=xp)
         if a.mode == "mean":
@@ -176,10 +180,9 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
     def pullback(grad_output: Array):
         g = xp.astype(_check_grad(grad_output, (num_bags, dim), xp), acc)
         if a.mode == "max":
-            grad_w = _max_weight_grad(g, idx_c, argpos, weight, xp)
+            grad_w = _max_weight_grad(g, argrow, weight, xp)
         else:
             seg_c = prim.segment_ids(offs_c, idx_c.shape[0], xp=xp)
-            rows = xp.take(g, seg_c, axis=0)
             coef = None if psw_c is None else xp.astype(psw_c, acc)
             if a.mode == "mean":
                 inv = 1.0 / xp.astype(xp.take(xp.clip(bag_size, min=1), seg_c), acc)
@@ -187,7 +190,11 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
             if a.scale_grad_by_freq:
                 inv = _inverse_frequency(idx, idx_c, n_rows, acc, xp)
                 coef = inv if coef is None else coef * inv
-            grad_w = _weight_grad(idx_c, rows, coef, weight, a.sparse, xp)
+            if a.sparse:
+                grad_w = _weight_grad(idx_c, xp.take(g, seg_c, axis=0), coef, weight, True, xp)
+            else:
+                grad_w = xp.astype(prim.gather_scatter_add(g, seg_c, idx_c, coef, n_rows, acc, xp=xp),
+                                   weight.dtype)
         grad_psw = None
         if per_sample_weights is not None:
             seg = prim.segment_ids(offs, n, xp=xp)
@@ -200,20 +207,16 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
             grad_psw = xp.reshape(xp.astype(dots, per_sample_weights.dtype), tuple(per_sample_weights.shape))
         return grad_w, grad_psw
 
-    return out, pullback
+    return out, (pullback if need_pullback else None)
 
 
-def _max_weight_grad(g: Array, idx_c: Array, argpos: Array, weight: Array, xp) -> Array:
-    """``gW[idx[argpos[b, d]], d] += g[b, d]`` for every non-empty bag (a 1-D scatter-add over N*D)."""
+def _max_weight_grad(g: Array, argrow: Array, weight: Array, xp) -> Array:
+    """``gW[argrow[b, d], d] += g[b, d]`` for every non-empty bag (a 1-D scatter-add over N*D)."""
     dev = _device(weight)
     n_rows, dim = weight.shape
-    if idx_c.shape[0] == 0:
-        return xp.zeros((n_rows, dim), dtype=weight.dtype, device=dev)
-    won = argpos >= 0
-    rows = xp.take(idx_c, xp.reshape(xp.clip(argpos, min=0), (-1,)))
-    cols = xp.arange(dim, dtype=rows.dtype, device=dev)
-    flat_target = xp.reshape(rows, argpos.shape) * dim + cols[None, :]
-    target = flat_target[won]
+    won = argrow >= 0
+    cols = xp.arange(dim, dtype=argrow.dtype, device=dev)
+    target = (argrow * dim + cols[None, :])[won]
     values = g[won][:, None]
     dense = prim.scatter_add_rows(target, values, n_rows * dim, xp=xp)
     return xp.astype(xp.reshape(dense, (n_rows, dim)), weight.dtype)

@@ -20,7 +20,7 @@ from array_api_compat import is_cupy_namespace, is_numpy_namespace, is_torch_nam
 from . import _fallback
 
 __all__ = [
-    "bincount", "gather_segment_max", "gather_segment_sum", "index_dtype", "put_rows_",
+    "bincount", "gather_scatter_add", "gather_segment_max", "gather_segment_sum", "index_dtype", "put_rows_",
     "scatter_add_rows", "segment_ids", "use", "mode",
 ]
 
@@ -80,5 +80,6 @@ bincount = _dispatch("bincount")
 gather_segment_sum = _dispatch("gather_segment_sum")
 gather_segment_max = _dispatch("gather_segment_max")
 scatter_add_rows = _dispatch("scatter_add_rows")
+gather_scatter_add = _dispatch("gather_scatter_add")
 put_rows_ = _dispatch("put_rows_")
 index_dtype = _fallback.index_dtype

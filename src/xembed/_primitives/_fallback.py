@@ -82,12 +82,14 @@ def gather_segment_sum(weight: Array, idx: Array, offsets: Array, scale: Array |
     return xp.where(nonempty[:, None], last, xp.zeros((), dtype=acc_dtype, device=dev))
 
 
-def gather_segment_max(weight: Array, idx: Array, offsets: Array, xp) -> tuple[Array, Array]:
-    """Per-bag, per-feature max with torch's scan semantics, and the position of the winner.
+def gather_segment_max(weight: Array, idx: Array, offsets: Array, need_arg: bool, xp) -> tuple[Array, Array]:
+    """Per-bag, per-feature max with torch's scan semantics, and the weight row of the winner.
 
     The first element of a bag initialises, a later one replaces it iff strictly greater: ties go
     to the first occurrence, a NaN that comes first sticks, a later NaN is never chosen.  Returns
-    ``(values (B, D) weight dtype, argpos (B, D) index dtype)``; empty bags give 0 and -1.
+    ``(values (B, D) weight dtype, argrow (B, D) index dtype)``: ``argrow[b, d]`` is the row of
+    ``weight`` whose feature d won (``idx`` of the winning position); empty bags give 0 and -1.
+    ``argrow`` is None when ``need_arg`` is false (forward only; a native path may skip the work).
     """
     dev = _device(weight)
     num_bags = offsets.shape[0] - 1
@@ -96,7 +98,7 @@ def gather_segment_max(weight: Array, idx: Array, offsets: Array, xp) -> tuple[A
     itype = index_dtype(xp, dev)
     if n == 0:
         return (xp.zeros((num_bags, d), dtype=weight.dtype, device=dev),
-                xp.full((num_bags, d), -1, dtype=itype, device=dev))
+                xp.full((num_bags, d), -1, dtype=itype, device=dev) if need_arg else None)
     rows = xp.take(weight, idx, axis=0)
     seg = segment_ids(offsets, n, xp)
     pos = xp.arange(n, dtype=itype, device=dev)
@@ -122,8 +124,10 @@ def gather_segment_max(weight: Array, idx: Array, offsets: Array, xp) -> tuple[A
     values = xp.where(first_nan, nan, key)
     ne = nonempty[:, None]
     values = xp.where(ne, values, xp.zeros((), dtype=weight.dtype, device=dev))
-    arg = xp.where(ne, arg, xp.asarray(-1, dtype=itype, device=dev))
-    return values, arg
+    if not need_arg:
+        return values, None
+    argrow = xp.reshape(xp.take(xp.astype(idx, itype), xp.reshape(arg, (-1,))), arg.shape)
+    return values, xp.where(ne, argrow, xp.asarray(-1, dtype=itype, device=dev))
 
 
 def scatter_add_rows(idx: Array, rows: Array, num_rows: int, xp) -> Array:
@@ -141,6 +145,19 @@ def scatter_add_rows(idx: Array, rows: Array, num_rows: int, xp) -> Array:
     uniq = sidx[is_last]
     sums = scan[is_last]
     return _dense_from_unique(uniq, sums, num_rows, zero, xp)
+
+
+def gather_scatter_add(src: Array, src_idx: Array, dst_idx: Array, scale: Array | None, num_rows: int,
+                       acc_dtype, xp) -> Array:
+    """``out[dst_idx[i]] += scale[i] * src[src_idx[i]]``, (num_rows, D) in ``acc_dtype``.
+
+    The dense backward of a bag reduction (src = grad_output, src_idx = bag of each position, dst_idx =
+    its weight row); a native path can do it without the n x D intermediate this one builds.
+    """
+    rows = xp.astype(xp.take(src, src_idx, axis=0), acc_dtype)
+    if scale is not None:
+        rows = rows * xp.astype(scale, acc_dtype)[:, None]
+    return scatter_add_rows(dst_idx, rows, num_rows, xp)
 
 
 def _dense_from_unique(uniq: Array, rows: Array, num_rows: int, fill: Array, xp) -> Array:

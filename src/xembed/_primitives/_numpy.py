@@ -1,8 +1,10 @@
-"""Native NumPy paths of the primitives (contracts in ``_fallback``)."""
+"""Native NumPy paths of the primitives (contracts in ``_fallback``), backed by ``_numpy_fast``."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from . import _numpy_fast as _fast
 
 
 def bincount(idx, num_rows, xp):
@@ -10,27 +12,25 @@ def bincount(idx, num_rows, xp):
 
 
 def scatter_add_rows(idx, rows, num_rows, xp):
-    out = np.zeros((num_rows, rows.shape[1]), dtype=rows.dtype)
-    if idx.shape[0] == 0:
-        return out
-    order = np.argsort(idx, kind="stable")
-    sidx = idx[order]
-    starts = np.flatnonzero(np.concatenate(([True], sidx[1:] != sidx[:-1])))
-    out[sidx[starts]] = np.add.reduceat(rows[order], starts, axis=0)
-    return out
+    return _fast.scatter_add_rows(idx, rows, num_rows)
+
+
+def gather_scatter_add(src, src_idx, dst_idx, scale, num_rows, acc_dtype, xp):
+    return _fast.gather_scatter_add(src, src_idx, dst_idx, scale, num_rows, acc_dtype)
 
 
 def gather_segment_sum(weight, idx, offsets, scale, acc_dtype, xp):
-    num_bags = offsets.shape[0] - 1
-    out = np.zeros((num_bags, weight.shape[1]), dtype=acc_dtype)
+    return _fast.gather_segment_sum(weight, idx, offsets, scale, acc_dtype)
+
+
+def gather_segment_max(weight, idx, offsets, need_arg, xp):
+    values, argpos = _fast.gather_segment_max(weight, idx, offsets, need_argpos=need_arg)
+    if not need_arg:
+        return values, None
     if idx.shape[0] == 0:
-        return out
-    rows = np.take(weight, idx, axis=0).astype(acc_dtype, copy=False)
-    if scale is not None:
-        rows *= scale.astype(acc_dtype, copy=False)[:, None]
-    nonempty = offsets[1:] > offsets[:-1]
-    out[nonempty] = np.add.reduceat(rows, offsets[:-1][nonempty], axis=0)
-    return out
+        return values, argpos  # all -1
+    won = argpos >= 0
+    return values, np.where(won, np.asarray(idx, dtype=np.int64)[np.where(won, argpos, 0)], -1)
 
 
 def put_rows_(weight, uniq, rows, xp):

@@ -1,8 +1,15 @@
-"""Native torch paths of the primitives (contracts in ``_fallback``). Tensors arrive detached."""
+"""Native torch paths of the primitives (contracts in ``_fallback``). Tensors arrive detached.
+
+Where torch's own fused kernels have exactly the primitive's contract they are used: the
+embedding_bag sum kernel (fp32/fp64 accumulate in their own dtype) and the max kernel (strict ``>``
+scan, ties to the first occurrence, a leading NaN sticks — the reference semantics, on CPU and CUDA).
+"""
 
 from __future__ import annotations
 
 import torch
+
+_MODE_SUM, _MODE_MAX = 0, 2
 
 
 def bincount(idx, num_rows, xp):
@@ -28,6 +35,16 @@ def gather_segment_sum(weight, idx, offsets, scale, acc_dtype, xp):
         rows = rows * scale.to(acc_dtype)[:, None]
     out = torch.zeros((offsets.shape[0] - 1, weight.shape[1]), dtype=acc_dtype, device=weight.device)
     return out.index_add_(0, segment_ids(offsets, idx.shape[0], xp), rows)
+
+
+def gather_segment_max(weight, idx, offsets, need_arg, xp):
+    values, _, bag_size, argrow = torch.embedding_bag(
+        weight, idx, offsets, False, _MODE_MAX, False, None, True, None)
+    if not need_arg:
+        return values, None
+    # Empty bags: torch CPU reports row 0, CUDA -1; the contract says -1.
+    empty = (offsets[1:] == offsets[:-1])[:, None]
+    return values, torch.where(empty, torch.full_like(argrow, -1), argrow)
 
 
 def put_rows_(weight, uniq, rows, xp):

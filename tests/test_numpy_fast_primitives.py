@@ -1,6 +1,6 @@
 """Correctness tests of the fast NumPy primitives (src/xembed/_primitives/_numpy_fast.py) against naive loops.
 
-Run: ``python -m pytest benchmarks/tests_primitives.py -q``
+Part of the test-suite (the primitives' contracts are in src/xembed/_primitives/_fallback.py).
 """
 
 from __future__ import annotations
@@ -8,16 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-try:
-    from xembed._primitives import _numpy_fast as nf
-except ImportError:  # package not installed / core not there yet: load the file directly
-    import importlib.util
-    import pathlib
-
-    _p = pathlib.Path(__file__).resolve().parents[1] / "src/xembed/_primitives/_numpy_fast.py"
-    _spec = importlib.util.spec_from_file_location("_numpy_fast", _p)
-    nf = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(nf)
+from xembed._primitives import _numpy_fast as nf
 
 
 def ref_sum(weight, idx, offsets, scale, acc):
