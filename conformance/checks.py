@@ -394,8 +394,12 @@ def run_error(ctx: Context, case: Case, spec: ErrorSpec):
         if isinstance(oexc, AssertionError) and not ctx.strict:
             accepted = ACCEPTED + (AssertionError,)
     try_backward = spec.backward_ok and not ctx.strict
-    if spec.crash_prone and ctx.isolated is not None:
+    on_gpu = "cuda" in str(ctx.expected_device) or ctx.backend.name == "cupy"
+    if (spec.crash_prone or on_gpu) and ctx.isolated is not None:
+        # on a GPU every invalid call runs in the worker: a device-side assert poisons the CUDA context
         res = ctx.isolated.call(case, AssertionError in accepted, try_backward)
+        if "device-side assert" in str(res.get("message", "")) or "CUDA error" in str(res.get("message", "")):
+            ctx.isolated.close()
     else:
         res = _attempt(ctx, case, accepted, try_backward)
     if "crashed" in res:

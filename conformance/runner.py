@@ -159,7 +159,8 @@ def run_conformance(impl, backend="numpy", device=None, max_examples=25, seed=0,
             target_ref = pickle.dumps(impl)
         except Exception:  # noqa: BLE001 - unpicklable object: crash-prone calls run in-process
             target_ref = None
-    if target_ref is not None and strict:
+    on_gpu = "cuda" in str(ctx.expected_device) or be.name == "cupy"
+    if target_ref is not None and (strict or on_gpu):
         ctx.isolated = C.Isolated(target_ref, backend, device, ctx.grad_mode)
     xf = load_xfails(xfails) if isinstance(xfails, (str, bytes)) or hasattr(xfails, "__fspath__") else (xfails or [])
     results = []
