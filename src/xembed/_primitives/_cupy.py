@@ -1,9 +1,11 @@
-"""Native CuPy paths of the primitives (contracts in ``_fallback``)."""
+"""Native CuPy paths of the primitives (contracts in ``_fallback``), backed by the fused RawKernels of
+``_cupy_kernels`` (one warp per bag, vectorised row loads, sort-based scatter: bitwise deterministic)."""
 
 from __future__ import annotations
 
 import cupy
-import cupyx
+
+from . import _cupy_kernels as _k
 
 
 def bincount(idx, num_rows, xp):
@@ -13,27 +15,28 @@ def bincount(idx, num_rows, xp):
 
 def scatter_add_rows(idx, rows, num_rows, xp):
     with rows.device:
-        out = cupy.zeros((num_rows, rows.shape[1]), dtype=rows.dtype)
-        cupyx.scatter_add(out, idx, rows)
-    return out
+        return _k.scatter_add_rows(idx, rows, num_rows)
+
+
+def gather_scatter_add(src, src_idx, dst_idx, scale, num_rows, acc_dtype, xp):
+    with src.device:
+        return _k.gather_scatter_add(src, src_idx, dst_idx, scale, num_rows, acc_dtype)
 
 
 def gather_segment_sum(weight, idx, offsets, scale, acc_dtype, xp):
     with weight.device:
-        return _gather_segment_sum(weight, idx, offsets, scale, acc_dtype, xp)
+        return _k.gather_segment_sum(weight, idx, offsets, scale, acc_dtype)
 
 
-def _gather_segment_sum(weight, idx, offsets, scale, acc_dtype, xp):
-    from ._fallback import segment_ids
-
-    out = cupy.zeros((offsets.shape[0] - 1, weight.shape[1]), dtype=acc_dtype)
-    if idx.shape[0] == 0:
-        return out
-    rows = cupy.take(weight, idx, axis=0).astype(acc_dtype, copy=False)
-    if scale is not None:
-        rows *= scale.astype(acc_dtype, copy=False)[:, None]
-    cupyx.scatter_add(out, segment_ids(offsets, idx.shape[0], xp), rows)
-    return out
+def gather_segment_max(weight, idx, offsets, need_arg, xp):
+    with weight.device:
+        values, argpos = _k.gather_segment_max(weight, idx, offsets)
+        if not need_arg:
+            return values, None
+        if idx.shape[0] == 0:
+            return values, cupy.full(argpos.shape, -1, dtype=cupy.int64)
+        won = argpos >= 0
+        return values, cupy.where(won, idx.astype(cupy.int64, copy=False)[cupy.where(won, argpos, 0)], -1)
 
 
 def put_rows_(weight, uniq, rows, xp):
