@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from array_api_compat import array_namespace
 from array_api_compat import device as _device
 
 from . import _primitives as prim
@@ -20,6 +21,11 @@ from ._sparse import SparseGrad
 from ._validate import BagArgs
 
 Array = Any
+
+
+def _cast(x: Array, dtype) -> Array:
+    """``astype`` without a copy when the dtype already matches (the core never relies on copies)."""
+    return x if x.dtype == dtype else array_namespace(x).astype(x, dtype)
 
 
 def acc_dtype(dtype, xp):
@@ -33,7 +39,7 @@ def _float64_or_32(xp, dev):
 
 def _pnorm_rows(rows: Array, p: float, xp) -> Array:
     """torch.norm(row, p) of every row, accumulated in at least float32, rounded to the rows' dtype."""
-    a = xp.abs(xp.astype(rows, acc_dtype(rows.dtype, xp)))
+    a = xp.abs(_cast(rows, acc_dtype(rows.dtype, xp)))
     if rows.shape[1] == 0:
         norm = xp.zeros((rows.shape[0],), dtype=a.dtype, device=_device(rows))
     elif math.isinf(p):
@@ -44,7 +50,7 @@ def _pnorm_rows(rows: Array, p: float, xp) -> Array:
         norm = xp.sqrt(xp.sum(a * a, axis=1))
     else:
         norm = xp.sum(a ** p, axis=1) ** (1.0 / p)
-    return xp.astype(norm, rows.dtype)
+    return _cast(norm, rows.dtype)
 
 
 def renorm_(weight: Array, indices: Array, max_norm: float, norm_type: float, xp) -> Array:
@@ -59,16 +65,16 @@ def renorm_(weight: Array, indices: Array, max_norm: float, norm_type: float, xp
     flat = xp.reshape(indices, (-1,))
     if flat.shape[0] == 0:
         return weight
-    uniq = xp.sort(xp.astype(xp.unique_values(flat), prim.index_dtype(xp, dev)))
+    uniq = xp.sort(_cast(xp.unique_values(flat), prim.index_dtype(xp, dev)))
     rows = xp.take(weight, uniq, axis=0)
     f64 = _float64_or_32(xp, dev)
-    norm = xp.astype(_pnorm_rows(rows, norm_type, xp), f64)
+    norm = _cast(_pnorm_rows(rows, norm_type, xp), f64)
     bite = norm > max_norm
     if not bool(xp.any(bite)):
         return weight
     acc = acc_dtype(weight.dtype, xp)
-    scale = xp.astype(max_norm / (norm[bite] + 1e-7), acc)
-    new_rows = xp.astype(xp.astype(rows[bite], acc) * scale[:, None], weight.dtype)
+    scale = _cast(max_norm / (norm[bite] + 1e-7), acc)
+    new_rows = _cast(_cast(rows[bite], acc) * scale[:, None], weight.dtype)
     return prim.put_rows_(weight, uniq[bite], new_rows, xp=xp)
 
 
@@ -89,15 +95,15 @@ def _weight_grad(idx: Array, rows: Array, coef: Array | None, weight: Array, spa
         rows = rows * coef[:, None]
     n_rows = weight.shape[0]
     if sparse:
-        idx64 = xp.astype(idx, prim.index_dtype(xp, _device(weight)))
-        return SparseGrad(idx64, xp.astype(rows, weight.dtype), tuple(weight.shape))
-    return xp.astype(prim.scatter_add_rows(idx, rows, n_rows, xp=xp), weight.dtype)
+        idx64 = _cast(idx, prim.index_dtype(xp, _device(weight)))
+        return SparseGrad(idx64, xp.astype(rows, weight.dtype, copy=True), tuple(weight.shape))
+    return _cast(prim.scatter_add_rows(idx, rows, n_rows, xp=xp), weight.dtype)
 
 
 def _inverse_frequency(all_idx: Array, idx: Array, n_rows: int, acc, xp) -> Array:
     """``1 / count(idx[i])`` with counts taken over ``all_idx`` (the whole input)."""
     counts = prim.bincount(all_idx, n_rows, xp=xp)
-    return 1.0 / xp.astype(xp.take(counts, idx), acc)
+    return 1.0 / _cast(xp.take(counts, idx), acc)
 
 
 def embedding_vjp(input: Array, weight: Array, padding_idx: int | None, scale_grad_by_freq: bool,
@@ -106,7 +112,7 @@ def embedding_vjp(input: Array, weight: Array, padding_idx: int | None, scale_gr
     dev = _device(weight)
     n_rows, dim = weight.shape
     out_shape = tuple(input.shape) + (dim,)
-    flat = xp.astype(xp.reshape(input, (-1,)), prim.index_dtype(xp, dev))
+    flat = _cast(xp.reshape(input, (-1,)), prim.index_dtype(xp, dev))
     out = xp.reshape(xp.take(weight, flat, axis=0), out_shape)
 
     def pullback(grad_output: Array):
@@ -117,7 +123,7 @@ def embedding_vjp(input: Array, weight: Array, padding_idx: int | None, scale_gr
             keep = flat != padding_idx
             idx, rows = flat[keep], g[keep]
         coef = _inverse_frequency(flat, idx, n_rows, acc, xp) if scale_grad_by_freq else None
-        return _weight_grad(idx, xp.astype(rows, acc), coef, weight, sparse, xp)
+        return _weight_grad(idx, _cast(rows, acc), coef, weight, sparse, xp)
 
     return out, pullback
 
@@ -132,14 +138,14 @@ def _bag_layout(input: Array, offsets: Array | None, include_last_offset: bool, 
         offs = xp.arange(num_bags + 1, dtype=itype, device=dev) * length
     else:
         idx = input
-        offs = xp.astype(offsets, itype)
+        offs = _cast(offsets, itype)
         if offs.shape[0] == 0:
             # No bags at all (empty offsets, no include_last_offset): no index belongs to a bag.
             idx, offs = idx[:0], xp.zeros((1,), dtype=itype, device=dev)
         elif not include_last_offset:
             n = xp.asarray([idx.shape[0]], dtype=itype, device=dev)
             offs = xp.concat([offs, n])
-    return xp.astype(idx, itype), offs
+    return _cast(idx, itype), offs
 
 
 def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sample_weights: Array | None,
@@ -165,7 +171,7 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
         psw_c = None if psw is None else psw[valid]
         kept = prim.bincount(prim.segment_ids(offs, n, xp=xp)[valid], num_bags, xp=xp)
         zero = xp.zeros((1,), dtype=offs.dtype, device=dev)
-        offs_c = xp.concat([zero, xp.cumulative_sum(xp.astype(kept, offs.dtype))])
+        offs_c = xp.concat([zero, xp.cumulative_sum(_cast(kept, offs.dtype))])
     bag_size = offs_c[1:] - offs_c[:-1]
 
     argrow = None
@@ -174,18 +180,18 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
     else:
         total = prim.gather_segment_sum(weight, idx_c, offs_c, psw_c, acc, xp=xp)
         if a.mode == "mean":
-            total = total / xp.astype(xp.clip(bag_size, min=1), acc)[:, None]
-        out = xp.astype(total, weight.dtype)
+            total = total / _cast(xp.clip(bag_size, min=1), acc)[:, None]
+        out = _cast(total, weight.dtype)
 
     def pullback(grad_output: Array):
-        g = xp.astype(_check_grad(grad_output, (num_bags, dim), xp), acc)
+        g = _cast(_check_grad(grad_output, (num_bags, dim), xp), acc)
         if a.mode == "max":
             grad_w = _max_weight_grad(g, argrow, weight, xp)
         else:
             seg_c = prim.segment_ids(offs_c, idx_c.shape[0], xp=xp)
-            coef = None if psw_c is None else xp.astype(psw_c, acc)
+            coef = None if psw_c is None else _cast(psw_c, acc)
             if a.mode == "mean":
-                inv = 1.0 / xp.astype(xp.take(xp.clip(bag_size, min=1), seg_c), acc)
+                inv = 1.0 / _cast(xp.take(xp.clip(bag_size, min=1), seg_c), acc)
                 coef = inv if coef is None else coef * inv
             if a.scale_grad_by_freq:
                 inv = _inverse_frequency(idx, idx_c, n_rows, acc, xp)
@@ -193,18 +199,18 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
             if a.sparse:
                 grad_w = _weight_grad(idx_c, xp.take(g, seg_c, axis=0), coef, weight, True, xp)
             else:
-                grad_w = xp.astype(prim.gather_scatter_add(g, seg_c, idx_c, coef, n_rows, acc, xp=xp),
+                grad_w = _cast(prim.gather_scatter_add(g, seg_c, idx_c, coef, n_rows, acc, xp=xp),
                                    weight.dtype)
         grad_psw = None
         if per_sample_weights is not None:
             seg = prim.segment_ids(offs, n, xp=xp)
-            w_rows = xp.astype(xp.take(weight, idx, axis=0), acc)
+            w_rows = _cast(xp.take(weight, idx, axis=0), acc)
             dots = xp.sum(xp.take(g, seg, axis=0) * w_rows, axis=1)
             if valid is not None:
                 dots = xp.where(valid, dots, xp.zeros((), dtype=acc, device=dev))
             if n < math.prod(per_sample_weights.shape):  # zero bags: no position gets a gradient
                 dots = xp.zeros(per_sample_weights.shape, dtype=acc, device=dev)
-            grad_psw = xp.reshape(xp.astype(dots, per_sample_weights.dtype), tuple(per_sample_weights.shape))
+            grad_psw = xp.reshape(_cast(dots, per_sample_weights.dtype), tuple(per_sample_weights.shape))
         return grad_w, grad_psw
 
     return out, (pullback if need_pullback else None)
@@ -219,4 +225,4 @@ def _max_weight_grad(g: Array, argrow: Array, weight: Array, xp) -> Array:
     target = (argrow * dim + cols[None, :])[won]
     values = g[won][:, None]
     dense = prim.scatter_add_rows(target, values, n_rows * dim, xp=xp)
-    return xp.astype(xp.reshape(dense, (n_rows, dim)), weight.dtype)
+    return _cast(xp.reshape(dense, (n_rows, dim)), weight.dtype)

@@ -21,6 +21,13 @@ def scatter_add_rows(idx, rows, num_rows, xp):
     return out.index_add_(0, idx, rows)
 
 
+def gather_scatter_add(src, src_idx, dst_idx, scale, num_rows, acc_dtype, xp):
+    rows = src.index_select(0, src_idx).to(acc_dtype)
+    if scale is not None:
+        rows = rows * scale.to(acc_dtype)[:, None]
+    return scatter_add_rows(dst_idx, rows, num_rows, xp)
+
+
 def gather_segment_sum(weight, idx, offsets, scale, acc_dtype, xp):
     if weight.dtype == acc_dtype:
         # torch's fused kernel has exactly this contract for fp32/fp64 (full offsets, last = n).
