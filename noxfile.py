@@ -4,6 +4,7 @@
     nox -s "tests(cupy)"        # needs a CUDA GPU and CuPy
     nox -s fallback              # every backend through the standard-only primitives
     nox -s conformance           # the conformance report for xembed on every installed backend
+    nox -s benchmarks            # the benchmark suite, quick profile (pass --full for the standard sizes)
 """
 
 import nox
@@ -35,4 +36,15 @@ def fallback(session):
 def conformance(session):
     """The conformance report for xembed on every installed backend (fast profile unless posargs say)."""
     session.install("-e", ".[test]")
-    session.run("python", "-m", "conformance", "--impl", "xembed", "--backend", "all", *session.posargs)
+    session.run("python", "-m", "conformance", "--impl", "xembed", "--backend", "all", "--strict",
+                "--report", "conformance-report", *session.posargs)
+
+
+@nox.session
+def benchmarks(session):
+    """The benchmark suite (ratios to torch native in the same run); `-- --full` for the standard sizes."""
+    session.install("-e", ".[bench]")
+    args = list(session.posargs)
+    quick = [] if "--full" in args else ["--quick"]
+    args = [a for a in args if a != "--full"]
+    session.run("python", "-m", "benchmarks", *quick, *args)

@@ -96,7 +96,7 @@ def _weight_grad(idx: Array, rows: Array, coef: Array | None, weight: Array, spa
     n_rows = weight.shape[0]
     if sparse:
         idx64 = _cast(idx, prim.index_dtype(xp, _device(weight)))
-        return SparseGrad(idx64, xp.astype(rows, weight.dtype, copy=True), tuple(weight.shape))
+        return SparseGrad(idx64, _cast(rows, weight.dtype), tuple(weight.shape))
     return _cast(prim.scatter_add_rows(idx, rows, n_rows, xp=xp), weight.dtype)
 
 
