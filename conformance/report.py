@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 CELL = {"pass": "pass", "fail": "**FAIL**", "skip": "skip", "extension": "extension",
         "xfail": "xfail", "xpass": "xpass", "error": "**ERROR**"}
@@ -75,6 +76,7 @@ def write(report: dict, path: str) -> list[str]:
     else:
         targets = [("md", path + ".md"), ("json", path + ".json")]
     for kind, p in targets:
+        os.makedirs(os.path.dirname(p) or ".", exist_ok=True)
         with open(p, "w", encoding="utf-8") as fh:
             if kind == "json":
                 json.dump(report, fh, indent=1, default=str)
