@@ -41,3 +41,15 @@ def device(backend: Backend):
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(params=["native", "fallback"])
+def primitives(request):
+    """Run under xembed's native primitives and under the standard-only fallback (``xembed._primitives.use``)."""
+    from xembed import _primitives
+
+    if request.param == "native":
+        yield "native"
+        return
+    with _primitives.use("fallback"):
+        yield "fallback"

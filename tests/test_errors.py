@@ -16,7 +16,7 @@ import pytest
 
 from xembed_testutils import assert_bitwise_equal, to_numpy
 
-xembed = pytest.importorskip("xembed")
+import xembed
 
 N, D = 6, 3
 MAX_NORM = 0.5
