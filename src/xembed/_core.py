@@ -199,8 +199,8 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
             if a.sparse:
                 grad_w = _weight_grad(idx_c, xp.take(g, seg_c, axis=0), coef, weight, True, xp)
             else:
-                grad_w = _cast(prim.gather_scatter_add(g, seg_c, idx_c, coef, n_rows, acc, xp=xp),
-                                   weight.dtype)
+                dense = prim.gather_scatter_add(g, seg_c, idx_c, coef, n_rows, acc, xp=xp)
+                grad_w = _cast(dense, weight.dtype)
         grad_psw = None
         if per_sample_weights is not None:
             seg = prim.segment_ids(offs, n, xp=xp)
