@@ -1,0 +1,31 @@
+"""xembed certified by the conformance checker (conformance/, which knows nothing of xembed's internals).
+
+The README's main job runs the full fast profile (50 examples per check); here a smaller budget keeps the
+test-suite quick while still running every check (values, side effects, errors, gradients, --strict rows)
+on every selected backend.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import pytest
+
+from xembed_testutils import selected_backends
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the checker lives at the repo root
+from conformance.runner import run_conformance  # noqa: E402
+
+_BACKENDS = {"numpy": ("numpy", None), "array_api_strict": ("array_api_strict", None), "torch": ("torch", None),
+             "torch_cuda": ("torch", "cuda"), "cupy": ("cupy", None)}
+
+
+@pytest.mark.parametrize("backend", [b.pytest_param() for b in selected_backends()])
+def test_xembed_conforms(backend):
+    name, device = _BACKENDS[backend.value]
+    rep = run_conformance("xembed", backend=name, device=device, max_examples=10, strict=True)
+    bad = {r["id"]: (r.get("message") or "")[:300] for r in rep["results"] if r["status"] in ("fail", "error")}
+    assert rep["conforms"], bad
+    assert rep["summary"]["pass"] >= 120, rep["summary"]
+    assert not any(r["status"] == "skip" for r in rep["results"]), "no check may be skipped for xembed"
