@@ -164,6 +164,14 @@ def build_xembed_array(w: Workload, pass_: str, ctx: Ctx, backend: str):
 
 
 # ------------------------------------------------------------------------------------------------- baselines
+def compacted_bags(w: Workload, idx, offs, valid):
+    """Padding compacted out of a bag structure, as a NumPy user would: (idx, offsets, psw)."""
+    if valid is None:
+        return idx, offs, w.psw
+    cv = np.concatenate([[0], np.cumsum(valid)])
+    return idx[valid], cv[offs], w.psw.reshape(-1)[valid]
+
+
 def build_numpy(w: Workload, pass_: str, ctx: Ctx):
     """Plain NumPy: take + np.add.reduceat (forward), np.add.at (dense backward)."""
     W = w.weight
@@ -181,14 +189,7 @@ def build_numpy(w: Workload, pass_: str, ctx: Ctx):
             return fn
         return lambda: (flat.copy(), g.copy())  # the COO gradient: indices + per-position rows
     # bags: compact padding out first (what a NumPy user would write)
-    if valid is not None:
-        keep = valid
-        cidx = idx[keep]
-        cv = np.concatenate([[0], np.cumsum(keep)])
-        coffs = cv[offs]
-        psw = w.psw.reshape(-1)[keep]
-    else:
-        cidx, coffs, psw = idx, offs, w.psw
+    cidx, coffs, psw = compacted_bags(w, idx, offs, valid)
     B = offs.shape[0] - 1
     lens = np.diff(coffs)
     starts = coffs[:-1]
@@ -228,13 +229,7 @@ def build_scipy(w: Workload, pass_: str, ctx: Ctx):
 
     W = w.weight
     idx, offs, valid = ctx.get(("np_struct",), lambda: bag_structure(w))
-    if valid is not None:
-        cidx = idx[valid]
-        cv = np.concatenate([[0], np.cumsum(valid)])
-        coffs = cv[offs]
-        psw = w.psw.reshape(-1)[valid]
-    else:
-        cidx, coffs, psw = idx, offs, w.psw
+    cidx, coffs, psw = compacted_bags(w, idx, offs, valid)
     B = offs.shape[0] - 1
     lens = np.diff(coffs)
     mode = _mode(pass_)
@@ -264,13 +259,7 @@ def build_cupy(w: Workload, pass_: str, ctx: Ctx):
 
     def make_struct():
         idx, offs, valid = bag_structure(w)
-        if valid is not None:
-            cidx = idx[valid]
-            cv = np.concatenate([[0], np.cumsum(valid)])
-            coffs = cv[offs]
-            psw = w.psw.reshape(-1)[valid]
-        else:
-            cidx, coffs, psw = idx, offs, w.psw
+        cidx, coffs, psw = compacted_bags(w, idx, offs, valid)
         lens = np.diff(coffs)
         seg = np.repeat(np.arange(lens.shape[0]), lens)
         return cp.asarray(cidx), cp.asarray(seg), cp.asarray(lens), (None if psw is None else cp.asarray(psw))
