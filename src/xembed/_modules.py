@@ -41,8 +41,6 @@ def _init_weight(xp, shape, dtype, device, seed) -> Array:
 
 
 class _Base:
-    _torch_grad: bool
-
     def _setup_weight(self, num_embeddings, embedding_dim, padding_idx, _weight, _freeze, xp, device, dtype,
                       seed):
         self.num_embeddings = _check_size("num_embeddings", num_embeddings)

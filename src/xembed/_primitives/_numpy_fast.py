@@ -37,7 +37,6 @@ __all__ = [
     "gather_segment_max",
     "scatter_add_rows",
     "gather_scatter_add",
-    "segment_sum_rows",
     "set_accelerator",
     "accelerator",
 ]
@@ -488,12 +487,6 @@ def _long_bag_max(weight, idx, p0, p1, max_rows):
         rows = _take_rows(weight, idx[q:q1])[None]
         cur, arg = _scan_max(rows, cur, arg, q)
     return cur[0], arg[0]
-
-
-def segment_sum_rows(rows, order, seg_offsets, acc_dtype=None):
-    """``out[k] = sum(rows[order[j]] for j in seg_offsets[k]:seg_offsets[k+1])`` -- a gather_segment_sum
-    over ``rows`` (exposed for the sparse-gradient coalescing and the fused dense backward)."""
-    return gather_segment_sum(rows, order, seg_offsets, None, acc_dtype)
 
 
 def _sort_segments(idx):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-_MODE_SUM, _MODE_MAX = 0, 2
+_MODE_MAX = 2  # torch.embedding_bag mode code
 
 
 def bincount(idx, num_rows, xp):
