@@ -36,7 +36,7 @@ def fallback(session):
 def conformance(session):
     """The conformance report for xembed on every installed backend (fast profile unless posargs say)."""
     session.install("-e", ".[test]")
-    session.run("python", "-m", "conformance", "--impl", "xembed", "--backend", "all", "--strict",
+    session.run("python", "-m", "xembed_conformance", "--impl", "xembed", "--backend", "all", "--strict",
                 "--report", "conformance-report", *session.posargs)
 
 

@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from xembed_testutils import Backend, selected_backends  # noqa: E402
+from xembed_testutils import Backend, selected_backends
 
 BACKEND_PARAMS = [b.pytest_param() for b in selected_backends()]
 

@@ -1,4 +1,4 @@
-"""xembed certified by the conformance checker (conformance/, which knows nothing of xembed's internals).
+"""xembed certified by the conformance checker (xembed_conformance, which knows nothing of xembed's internals).
 
 The README's main job runs the full fast profile (50 examples per check); here a smaller budget keeps the
 test-suite quick while still running every check (values, side effects, errors, gradients, --strict rows)
@@ -7,15 +7,10 @@ on every selected backend.
 
 from __future__ import annotations
 
-import pathlib
-import sys
-
 import pytest
-
 from xembed_testutils import selected_backends
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the checker lives at the repo root
-from conformance.runner import run_conformance  # noqa: E402
+from xembed_conformance.runner import run_conformance
 
 _BACKENDS = {"numpy": ("numpy", None), "array_api_strict": ("array_api_strict", None), "torch": ("torch", None),
              "torch_cuda": ("torch", "cuda"), "cupy": ("cupy", None)}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from xembed_testutils import (
     Backend,
     StrictDevice,
@@ -23,6 +22,7 @@ pytest.importorskip("array_api_strict")
 if Backend.ARRAY_API_STRICT not in selected_backends():
     pytest.skip("array_api_strict not selected by XEMBED_TEST_BACKENDS", allow_module_level=True)
 import torch  # noqa: F401  (the oracle: a missing install must fail, not skip)
+
 import xembed
 
 

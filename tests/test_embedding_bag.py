@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
+import torch  # the oracle: a missing install must fail, not skip
 from xembed_testutils import (
     INDEX_DTYPES,
     assert_like_weight,
@@ -18,7 +18,6 @@ from xembed_testutils import (
     to_numpy,
 )
 
-import torch  # the oracle: a missing install must fail, not skip
 import xembed
 
 N, D = 7, 3

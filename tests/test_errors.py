@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 import pytest
-
 from xembed_testutils import assert_bitwise_equal, to_numpy
 
 import xembed
@@ -34,7 +33,7 @@ class Case:
 
 
 # Each kwarg value is a function of the backend returning the argument (so arrays are made per backend).
-def A(a, dtype=None):  # noqa: N802 - short builder
+def A(a, dtype=None):
     return lambda bk: bk.asarray(np.asarray(a), dtype)
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
+import torch  # the oracle: a missing install must fail, not skip
 from xembed_testutils import check_embedding, check_embedding_bag, rows_with_norms, to_numpy
 
-import torch  # the oracle: a missing install must fail, not skip
 import xembed
 
 N, D = 6, 2

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
+import torch  # the oracle: a missing install must fail, not skip
 from xembed_testutils import assert_close, assert_like_weight, dtype_name, to_numpy, to_torch64
 
-import torch  # the oracle: a missing install must fail, not skip
 F = torch.nn.functional
 import xembed
 

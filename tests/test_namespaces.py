@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import itertools
 
+import array_api_compat
 import numpy as np
 import pytest
-
 from xembed_testutils import Backend, assert_bitwise_equal, assert_like_weight, selected_backends, to_numpy
 
 import xembed
-import array_api_compat
 
 
 def _pair_params():

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
+import torch  # the oracle: a missing install must fail, not skip
 from xembed_testutils import assert_like_weight, check_embedding, check_embedding_bag, dtype_name, to_numpy
 
-import torch  # the oracle: a missing install must fail, not skip
 import xembed
 
 N, D = 6, 2

@@ -6,11 +6,16 @@ import math
 
 import numpy as np
 import pytest
-
-from xembed_testutils import (assert_close, bag_weight_grad_reference, selected_backends, to_torch64,
-                              torch_from_numpy64, torch_has_bag_freq_bug)
-
 import torch  # the oracle: a missing install must fail, not skip
+from xembed_testutils import (
+    assert_close,
+    bag_weight_grad_reference,
+    selected_backends,
+    to_torch64,
+    torch_from_numpy64,
+    torch_has_bag_freq_bug,
+)
+
 F = torch.nn.functional
 import xembed
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from array_api_compat import array_namespace, is_torch_namespace
 
@@ -11,7 +12,7 @@ from . import _validate as v
 
 Array = Any
 
-__all__ = ["embedding", "embedding_bag", "embedding_vjp", "embedding_bag_vjp"]
+__all__ = ["embedding", "embedding_bag", "embedding_bag_vjp", "embedding_vjp"]
 
 
 def _library(ns) -> str:

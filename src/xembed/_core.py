@@ -11,7 +11,8 @@ The in-place max_norm renorm lives in exactly one function, :func:`renorm_`.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from array_api_compat import array_namespace
 from array_api_compat import device as _device

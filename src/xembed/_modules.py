@@ -105,7 +105,7 @@ class Embedding(_Base):
     @classmethod
     def from_pretrained(cls, embeddings: Array, freeze: bool = True, padding_idx: int | None = None,
                         max_norm: float | None = None, norm_type: float = 2.0,
-                        scale_grad_by_freq: bool = False, sparse: bool = False) -> "Embedding":
+                        scale_grad_by_freq: bool = False, sparse: bool = False) -> Embedding:
         """Wrap an existing (N, D) array, sharing its storage; the padding row is not zeroed."""
         n, d = cls._pretrained_args(embeddings)
         return cls(n, d, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, _weight=embeddings,
@@ -154,7 +154,7 @@ class EmbeddingBag(_Base):
     def from_pretrained(cls, embeddings: Array, freeze: bool = True, max_norm: float | None = None,
                         norm_type: float = 2.0, scale_grad_by_freq: bool = False, mode: str = "mean",
                         sparse: bool = False, include_last_offset: bool = False,
-                        padding_idx: int | None = None) -> "EmbeddingBag":
+                        padding_idx: int | None = None) -> EmbeddingBag:
         """Wrap an existing (N, D) array, sharing its storage; the padding row is not zeroed."""
         n, d = cls._pretrained_args(embeddings)
         return cls(n, d, max_norm, norm_type, scale_grad_by_freq, mode, sparse, _weight=embeddings,

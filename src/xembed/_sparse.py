@@ -26,7 +26,7 @@ class SparseGrad:
         Shape of the dense gradient (the weight's shape).
     """
 
-    __slots__ = ("indices", "values", "shape")
+    __slots__ = ("indices", "shape", "values")
 
     def __init__(self, indices: Array, values: Array, shape: tuple[int, int]):
         self.indices = indices

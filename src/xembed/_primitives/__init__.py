@@ -20,8 +20,16 @@ from array_api_compat import is_cupy_namespace, is_numpy_namespace, is_torch_nam
 from . import _fallback
 
 __all__ = [
-    "bincount", "gather_scatter_add", "gather_segment_max", "gather_segment_sum", "index_dtype", "put_rows_",
-    "scatter_add_rows", "segment_ids", "use", "mode",
+    "bincount",
+    "gather_scatter_add",
+    "gather_segment_max",
+    "gather_segment_sum",
+    "index_dtype",
+    "mode",
+    "put_rows_",
+    "scatter_add_rows",
+    "segment_ids",
+    "use",
 ]
 
 _MODES = ("native", "fallback")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import cupy as cp
 
-__all__ = ["gather_segment_sum", "gather_segment_max", "scatter_add_rows", "gather_scatter_add"]
+__all__ = ["gather_scatter_add", "gather_segment_max", "gather_segment_sum", "scatter_add_rows"]
 
 _WARPS = 8  # warps (bags) per block of 256 threads
 

@@ -33,12 +33,12 @@ import sys
 import numpy as np
 
 __all__ = [
-    "gather_segment_sum",
-    "gather_segment_max",
-    "scatter_add_rows",
-    "gather_scatter_add",
-    "set_accelerator",
     "accelerator",
+    "gather_scatter_add",
+    "gather_segment_max",
+    "gather_segment_sum",
+    "scatter_add_rows",
+    "set_accelerator",
 ]
 
 # Optional accelerator for the fp32/fp64 segment sum: torch's own fused CPU kernel (fbgemm), called on
@@ -100,7 +100,7 @@ _PAD_FRACTION = 0.125
 
 
 def _low_precision(dtype: np.dtype) -> bool:
-    return np.dtype(dtype).kind == "f" and np.dtype(dtype).itemsize < 4 or np.dtype(dtype).name == "bfloat16"
+    return (np.dtype(dtype).kind == "f" and np.dtype(dtype).itemsize < 4) or np.dtype(dtype).name == "bfloat16"
 
 
 def _default_acc(dtype: np.dtype) -> np.dtype:

@@ -1,6 +1,6 @@
 import sys
 
-from conformance.cli import main
+from xembed_conformance.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

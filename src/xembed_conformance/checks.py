@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import math
 import pickle
-from dataclasses import dataclass, field, replace
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 from hypothesis import strategies as st
 
-from conformance import reference as ref
-from conformance.backends import FLOAT_EPS
-from conformance.cases import Case, bag_ranges, draw_case, output_shape
+from xembed_conformance import reference as ref
+from xembed_conformance.backends import FLOAT_EPS
+from xembed_conformance.cases import Case, bag_ranges, draw_case
 
 # Exception classes that count as "a clear error".  SPEC.md asks for ValueError / IndexError /
 # TypeError / NotImplementedError; torch's C++ layer raises RuntimeError for most of the same
@@ -76,7 +76,7 @@ def build_call(ctx: Context, case: Case, requires_grad=False):
 def _valid_call(case, f, args, kw, what="call"):
     try:
         return f(*args, **kw)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise Violation(what, f"raised {type(e).__name__}: {e} on a valid input", case, exc=e) from e
 
 
@@ -197,7 +197,7 @@ def run_grad(ctx: Context, case: Case):
                             "(weight.requires_grad=True but out.requires_grad is False)", case)
         try:
             out.backward(g)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise Violation("backward", f"out.backward(grad_output) raised {type(e).__name__}: {e}", case) from e
         gw = w.grad
         gp = p.grad if p is not None else None
@@ -211,18 +211,18 @@ def run_grad(ctx: Context, case: Case):
         res = _valid_call(case, fv, args, kw, what="vjp call")
         try:
             out, pullback = res
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise Violation("vjp call", f"{case.fn}_vjp must return (output, pullback), got {type(res).__name__}", case) from e
         try:
             grads = pullback(g)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise Violation("pullback", f"pullback(grad_output) raised {type(e).__name__}: {e}", case) from e
         if case.fn == "embedding":
             gw, gp = grads, None
         else:
             try:
                 gw, gp = grads
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 raise Violation("pullback", "embedding_bag pullback must return (grad_weight, grad_per_sample_weights)", case) from e
             if case.psw is not None and gp is None:
                 raise Violation("grad_per_sample_weights", "pullback returned None for the per_sample_weights gradient", case)
@@ -276,7 +276,7 @@ def _attempt(ctx, case, accepted, try_backward):
     res: dict = {}
     try:
         out = f(*args, **kw)
-    except BaseException as e:  # noqa: BLE001
+    except BaseException as e:
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
         res.update(raised=type(e).__name__, message=str(e), accepted=isinstance(e, accepted), at="call")
@@ -291,7 +291,7 @@ def _attempt(ctx, case, accepted, try_backward):
                 else:
                     o, pb = ctx.fn(case.fn + "_vjp")(*args, **kw)
                     pb(ctx.backend.asarray(np.ones(tuple(o.shape)), case.wdtype))
-            except BaseException as e:  # noqa: BLE001
+            except BaseException as e:
                 if isinstance(e, (KeyboardInterrupt, SystemExit)):
                     raise
                 res.update(raised=type(e).__name__, message=str(e), accepted=isinstance(e, accepted),
@@ -351,10 +351,10 @@ class Isolated:
 
 
 def _worker_main(conn, target_ref, backend_name, device, grad_mode):
-    from conformance.backends import make_backend
+    from xembed_conformance.backends import make_backend
 
     if isinstance(target_ref, str):
-        from conformance.runner import load_target
+        from xembed_conformance.runner import load_target
 
         target = load_target(target_ref)
     else:

@@ -167,7 +167,7 @@ def draw_case(
             B = d(st.integers(1 if min_len else 0, 3), label="number of bags")
             # L >= 1: torch raises "step must be nonzero" for a (B, 0) input (see README Findings)
             L = d(st.integers(max(min_len, 1), 4), label="bag length")
-            if B * L < min_len:
+            if min_len > B * L:
                 B, L = max(B, 1), max(L, min_len)
             case.input = d(hnp.arrays(np.int64, (B, L), elements=st.integers(0, N - 1)), label="input (indices)")
         else:

@@ -2,7 +2,7 @@
 
 Every one wraps torch.nn.functional and changes one behaviour; `BROKEN[name]` gives the target,
 the defect and the check ids (globs) that must report it.  Import as
-``conformance.tests.broken:<NAME>`` (e.g. ``--impl conformance.tests.broken:pad_in_mean_divisor``).
+``checker_targets.broken:<NAME>`` (e.g. ``--impl checker_targets.broken:pad_in_mean_divisor``).
 """
 
 from __future__ import annotations

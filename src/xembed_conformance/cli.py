@@ -1,4 +1,4 @@
-"""`python -m conformance`: check an embedding / embedding_bag implementation against torch."""
+"""`python -m xembed_conformance`: check an embedding / embedding_bag implementation against torch."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ PROFILES = {"fast": 50, "full": 500}
 
 def parser():
     p = argparse.ArgumentParser(
-        prog="python -m conformance",
+        prog="python -m xembed_conformance",
         description="Hypothesis-driven conformance check of embedding / embedding_bag against "
                     "torch.nn.functional (CPU, float64 oracle). Exit status 0 iff everything checked conforms.")
     p.add_argument("--impl", required=True, help="target: MODULE or MODULE:ATTR with `embedding` and/or "
@@ -40,12 +40,12 @@ def parser():
 def main(argv=None):
     args = parser().parse_args(argv)
     sys.path.insert(0, os.getcwd())
-    from conformance import report as R
-    from conformance.runner import run_conformance
+    from xembed_conformance import report as R
+    from xembed_conformance.runner import run_conformance
 
     if args.list:
-        from conformance.backends import make_backend
-        from conformance.checks import build_rows
+        from xembed_conformance.backends import make_backend
+        from xembed_conformance.checks import build_rows
 
         for row in build_rows(make_backend(args.backend, args.device)):
             for cid in row.check_ids():

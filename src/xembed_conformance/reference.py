@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from conformance.cases import Case, bag_ranges
+from xembed_conformance.cases import Case, bag_ranges
 
 
 def _torch():

@@ -1,6 +1,6 @@
 """`torch.compile`d torch.nn.functional.embedding / embedding_bag as a conformance target.
 
-    python -m conformance --impl conformance.targets.torch_compile --backend torch
+    python -m xembed_conformance --impl xembed_conformance.targets.torch_compile --backend torch
 
 Compiled with the default inductor backend and ``dynamic=None`` (torch's default: recompile on a
 new shape, then mark dynamic).  The recompile limit is raised so that every example really runs

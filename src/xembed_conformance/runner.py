@@ -15,9 +15,9 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from conformance import checks as C
-from conformance.backends import make_backend
-from conformance.repro import make_repro
+from xembed_conformance import checks as C
+from xembed_conformance.backends import make_backend
+from xembed_conformance.repro import make_repro
 
 STATUSES = ("pass", "fail", "skip", "extension", "xfail", "xpass", "error")
 
@@ -118,7 +118,7 @@ def run_check(ctx, row, aspect, *, max_examples, seed, spec_str):
         if ctx.extension_seen:
             res.status = "extension"
             res.message = "implemented (torch raises NotImplementedError)"
-    except BaseException as e:  # noqa: BLE001
+    except BaseException as e:
         if isinstance(e, KeyboardInterrupt):
             raise
         v = _find_violation(e)

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from conformance.backends import literal
-from conformance.cases import Case
+from xembed_conformance.backends import literal
+from xembed_conformance.cases import Case
 
 
 def _pyrepr(v):
@@ -55,7 +55,7 @@ def make_repro(spec: str, backend, case: Case, aspect: str, headline: str, grad_
             L.append(f"per_sample_weights = {be.repro_array(case.psw, case.pdtype or case.wdtype)}")
             call += ", per_sample_weights=per_sample_weights"
             pd = "float64" if aspect != "error" else (case.pdtype or case.wdtype)
-            ref_call += f", per_sample_weights=ref_psw"
+            ref_call += ", per_sample_weights=ref_psw"
     for k, v in case.kwargs.items():
         call += f", {k}={_pyrepr(v)}"
         ref_call += f", {k}={_pyrepr(v)}"

@@ -10,17 +10,19 @@ import sys
 
 import numpy as np
 import pytest
+from checker_targets.broken import BROKEN
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conformance import reference as ref
-from conformance.cases import Case, draw_case
-from conformance.report import markdown, write
-from conformance.runner import load_xfails, run_conformance
-from conformance.tests.broken import BROKEN
+from xembed_conformance import reference as ref
+from xembed_conformance.cases import Case, draw_case
+from xembed_conformance.report import markdown, write
+from xembed_conformance.runner import load_xfails, run_conformance
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-XFAILS = os.path.join(ROOT, "conformance", "xfails", "torch_strict.txt")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+XFAILS = os.path.join(ROOT, "src", "xembed_conformance", "xfails", "torch_strict.txt")
+# subprocesses import the checker targets from tests/ (the package itself is installed)
+_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.path.join(ROOT, "tests"), os.environ.get("PYTHONPATH")]))}
 
 
 def _status(rep):
@@ -72,13 +74,13 @@ def test_broken_target_is_caught(name):
 
 
 def test_independent_numpy_target_conforms_via_vjp():
-    rep = run_conformance("conformance.tests.np_target", backend="numpy", max_examples=8)
+    rep = run_conformance("checker_targets.np_target", backend="numpy", max_examples=8)
     assert rep["gradients"] == "vjp"
     assert rep["conforms"], {k: v for k, v in _status(rep).items() if v in ("fail", "error")}
 
 
 def test_target_without_gradients_reports_skip():
-    rep = run_conformance("conformance.tests.np_target:no_grad", backend="numpy", max_examples=5,
+    rep = run_conformance("checker_targets.np_target:no_grad", backend="numpy", max_examples=5,
                           only=["embedding::sparse::*", "embedding_bag::mode='max'::*"])
     st_ = _status(rep)
     assert st_["embedding::sparse::grad"] == "skip"
@@ -88,7 +90,7 @@ def test_target_without_gradients_reports_skip():
 
 
 def test_missing_function_reports_skip():
-    rep = run_conformance("conformance.tests.np_target:sparse_coalesced", backend="numpy", max_examples=20,
+    rep = run_conformance("checker_targets.np_target:sparse_coalesced", backend="numpy", max_examples=20,
                           only=["embedding::sparse::grad", "embedding_bag::mode='sum'::values"])
     st_ = _status(rep)
     assert st_["embedding_bag::mode='sum'::values"] == "skip"
@@ -104,17 +106,17 @@ def test_array_api_strict_backend_runs():
 
 def test_repro_is_self_contained_and_runs(tmp_path):
     target, ids = BROKEN["pad_in_mean_divisor"]
-    rep = run_conformance("conformance.tests.broken:pad_in_mean_divisor", backend="torch", max_examples=50,
+    rep = run_conformance("checker_targets.broken:pad_in_mean_divisor", backend="torch", max_examples=50,
                           only=ids)
     fail = next(r for r in rep["results"] if r["status"] == "fail")
     script = tmp_path / "repro.py"
     script.write_text(fail["repro"])
-    # pasted into `python -` from the repository root, as a user would
-    out = subprocess.run([sys.executable, "-"], input=script.read_text(), cwd=ROOT, capture_output=True,
+    # pasted into `python -` with the targets importable, as a user would
+    out = subprocess.run([sys.executable, "-"], input=script.read_text(), cwd=ROOT, env=_ENV, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "reference output" in out.stdout and "output:" in out.stdout
-    assert "conformance.tests.broken" in fail["repro"]
+    assert "checker_targets.broken" in fail["repro"]
 
 
 def test_report_markdown_and_json(tmp_path):
@@ -130,14 +132,14 @@ def test_report_markdown_and_json(tmp_path):
 
 
 def test_cli_exit_status(tmp_path):
-    base = [sys.executable, "-m", "conformance", "--backend", "torch", "--max-examples", "5", "-q"]
+    base = [sys.executable, "-m", "xembed_conformance", "--backend", "torch", "--max-examples", "5", "-q"]
     ok = subprocess.run(base + ["--impl", "torch.nn.functional", "--only", "embedding::input N-D::*",
-                                "--report", str(tmp_path / "ok")], cwd=ROOT, capture_output=True, text=True)
+                                "--report", str(tmp_path / "ok")], cwd=ROOT, env=_ENV, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert (tmp_path / "ok.md").exists() and (tmp_path / "ok.json").exists()
-    bad = subprocess.run(base + ["--impl", "conformance.tests.broken:include_last_offset_ignored",
+    bad = subprocess.run(base + ["--impl", "checker_targets.broken:include_last_offset_ignored",
                                  "--only", "embedding_bag::include_last_offset::values"],
-                         cwd=ROOT, capture_output=True, text=True)
+                         cwd=ROOT, env=_ENV, capture_output=True, text=True)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "```python" in bad.stdout or "import" in bad.stdout
 

@@ -1,1 +1,0 @@
-"""Ready-made targets for implementations nobody here wrote (e.g. ``--impl conformance.targets.torch_compile``)."""
