@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch  # the oracle: a missing install must fail, not skip
-from xembed_testutils import assert_close, assert_like_weight, check_embedding, check_embedding_bag, to_numpy
+from xembed_testutils import assert_like_weight, check_embedding, check_embedding_bag, to_numpy, xp_assert_close
 
 F = torch.nn.functional
 import xembed
@@ -65,8 +65,8 @@ def test_embedding_non_contiguous_arrays(backend, what):
     ref = F.embedding(torch.tensor(idx_np), wt, padding_idx=2, scale_grad_by_freq=True)
     ref.backward(torch.tensor(g_np))
     out, pb = xembed.embedding_vjp(idx, w, padding_idx=2, scale_grad_by_freq=True)
-    assert_close(out, ref, "float64")
-    assert_close(pb(g), wt.grad, "float64")
+    xp_assert_close(out, ref, like=w)
+    xp_assert_close(pb(g), wt.grad, like=w)
 
 
 def test_embedding_bag_non_contiguous_arrays(backend):
@@ -84,15 +84,16 @@ def test_embedding_bag_non_contiguous_arrays(backend):
                           padding_idx=1)
     ref.backward(torch.tensor(g_np))
     w = backend.asarray(w_np)
+    psw = _non_contiguous(backend, psw_np)
     out, pb = xembed.embedding_bag_vjp(
         _non_contiguous(backend, idx_np), w, _non_contiguous(backend, offs_np), mode="sum",
-        per_sample_weights=_non_contiguous(backend, psw_np), padding_idx=1,
+        per_sample_weights=psw, padding_idx=1,
     )
     assert_like_weight(out, w, (4, 3))
-    assert_close(out, ref, "float64")
+    xp_assert_close(out, ref, like=w)
     gw, gp = pb(_non_contiguous(backend, g_np))
-    assert_close(gw, wt.grad, "float64")
-    assert_close(gp, pt.grad, "float64")
+    xp_assert_close(gw, wt.grad, like=w)
+    xp_assert_close(gp, pt.grad, like=psw)
 
 
 def test_weight_with_requires_grad_errors_leave_weight_untouched():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch  # the oracle: a missing install must fail, not skip
-from xembed_testutils import assert_close, assert_like_weight, dtype_name, to_numpy, to_torch64
+from xembed_testutils import assert_like_weight, dtype_name, to_numpy, to_torch64, xp_assert_close
 
 F = torch.nn.functional
 import xembed
@@ -107,13 +107,13 @@ def test_embedding_call_and_vjp(backend, options):
 
     out, pullback = m.vjp(idx)
     assert_like_weight(out, m.weight, (2, 3, D))
-    assert_close(out, ref, "float64")
-    assert_close(m.weight, wt.detach(), "float64", "module weight after call")
+    xp_assert_close(out, ref, like=m.weight)
+    xp_assert_close(m.weight, wt.detach(), like=m.weight, err_msg="module weight after call")
     gw = pullback(backend.asarray(g_np))
     gdense = gw.to_dense() if options.get("sparse") else gw
-    assert_close(gdense, wt.grad.to_dense() if wt.grad.is_sparse else wt.grad, "float64")
+    xp_assert_close(gdense, wt.grad.to_dense() if wt.grad.is_sparse else wt.grad, like=m.weight)
     # __call__ gives the same output (weight already renormed, so the second renorm is a no-op)
-    assert_close(m(idx), ref, "float64")
+    xp_assert_close(m(idx), ref, like=m.weight)
 
 
 @pytest.mark.parametrize(
@@ -138,23 +138,23 @@ def test_embedding_bag_call_and_vjp(backend, options):
     psw = None if psw_np is None else backend.asarray(psw_np)
     out, pullback = m.vjp(backend.asarray(idx_np), backend.asarray(offs_np), psw)
     assert_like_weight(out, m.weight, (3, D))
-    assert_close(out, ref, "float64")
-    assert_close(m.weight, wt.detach(), "float64", "module weight after call")
+    xp_assert_close(out, ref, like=m.weight)
+    xp_assert_close(m.weight, wt.detach(), like=m.weight, err_msg="module weight after call")
     gw, gp = pullback(backend.asarray(g_np))
     gdense = gw.to_dense() if options.get("sparse") else gw
-    assert_close(gdense, wt.grad.to_dense() if wt.grad.is_sparse else wt.grad, "float64")
+    xp_assert_close(gdense, wt.grad.to_dense() if wt.grad.is_sparse else wt.grad, like=m.weight)
     if psw is None:
         assert gp is None
     else:
-        assert_close(gp, pt.grad, "float64")
-    assert_close(m(backend.asarray(idx_np), backend.asarray(offs_np), psw), ref, "float64")
+        xp_assert_close(gp, pt.grad, like=psw)
+    xp_assert_close(m(backend.asarray(idx_np), backend.asarray(offs_np), psw), ref, like=m.weight)
 
 
 def test_embedding_bag_module_2d_input(backend):
     m = _make(xembed.EmbeddingBag, backend, N, D, seed=5, mode="max", dtype=backend.xp.float64)
     idx_np = np.array([[1, 2, 3], [4, 4, 0]])
     ref = F.embedding_bag(torch.tensor(idx_np), to_torch64(m.weight), mode="max")
-    assert_close(m(backend.asarray(idx_np)), ref, "float64")
+    xp_assert_close(m(backend.asarray(idx_np)), ref, like=m.weight)
 
 
 @pytest.mark.parametrize("cls", MODULES, ids=lambda c: c.__name__)
