@@ -105,14 +105,16 @@ class Backend(enum.Enum):
     def asarray(self, a: Any, dtype: str | None = None) -> Any:
         return from_numpy(self.xp, a, self.device, dtype)
 
-    def pytest_param(self) -> Any:
-        marks = []
+    def marks(self) -> list[pytest.MarkDecorator]:
+        """``needs_backend`` (conftest deselects the test, with one summary line per reason, when this backend
+        is unavailable or not selected) and ``gpu`` for GPU backends."""
+        marks = [pytest.mark.needs_backend(self.value)]
         if self.is_gpu:
             marks.append(pytest.mark.gpu)
-        reason = self.unavailable_reason()
-        if reason is not None:
-            marks.append(pytest.mark.skip(reason=reason))
-        return pytest.param(self, id=self.value, marks=marks)
+        return marks
+
+    def pytest_param(self) -> Any:
+        return pytest.param(self, id=self.value, marks=self.marks())
 
 
 class StrictDevice:
@@ -149,8 +151,9 @@ class StrictDevice:
 def selected_backends() -> list[Backend]:
     """Backends the ``backend`` fixture runs over: all of them, or those named in the comma-separated
     ``XEMBED_TEST_BACKENDS`` environment variable (e.g. ``numpy,torch``; used by the nox sessions).  Unknown
-    names are an error, so a typo never silently runs nothing.  Unavailable backends are still listed and
-    reported as skipped with their reason."""
+    names are an error, so a typo never silently runs nothing; so is naming a backend that cannot run here
+    (explicitly asked for, it must not pass by running nothing).  Without the variable every backend is listed
+    and conftest deselects the unavailable ones with one summary line per reason."""
     import os
 
     raw = os.environ.get("XEMBED_TEST_BACKENDS", "").strip()
@@ -162,6 +165,9 @@ def selected_backends() -> list[Backend]:
     if unknown:
         raise pytest.UsageError(
             f"XEMBED_TEST_BACKENDS: unknown backend(s) {unknown}; known: {sorted(known)}")
+    unavailable = [f"{n} ({known[n].unavailable_reason()})" for n in names if known[n].unavailable_reason()]
+    if unavailable:
+        raise pytest.UsageError(f"XEMBED_TEST_BACKENDS names backend(s) that cannot run here: {unavailable}")
     return [known[n] for n in names]
 
 
