@@ -79,16 +79,14 @@ def test_mixed_devices_raise_value_error(which):
         "per_sample_weights": d1.asarray(np.ones(4)),
     }
     kw[which] = d2.asarray(to_numpy(kw[which]))
-    with pytest.raises(ValueError) as exc_info:
+    with pytest.raises(ValueError, match=f"`{which}`"):
         xembed.embedding_bag(kw["input"], w, kw["offsets"], mode="sum", max_norm=1.0,
                              per_sample_weights=kw["per_sample_weights"])
-    assert f"`{which}`" in str(exc_info.value), str(exc_info.value)
     assert_bitwise_equal(w, before, "weight after a failed mixed-device call")
     if which == "input":
         for fn in (xembed.embedding, xembed.embedding_vjp):
-            with pytest.raises(ValueError) as exc_info:
+            with pytest.raises(ValueError, match="`input`"):
                 fn(kw["input"], w, max_norm=1.0)
-            assert "`input`" in str(exc_info.value)
         assert_bitwise_equal(w, before, "weight after a failed mixed-device call")
 
 
@@ -99,5 +97,5 @@ def test_pullback_grad_output_on_other_device():
     d2 = StrictDevice("device2")
     w = d1.asarray(np.ones((5, 3)))
     _, pb = xembed.embedding_vjp(d1.asarray(np.array([1, 2])), w)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"[Dd]evice"):
         pb(d2.asarray(np.ones((2, 3))))

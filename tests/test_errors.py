@@ -49,7 +49,7 @@ class Case:
 
 
 # Each kwarg value is a function of the backend returning the argument (so arrays are made per backend).
-def A(a: Any, dtype: str | None = None) -> Callable[[Backend], Any]:  # noqa: N802
+def A(a: Any, dtype: str | None = None) -> Callable[[Backend], Any]:
     return lambda bk: bk.asarray(np.asarray(a), dtype)
 
 
@@ -57,7 +57,8 @@ GOOD_IDX = A([0, 1, 2, 1])
 DT = r"got \S*"  # a dtype as the backend spells it: float64, torch.float64
 
 EMBEDDING_CASES = [
-    Case("ERR-INDEX-RANGE", "index_too_large", IndexError, ["input"], r"index 17 at position 2 ", input=A([0, 1, 17, 2])),
+    Case("ERR-INDEX-RANGE", "index_too_large", IndexError, ["input"], r"index 17 at position 2 ",
+         input=A([0, 1, 17, 2])),
     Case("ERR-INDEX-RANGE", "index_equal_num_embeddings", IndexError, ["input"], r"index 6 at position \(1, 0\) ",
          input=A([[0, 1], [6, 2]])),
     Case("ERR-INDEX-RANGE", "index_negative", IndexError, ["input"], r"index -3 at position 1 ", input=A([0, -3, 2])),

@@ -13,7 +13,7 @@ N, D = 6, 2
 
 
 def test_embedding_scale_grad_by_freq_counts_over_whole_input(backend):
-    idx = np.array([[1, 3, 1], [1, 0, 3]])  # 1 ×3, 3 ×2, 0 ×1 across rows
+    idx = np.array([[1, 3, 1], [1, 0, 3]])  # 1 x3, 3 x2, 0 x1 across rows
     _, gw, _ = check_embedding(backend, idx, np.ones((N, D)), scale_grad_by_freq=True)
     g = np.random.default_rng(0).standard_normal((2, 3, D)).reshape(-1, D)  # check_embedding's grad draw
     flat = idx.reshape(-1)

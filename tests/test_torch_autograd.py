@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch  # the oracle: a missing install must fail, not skip
-from xembed_conformance.reference import bag_sgbf_grad_bug
 from xembed_testutils import bag_grad_reference, selected_backends, to_torch64, xp_assert_close
 
 import xembed
+from xembed_conformance.reference import bag_sgbf_grad_bug
 
 F = torch.nn.functional
 
@@ -58,8 +58,11 @@ def test_embedding_backward(tb, options, dtype):
     g_np = rng.standard_normal(ref.shape)
 
     out = xembed.embedding(idx, w, **options)
-    assert isinstance(out, torch.Tensor) and out.requires_grad and out.grad_fn is not None
-    assert out.dtype == w.dtype and out.device == w.device
+    assert isinstance(out, torch.Tensor)
+    assert out.requires_grad
+    assert out.grad_fn is not None
+    assert out.dtype == w.dtype
+    assert out.device == w.device
     xp_assert_close(out, ref, like=w)
     out.backward(tb.asarray(g_np, dtype))
     ref.backward(torch.tensor(g_np))
@@ -72,7 +75,8 @@ def test_embedding_backward(tb, options, dtype):
         xp_assert_close(w.grad._values(), wt.grad._values(), like=w)
     else:
         assert not w.grad.is_sparse
-        assert w.grad.dtype == w.dtype and w.grad.device == w.device
+        assert w.grad.dtype == w.dtype
+        assert w.grad.device == w.device
     xp_assert_close(_dense(w.grad), _dense(wt.grad), like=w)
 
 
@@ -99,8 +103,10 @@ def test_embedding_bag_backward(tb, options, dtype):
     ref = F.embedding_bag(torch.tensor(idx_np), wt, torch.tensor(offs_np), **options)
     g_np = rng.standard_normal(ref.shape)
     out = xembed.embedding_bag(tb.asarray(idx_np), w, tb.asarray(offs_np), **options)
-    assert out.requires_grad and out.grad_fn is not None
-    assert out.dtype == w.dtype and out.device == w.device
+    assert out.requires_grad
+    assert out.grad_fn is not None
+    assert out.dtype == w.dtype
+    assert out.device == w.device
     xp_assert_close(out, ref, like=w)
     out.backward(tb.asarray(g_np, dtype))
     ref.backward(torch.tensor(g_np))
@@ -160,7 +166,8 @@ def test_max_norm_on_leaf_requiring_grad(tb):
     """The in-place renorm of a leaf that requires grad must not trip autograd (torch does it under no_grad)."""
     w = _leaf(np.array([[3.0, 4.0], [0.1, 0.1], [6.0, 8.0]]), tb)
     out = xembed.embedding(tb.asarray(np.array([0, 2])), w, max_norm=1.0)
-    assert w.is_leaf and w.requires_grad
+    assert w.is_leaf
+    assert w.requires_grad
     np.testing.assert_allclose(np.linalg.norm(w.detach().cpu().numpy()[[0, 2]], axis=1), 1.0, rtol=1e-6)
     np.testing.assert_array_equal(w.detach().cpu().numpy()[1], [0.1, 0.1])
     out.sum().backward()
@@ -226,7 +233,9 @@ def test_nn_parameter_weight(tb):
     p = torch.nn.Parameter(tb.asarray(np.random.default_rng(6).standard_normal((5, 3))))
     idx_np = np.array([[0, 4], [4, 2]])
     out = xembed.embedding(tb.asarray(idx_np), p, padding_idx=2)
-    assert out.requires_grad and out.dtype == p.dtype and out.device == p.device
+    assert out.requires_grad
+    assert out.dtype == p.dtype
+    assert out.device == p.device
     out.pow(2).sum().backward()
     pt = _ref_leaf(p)
     F.embedding(torch.tensor(idx_np), pt, padding_idx=2).pow(2).sum().backward()

@@ -19,6 +19,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 import pytest
+
 from xembed_conformance.cases import Case
 from xembed_conformance.reference import bag_sgbf_grad_bug, numpy_grads
 
@@ -163,11 +164,13 @@ def selected_backends() -> list[Backend]:
     known = {b.value: b for b in Backend}
     unknown = [n for n in names if n not in known]
     if unknown:
+        msg = f"XEMBED_TEST_BACKENDS: unknown backend(s) {unknown}; known: {sorted(known)}"
         raise pytest.UsageError(
-            f"XEMBED_TEST_BACKENDS: unknown backend(s) {unknown}; known: {sorted(known)}")
+            msg)
     unavailable = [f"{n} ({known[n].unavailable_reason()})" for n in names if known[n].unavailable_reason()]
     if unavailable:
-        raise pytest.UsageError(f"XEMBED_TEST_BACKENDS names backend(s) that cannot run here: {unavailable}")
+        msg = f"XEMBED_TEST_BACKENDS names backend(s) that cannot run here: {unavailable}"
+        raise pytest.UsageError(msg)
     return [known[n] for n in names]
 
 
@@ -200,7 +203,8 @@ def from_numpy(xp: Any, a: Any, device: Any = None, dtype: str | None = None) ->
         if device is None:
             return xp.asarray(a.astype(dtype), copy=True)
         return xp.asarray(a.astype(dtype), copy=True, device=device)
-    raise AssertionError(f"unknown namespace {name}")
+    msg = f"unknown namespace {name}"
+    raise AssertionError(msg)
 
 
 def is_torch_tensor(x: Any) -> bool:
@@ -293,15 +297,16 @@ def xp_assert_close(actual: Any, desired: Any, *, like: Any, err_msg: str = "", 
 
 def assert_bitwise_equal(a: Any, b: Any, what: str = "") -> None:
     x, y = to_numpy(a), to_numpy(b)
-    assert x.shape == y.shape and x.dtype == y.dtype, what
+    assert x.shape == y.shape, f"{what}: shape {x.shape} != {y.shape}"
+    assert x.dtype == y.dtype, f"{what}: dtype {x.dtype} != {y.dtype}"
     assert np.array_equal(x.view(np.uint8), y.view(np.uint8)), f"{what}: arrays differ bitwise\n{x}\n{y}"
 
 
 def rows_with_norms(rng: np.random.Generator, norms: list[float], dim: int, p: float) -> np.ndarray:
     """Random rows whose p-norms are exactly-ish the given values (torch.norm semantics for p)."""
     rows = rng.standard_normal((len(norms), dim))
-    for r, n in zip(rows, norms, strict=True):
-        r *= n / pnorm(r, p)
+    for k, n in enumerate(norms):
+        rows[k] *= n / pnorm(rows[k], p)
     return rows
 
 
@@ -336,7 +341,8 @@ def check_weight_grad(gw: Any, wt: Any, w: Any, sparse: bool) -> None:
     assert isinstance(gw, xembed.SparseGrad), f"sparse=True must give xembed.SparseGrad, got {type(gw)}"
     assert tuple(gw.shape) == (n, d), f"SparseGrad.shape {gw.shape} != {(n, d)}"
     ref = wt.grad
-    assert ref is not None and ref.is_sparse
+    assert ref is not None
+    assert ref.is_sparse
     ref_idx = ref._indices()[0].numpy()
     ref_val = ref._values()
     assert dtype_name(gw.indices) == "int64", f"SparseGrad.indices dtype {gw.indices.dtype}"
@@ -362,9 +368,11 @@ def check_embedding(
     with torch F.embedding in float64.  ``grad_output`` (NumPy) is the cotangent; when None it is drawn from
     ``numpy.random.default_rng(seed)`` (pass it when the test needs to know it).
     Returns (output, weight gradient, weight after the call)."""
-    import torch.nn.functional as F
+    import torch
 
     import xembed
+
+    F = torch.nn.functional
 
     backend.require_dtype(dtype)
     rng = np.random.default_rng(seed)
@@ -408,9 +416,11 @@ def check_embedding_bag(
     :func:`check_embedding`.  On a torch with the REF-TORCH-213-SGBF bug the scale_grad_by_freq weight
     gradient comes from the checker's float64 reference (``xembed_conformance.reference.numpy_grads``).
     Returns (output, weight gradient, psw gradient, weight after the call)."""
-    import torch.nn.functional as F
+    import torch
 
     import xembed
+
+    F = torch.nn.functional
 
     backend.require_dtype(dtype)
     rng = np.random.default_rng(seed)
