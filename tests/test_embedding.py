@@ -175,7 +175,7 @@ def test_dtypes(backend, dtype, index_dtype, options):
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
 def test_low_precision_gradient_accumulates_in_fp32(backend, dtype):
     """3000 positions of the same row: the gradient is 3000 rounded once to the weight dtype (torch CPU, which
-    accumulates in fp16, gives 2048; SPEC requires fp32 accumulation)."""
+    accumulates in fp16, gives 2048; GRAD-ACC requires fp32 accumulation)."""
     backend.require_dtype(dtype)
     w = backend.asarray(np.ones((4, 2)), dtype)
     idx = backend.asarray(np.full(3000, 1), "int64")
