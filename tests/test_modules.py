@@ -113,6 +113,7 @@ def test_embedding_call_and_vjp(backend, options):
     xp_assert_close(m.weight, wt.detach(), like=m.weight, err_msg="module weight after call")
     gw = pullback(backend.asarray(g_np))
     gdense = gw.to_dense() if options.get("sparse") else gw
+    assert wt.grad is not None
     xp_assert_close(gdense, wt.grad.to_dense() if wt.grad.is_sparse else wt.grad, like=m.weight)
     # __call__ gives the same output (weight already renormed, so the second renorm is a no-op)
     xp_assert_close(m(idx), ref, like=m.weight)
@@ -144,10 +145,12 @@ def test_embedding_bag_call_and_vjp(backend, options):
     xp_assert_close(m.weight, wt.detach(), like=m.weight, err_msg="module weight after call")
     gw, gp = pullback(backend.asarray(g_np))
     gdense = gw.to_dense() if options.get("sparse") else gw
+    assert wt.grad is not None
     xp_assert_close(gdense, wt.grad.to_dense() if wt.grad.is_sparse else wt.grad, like=m.weight)
     if psw is None:
         assert gp is None
     else:
+        assert pt is not None
         xp_assert_close(gp, pt.grad, like=psw)
     xp_assert_close(m(backend.asarray(idx_np), backend.asarray(offs_np), psw), ref, like=m.weight)
 

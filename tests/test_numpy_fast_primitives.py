@@ -6,6 +6,7 @@ Part of the test-suite (the primitives' contracts are in src/xembed/_primitives/
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -228,7 +229,7 @@ def test_non_contiguous_weight():
 
 
 @pytest.fixture
-def torch_accel(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def torch_accel(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Switch the optional torch accelerator on and record every call of its kernel: ``"ok"`` when it returned,
     ``"raised <exc>"`` when it raised (gather_segment_sum then silently falls back to NumPy, so a test that only
     compared values could not notice the accelerator never ran)."""

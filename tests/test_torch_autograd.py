@@ -199,8 +199,8 @@ def test_gradcheck(mode):
         fn = lambda w, p: xembed.embedding_bag(idx, w, offs, mode=mode, per_sample_weights=p)  # noqa: E731
         assert torch.autograd.gradcheck(fn, (w, psw))
     else:
-        fn = lambda w: xembed.embedding_bag(idx, w, offs, mode=mode, padding_idx=1)  # noqa: E731
-        assert torch.autograd.gradcheck(fn, (w,))
+        fn_pad = lambda w: xembed.embedding_bag(idx, w, offs, mode=mode, padding_idx=1)  # noqa: E731
+        assert torch.autograd.gradcheck(fn_pad, (w,))
     # (no padding_idx / scale_grad_by_freq here: both deliberately differ from the true derivative)
     fn_e = lambda w: xembed.embedding(idx.reshape(2, 3), w)  # noqa: E731
     assert torch.autograd.gradcheck(fn_e, (w,))

@@ -451,6 +451,7 @@ def check_embedding_bag(
     if p is None:
         assert gp is None, "grad of per_sample_weights must be None when none were given"
     else:
+        assert pt is not None
         xp_assert_close(gp, pt.grad, like=p, err_msg="per_sample_weights gradient")
 
     out_plain = xembed.embedding_bag(i, w_plain, o, per_sample_weights=p, **kw)

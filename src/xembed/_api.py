@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, SupportsIndex
 
 from array_api_compat import array_namespace, is_torch_namespace
 
@@ -104,7 +104,7 @@ def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, nor
     return _run(ns, weight, None, input, mnorm, ntype, compute, False, want_vjp)
 
 
-def embedding(input: Array, weight: Array, padding_idx: int | None = None, max_norm: float | None = None,
+def embedding(input: Array, weight: Array, padding_idx: SupportsIndex | None = None, max_norm: float | None = None,
               norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False, *,
               xp: Namespace | None = None) -> Array:
     """Look up rows of ``weight``: ``out[..., :] = weight[input[...], :]`` (EMB-SHAPE, EMB-LOOKUP).
@@ -123,7 +123,7 @@ def embedding(input: Array, weight: Array, padding_idx: int | None = None, max_n
     return _embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp, False)
 
 
-def embedding_vjp(input: Array, weight: Array, padding_idx: int | None = None, max_norm: float | None = None,
+def embedding_vjp(input: Array, weight: Array, padding_idx: SupportsIndex | None = None, max_norm: float | None = None,
                   norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False, *,
                   xp: Namespace | None = None) -> tuple[Array, Pullback]:
     """:func:`embedding` and its pullback: returns ``(output, pullback)``.
@@ -155,7 +155,7 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
 def embedding_bag(input: Array, weight: Array, offsets: Array | None = None, max_norm: float | None = None,
                   norm_type: float = 2, scale_grad_by_freq: bool = False, mode: str = "mean",
                   sparse: bool = False, per_sample_weights: Array | None = None,
-                  include_last_offset: bool = False, padding_idx: int | None = None, *,
+                  include_last_offset: bool = False, padding_idx: SupportsIndex | None = None, *,
                   xp: Namespace | None = None) -> Array:
     """Sum, mean or max of bags of rows of ``weight`` without materialising the lookup.
 
@@ -178,7 +178,7 @@ def embedding_bag(input: Array, weight: Array, offsets: Array | None = None, max
 def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None = None,
                       max_norm: float | None = None, norm_type: float = 2, scale_grad_by_freq: bool = False,
                       mode: str = "mean", sparse: bool = False, per_sample_weights: Array | None = None,
-                      include_last_offset: bool = False, padding_idx: int | None = None, *,
+                      include_last_offset: bool = False, padding_idx: SupportsIndex | None = None, *,
                       xp: Namespace | None = None) -> tuple[Array, Pullback]:
     """:func:`embedding_bag` and its pullback: returns ``(output, pullback)``.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, SupportsIndex
 
 import numpy as np
 from array_api_compat import array_namespace, is_torch_namespace
@@ -48,7 +48,7 @@ class _Base:
     freeze: bool
     weight: Array
 
-    def _setup_weight(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None,
+    def _setup_weight(self, num_embeddings: int, embedding_dim: int, padding_idx: SupportsIndex | None,
                       _weight: Array | None, _freeze: bool, xp: Namespace | None, device: Device | None,
                       dtype: DType | None, seed: int | np.random.Generator | None) -> None:
         self.num_embeddings = _check_size("num_embeddings", num_embeddings)
@@ -93,7 +93,7 @@ class Embedding(_Base):
     construction.  On torch the weight is a leaf tensor with ``requires_grad = not _freeze``.
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: SupportsIndex | None = None,
                  max_norm: float | None = None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
                  sparse: bool = False, _weight: Array | None = None, _freeze: bool = False, *,
                  xp: Namespace | None = None, device: Device | None = None, dtype: DType | None = None,
@@ -115,7 +115,7 @@ class Embedding(_Base):
         return _api.embedding_vjp(input, self.weight, **self._kwargs())
 
     @classmethod
-    def from_pretrained(cls, embeddings: Array, freeze: bool = True, padding_idx: int | None = None,
+    def from_pretrained(cls, embeddings: Array, freeze: bool = True, padding_idx: SupportsIndex | None = None,
                         max_norm: float | None = None, norm_type: float = 2.0,
                         scale_grad_by_freq: bool = False, sparse: bool = False) -> Embedding:
         """Wrap an existing (N, D) array, sharing its storage; the padding row is not zeroed."""
@@ -137,7 +137,7 @@ class EmbeddingBag(_Base):
     def __init__(self, num_embeddings: int, embedding_dim: int, max_norm: float | None = None,
                  norm_type: float = 2.0, scale_grad_by_freq: bool = False, mode: str = "mean",
                  sparse: bool = False, _weight: Array | None = None, include_last_offset: bool = False,
-                 padding_idx: int | None = None, *, xp: Namespace | None = None, device: Device | None = None,
+                 padding_idx: SupportsIndex | None = None, *, xp: Namespace | None = None, device: Device | None = None,
                  dtype: DType | None = None, seed: int | np.random.Generator | None = None,
                  _freeze: bool = False) -> None:
         v.check_renorm_args(max_norm, norm_type)
@@ -169,7 +169,7 @@ class EmbeddingBag(_Base):
     def from_pretrained(cls, embeddings: Array, freeze: bool = True, max_norm: float | None = None,
                         norm_type: float = 2.0, scale_grad_by_freq: bool = False, mode: str = "mean",
                         sparse: bool = False, include_last_offset: bool = False,
-                        padding_idx: int | None = None) -> EmbeddingBag:
+                        padding_idx: SupportsIndex | None = None) -> EmbeddingBag:
         """Wrap an existing (N, D) array, sharing its storage; the padding row is not zeroed."""
         n, d = cls._pretrained_args(embeddings)
         return cls(n, d, max_norm, norm_type, scale_grad_by_freq, mode, sparse, _weight=embeddings,
