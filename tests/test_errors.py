@@ -53,6 +53,20 @@ def A(a: Any, dtype: str | None = None) -> Callable[[Backend], Any]:
     return lambda bk: bk.asarray(np.asarray(a), dtype)
 
 
+# Cases whose call and message are the same for both functions (weight, padding and renorm arguments).
+SHARED_CASES = [
+    Case("ERR-WEIGHT", "weight_1d", ValueError, ["weight"], r"got shape \(6,\)$", weight=A(np.ones(N))),
+    Case("ERR-WEIGHT", "weight_3d", ValueError, ["weight"], r"got shape \(6, 3, 2\)$",
+         weight=A(np.ones((N, D, 2)))),
+    Case("PAD-RANGE", "padding_idx_too_large", ValueError, ["padding_idx"], r"`padding_idx` 6 is out of range",
+         padding_idx=6),
+    Case("PAD-RANGE", "padding_idx_too_small", ValueError, ["padding_idx"], r"`padding_idx` -7 is out of range",
+         padding_idx=-7),
+    Case("RENORM-ARGS", "max_norm_zero", ValueError, ["max_norm"], r"got 0\.0$", max_norm=0.0),
+    Case("RENORM-ARGS", "max_norm_negative", ValueError, ["max_norm"], r"got -2\.5$", max_norm=-2.5),
+    Case("RENORM-ARGS", "norm_type_nan", ValueError, ["norm_type"], r"got nan$", norm_type=math.nan),
+]
+
 GOOD_IDX = A([0, 1, 2, 1])
 DT = r"got \S*"  # a dtype as the backend spells it: float64, torch.float64
 
@@ -68,20 +82,11 @@ EMBEDDING_CASES = [
     Case("ERR-INDEX-DTYPE", "index_float32", TypeError, ["input"], DT + "float32$", input=A([0.0, 1.0], "float32")),
     Case("ERR-INDEX-DTYPE", "index_bool", TypeError, ["input"], DT + "bool$", input=A([True, False], "bool")),
     Case("ERR-WEIGHT", "weight_int", TypeError, ["weight"], DT + "int64$", weight=A(np.ones((N, D)), "int64")),
-    Case("ERR-WEIGHT", "weight_1d", ValueError, ["weight"], r"got shape \(6,\)$", weight=A(np.ones(N))),
-    Case("ERR-WEIGHT", "weight_3d", ValueError, ["weight"], r"got shape \(6, 3, 2\)$",
-         weight=A(np.ones((N, D, 2)))),
-    Case("PAD-RANGE", "padding_idx_too_large", ValueError, ["padding_idx"], r"`padding_idx` 6 is out of range",
-         padding_idx=6),
-    Case("PAD-RANGE", "padding_idx_too_small", ValueError, ["padding_idx"], r"`padding_idx` -7 is out of range",
-         padding_idx=-7),
-    Case("RENORM-ARGS", "max_norm_zero", ValueError, ["max_norm"], r"got 0\.0$", max_norm=0.0),
-    Case("RENORM-ARGS", "max_norm_negative", ValueError, ["max_norm"], r"got -2\.5$", max_norm=-2.5),
     Case("RENORM-ARGS", "norm_type_zero", ValueError, ["norm_type"], r"got 0\.0$", norm_type=0.0),
     Case("RENORM-ARGS", "norm_type_negative", ValueError, ["norm_type"], r"got -2\.0$", norm_type=-2.0),
-    Case("RENORM-ARGS", "norm_type_nan", ValueError, ["norm_type"], r"got nan$", norm_type=math.nan),
     Case("ERR-SPARSE-SGBF", "sparse_with_scale_grad_by_freq", ValueError, ["sparse", "scale_grad_by_freq"], None,
          sparse=True, scale_grad_by_freq=True),
+    *SHARED_CASES,
 ]
 
 BAG_IDX = A([0, 1, 2, 1, 3])
@@ -102,9 +107,6 @@ BAG_CASES = [
          offsets=A([0.0, 2.0], "float64")),
     Case("ERR-OFFSETS-DTYPE", "offsets_bool", TypeError, ["offsets"], DT + "bool$", offsets=A([False, True], "bool")),
     Case("ERR-WEIGHT", "weight_int", TypeError, ["weight"], DT + "int32$", weight=A(np.ones((N, D)), "int32")),
-    Case("ERR-WEIGHT", "weight_1d", ValueError, ["weight"], r"got shape \(6,\)$", weight=A(np.ones(N))),
-    Case("ERR-WEIGHT", "weight_3d", ValueError, ["weight"], r"got shape \(6, 3, 2\)$",
-         weight=A(np.ones((N, D, 2)))),
     Case("ERR-PSW", "psw_shape_mismatch", ValueError, ["per_sample_weights"], r"got \(4,\) and \(5,\)$",
          mode="sum", per_sample_weights=A(np.ones(4))),
     Case("ERR-PSW", "psw_shape_mismatch_2d", ValueError, ["per_sample_weights"], r"got \(2, 3\) and \(2, 2\)$",
@@ -143,15 +145,9 @@ BAG_CASES = [
          offsets=A([0, 2, 7]), include_last_offset=True),
     Case("BAG-LAST-OFFSET", "ilo_empty_offsets", ValueError, ["offsets", "include_last_offset"], None,
          offsets=A(np.array([], dtype=np.int64)), include_last_offset=True),
-    Case("PAD-RANGE", "padding_idx_too_large", ValueError, ["padding_idx"], r"`padding_idx` 6 is out of range",
-         padding_idx=6),
-    Case("PAD-RANGE", "padding_idx_too_small", ValueError, ["padding_idx"], r"`padding_idx` -7 is out of range",
-         padding_idx=-7),
-    Case("RENORM-ARGS", "max_norm_zero", ValueError, ["max_norm"], r"got 0\.0$", max_norm=0.0),
-    Case("RENORM-ARGS", "max_norm_negative", ValueError, ["max_norm"], r"got -2\.5$", max_norm=-2.5),
     Case("RENORM-ARGS", "norm_type_zero", ValueError, ["norm_type"], r"got 0$", norm_type=0),
     Case("RENORM-ARGS", "norm_type_negative", ValueError, ["norm_type"], r"got -1\.0$", norm_type=-1.0),
-    Case("RENORM-ARGS", "norm_type_nan", ValueError, ["norm_type"], r"got nan$", norm_type=math.nan),
+    *SHARED_CASES,
 ]
 
 
