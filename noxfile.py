@@ -1,23 +1,42 @@
-"""nox sessions: the test-suite per backend, the standard-only fallback, and the conformance report.
+"""nox sessions: the test-suite per backend, the standard-only fallback, lint/types, and the conformance report.
 
+    nox                          # default sessions: CPU backends, fallback, lint, conformance (+ cupy on a GPU)
     nox -s "tests(numpy)" "tests(array_api_strict)" "tests(torch)"   # CPU backends
-    nox -s "tests(cupy)"        # needs a CUDA GPU and CuPy
+    nox -s "tests(cupy)"        # needs a CUDA GPU and CuPy (a default session only where `nvidia-smi` works)
     nox -s fallback              # every backend through the standard-only primitives
+    nox -s lint                  # ruff check . and mypy (the quality gates of .ci/run)
     nox -s conformance           # the conformance report for xembed on every installed backend
     nox -s benchmarks            # the benchmark suite, quick profile (pass --full for the standard sizes)
 """
 
+from __future__ import annotations
+
+import shutil
+import subprocess
+
 import nox
 
-nox.options.sessions = ["tests", "fallback", "conformance"]
-nox.options.reuse_existing_virtualenvs = True
+CPU_BACKENDS = ["numpy", "array_api_strict", "torch"]
 
-BACKENDS = ["numpy", "array_api_strict", "torch"]
+
+def _has_cuda_gpu() -> bool:
+    """True when an NVIDIA driver answers (`nvidia-smi -L` lists a GPU): only then is the CuPy session a default."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return False
+    res = subprocess.run([smi, "-L"], capture_output=True, text=True, check=False)
+    return res.returncode == 0 and "GPU" in res.stdout
+
+
+nox.options.sessions = [*(f"tests({b})" for b in CPU_BACKENDS), "fallback", "lint", "conformance"]
+if _has_cuda_gpu():
+    nox.options.sessions.insert(len(CPU_BACKENDS), "tests(cupy)")
+nox.options.reuse_existing_virtualenvs = True
 
 
 @nox.session
-@nox.parametrize("backend", BACKENDS + ["cupy"])
-def tests(session, backend):
+@nox.parametrize("backend", [*CPU_BACKENDS, "cupy"], ids=[*CPU_BACKENDS, "cupy"])
+def tests(session: nox.Session, backend: str) -> None:
     """The test-suite with only one backend in the `xp` fixture (XEMBED_TEST_BACKENDS)."""
     extras = "test,cupy" if backend == "cupy" else "test"
     session.install("-e", f".[{extras}]")
@@ -26,14 +45,22 @@ def tests(session, backend):
 
 
 @nox.session
-def fallback(session):
+def fallback(session: nox.Session) -> None:
     """The test-suite with the native primitives disabled: proves the standard-only path everywhere."""
     session.install("-e", ".[test]")
     session.run("pytest", "-n", "2", "tests", *session.posargs, env={"XEMBED_PRIMITIVES": "fallback"})
 
 
 @nox.session
-def conformance(session):
+def lint(session: nox.Session) -> None:
+    """ruff and mypy with the configuration in pyproject.toml (what .ci/run runs after the tests)."""
+    session.install("-e", ".[test]", "ruff", "mypy")
+    session.run("ruff", "check", ".")
+    session.run("mypy")
+
+
+@nox.session
+def conformance(session: nox.Session) -> None:
     """The conformance report for xembed on every installed backend (fast profile unless posargs say)."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "xembed_conformance", "--impl", "xembed", "--backend", "all", "--strict",
@@ -41,7 +68,7 @@ def conformance(session):
 
 
 @nox.session
-def benchmarks(session):
+def benchmarks(session: nox.Session) -> None:
     """The benchmark suite (ratios to torch native in the same run); `-- --full` for the standard sizes."""
     session.install("-e", ".[bench]")
     args = list(session.posargs)

@@ -2,23 +2,77 @@
 
 ``XEMBED_TEST_BACKENDS=numpy,torch`` restricts the backends (see ``xembed_testutils.selected_backends``).
 
-Backends that cannot run here are reported as skipped with the honest reason (library not installed / no GPU);
-GPU backends carry the ``gpu`` marker so ``-m "not gpu"`` / ``-m gpu`` select them.
+Skips are decided at collection, by markers, never inside test bodies:
+
+* ``needs_backend(name)`` (put on every ``backend`` param, and on tests that need one backend): a test that
+  needs a backend not usable here (library not installed, no CUDA device) or not selected is **deselected**,
+  and the run ends with one line per reason (``xembed: 212 tests deselected: backend cupy unavailable (cupy is
+  not installed)``) instead of one ``-ra`` line per test function.
+* a ``dtype`` parameter the backend lacks (bfloat16 on NumPy, float16 on array-api-strict): skip marker with one
+  reason string per (backend, dtype), so ``-ra`` folds them.
+* ``skip_backend(name, reason=...)``: a test that does not apply to one backend (a skip marker, folded by -ra).
+
+GPU backends also carry the ``gpu`` marker so ``-m "not gpu"`` / ``-m gpu`` select them.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from collections import Counter
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
 from xembed_testutils import Backend, selected_backends
 
 BACKEND_PARAMS = [b.pytest_param() for b in selected_backends()]
+_DESELECTED: Counter[str] = Counter()
+
+
+def _deselect_reason(item: pytest.Item) -> str | None:
+    selected = set(selected_backends())
+    for mark in item.iter_markers("needs_backend"):
+        b = Backend(mark.args[0])
+        reason = b.unavailable_reason()
+        if reason is not None:
+            return f"backend {b.value} unavailable ({reason})"
+        if b not in selected:
+            return f"backend {b.value} not selected by XEMBED_TEST_BACKENDS"
+    return None
+
+
+def _skip_reason(item: pytest.Item) -> str | None:
+    params = getattr(item, "callspec", None)
+    params = params.params if params is not None else {}
+    backend = params.get("backend")
+    for mark in item.iter_markers("skip_backend"):
+        if isinstance(backend, Backend) and backend.value == mark.args[0]:
+            return f"{backend.value}: {mark.kwargs['reason']}"
+    dtype = params.get("dtype")
+    if isinstance(backend, Backend) and isinstance(dtype, str) and not backend.has_dtype(dtype):
+        return f"{backend.value} has no {dtype} dtype"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    keep, dropped = [], []
+    for item in items:
+        reason = _deselect_reason(item)
+        if reason is None:
+            keep.append(item)
+            skip = _skip_reason(item)
+            if skip is not None:
+                item.add_marker(pytest.mark.skip(reason=skip))
+        else:
+            dropped.append(item)
+            _DESELECTED[reason] += 1
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for reason, n in sorted(_DESELECTED.items()):
+        terminalreporter.write_line(f"xembed: {n} tests deselected: {reason}")
 
 
 @pytest.fixture(params=BACKEND_PARAMS)
@@ -27,13 +81,13 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
 
 @pytest.fixture
-def xp(backend: Backend):
+def xp(backend: Backend) -> object:
     """The raw namespace (numpy, array_api_strict, torch, cupy) used to create arrays for this backend."""
     return backend.xp
 
 
 @pytest.fixture
-def device(backend: Backend):
+def device(backend: Backend) -> object:
     """Device arrays are created on (torch_cuda → cuda; numpy → 'cpu'; array_api_strict → its default)."""
     return backend.device
 
@@ -44,7 +98,7 @@ def rng() -> np.random.Generator:
 
 
 @pytest.fixture(params=["native", "fallback"])
-def primitives(request):
+def primitives(request: pytest.FixtureRequest) -> Iterator[str]:
     """Run under xembed's native primitives and under the standard-only fallback (``xembed._primitives.use``)."""
     from xembed import _primitives
 

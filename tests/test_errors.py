@@ -1,19 +1,26 @@
-"""Every invalid input class of SPEC.md (and the xembed decisions in the project context):
+"""Every invalid input class of docs/spec.md (the ERR-* rules, PAD-RANGE, RENORM-ARGS, BAG-PSW-MODE, BAG-LAST-OFFSET):
 
 * the exception type,
-* the message names the argument in backticks and, where there is one, the offending value,
-* the weight is bit-identical after the failed call — every case below runs with ``max_norm`` set (unless the case
-  is about ``max_norm`` itself) on a weight whose referenced rows are all above it, so a check that ran after the
-  renorm would show up as a modified weight.
+* the message names the argument in backticks and, where there is one, the offending value — matched by a regex
+  anchored on the value's context (``got 0.0$``, ```padding_idx` 6 is out of range``), so a value that merely
+  also occurs in the fixed text (the "0" of "> 0", the "6" of "6 rows") does not count,
+* the weight is bit-identical after the failed call (ERR-ATOMIC) — every case below runs with ``max_norm`` set
+  (unless the case is about ``max_norm`` itself) on a weight whose referenced rows are all above it, so a check
+  that ran after the renorm would show up as a modified weight.
+
+Test ids are ``<rule ID>/<case>``.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
-from xembed_testutils import assert_bitwise_equal, to_numpy
+from xembed_testutils import Backend, assert_bitwise_equal, to_numpy
 
 import xembed
 
@@ -28,101 +35,128 @@ def _weight_np() -> np.ndarray:
 
 
 class Case:
-    def __init__(self, id, exc, names, value=None, **kw):
-        self.id, self.exc, self.names, self.value, self.kw = id, exc, names, value, kw
+    """One invalid call: ``rule`` (docs/spec.md ID), ``exc`` its type, ``names`` (one of them must appear in
+    backticks), ``value`` a regex that must match the message (the offending value in its context), ``kw`` the
+    arguments that differ from the valid defaults."""
+
+    def __init__(self, rule: str, id: str, exc: type[Exception], names: list[str], value: str | None = None,
+                 **kw: Any) -> None:
+        self.rule, self.id, self.exc, self.names, self.value, self.kw = rule, id, exc, names, value, kw
+
+    @property
+    def test_id(self) -> str:
+        return f"{self.rule}/{self.id}"
 
 
 # Each kwarg value is a function of the backend returning the argument (so arrays are made per backend).
-def A(a, dtype=None):
+def A(a: Any, dtype: str | None = None) -> Callable[[Backend], Any]:
     return lambda bk: bk.asarray(np.asarray(a), dtype)
 
 
+# Cases whose call and message are the same for both functions (weight, padding and renorm arguments).
+SHARED_CASES = [
+    Case("ERR-WEIGHT", "weight_1d", ValueError, ["weight"], r"got shape \(6,\)$", weight=A(np.ones(N))),
+    Case("ERR-WEIGHT", "weight_3d", ValueError, ["weight"], r"got shape \(6, 3, 2\)$",
+         weight=A(np.ones((N, D, 2)))),
+    Case("PAD-RANGE", "padding_idx_too_large", ValueError, ["padding_idx"], r"`padding_idx` 6 is out of range",
+         padding_idx=6),
+    Case("PAD-RANGE", "padding_idx_too_small", ValueError, ["padding_idx"], r"`padding_idx` -7 is out of range",
+         padding_idx=-7),
+    Case("RENORM-ARGS", "max_norm_zero", ValueError, ["max_norm"], r"got 0\.0$", max_norm=0.0),
+    Case("RENORM-ARGS", "max_norm_negative", ValueError, ["max_norm"], r"got -2\.5$", max_norm=-2.5),
+    Case("RENORM-ARGS", "norm_type_nan", ValueError, ["norm_type"], r"got nan$", norm_type=math.nan),
+]
+
 GOOD_IDX = A([0, 1, 2, 1])
+DT = r"got \S*"  # a dtype as the backend spells it: float64, torch.float64
 
 EMBEDDING_CASES = [
-    Case("index_too_large", IndexError, ["input"], "17", input=A([0, 1, 17, 2])),
-    Case("index_equal_num_embeddings", IndexError, ["input"], "6", input=A([[0, 1], [6, 2]])),
-    Case("index_negative", IndexError, ["input"], "-3", input=A([0, -3, 2])),
-    Case("index_out_of_range_0d", IndexError, ["input"], "9", input=A(9)),
-    Case("index_float", TypeError, ["input"], None, input=A([0.0, 1.0], "float64")),
-    Case("index_float32", TypeError, ["input"], None, input=A([0.0, 1.0], "float32")),
-    Case("index_bool", TypeError, ["input"], None, input=A([True, False], "bool")),
-    Case("weight_int", TypeError, ["weight"], None, weight=A(np.ones((N, D)), "int64")),
-    Case("weight_1d", ValueError, ["weight"], None, weight=A(np.ones(N))),
-    Case("weight_3d", ValueError, ["weight"], None, weight=A(np.ones((N, D, 2)))),
-    Case("padding_idx_too_large", ValueError, ["padding_idx"], "6", padding_idx=6),
-    Case("padding_idx_too_small", ValueError, ["padding_idx"], "-7", padding_idx=-7),
-    Case("max_norm_zero", ValueError, ["max_norm"], "0", max_norm=0.0),
-    Case("max_norm_negative", ValueError, ["max_norm"], "-2.5", max_norm=-2.5),
-    Case("norm_type_zero", ValueError, ["norm_type"], "0", norm_type=0.0),
-    Case("norm_type_negative", ValueError, ["norm_type"], "-2", norm_type=-2.0),
-    Case("norm_type_nan", ValueError, ["norm_type"], "nan", norm_type=math.nan),
-    Case("sparse_with_scale_grad_by_freq", ValueError, ["sparse", "scale_grad_by_freq"], None, sparse=True,
-         scale_grad_by_freq=True),
+    Case("ERR-INDEX-RANGE", "index_too_large", IndexError, ["input"], r"index 17 at position 2 ",
+         input=A([0, 1, 17, 2])),
+    Case("ERR-INDEX-RANGE", "index_equal_num_embeddings", IndexError, ["input"], r"index 6 at position \(1, 0\) ",
+         input=A([[0, 1], [6, 2]])),
+    Case("ERR-INDEX-RANGE", "index_negative", IndexError, ["input"], r"index -3 at position 1 ", input=A([0, -3, 2])),
+    Case("ERR-INDEX-RANGE", "index_out_of_range_0d", IndexError, ["input"], r"index 9 at position \(\) ",
+         input=A(9)),
+    Case("ERR-INDEX-DTYPE", "index_float", TypeError, ["input"], DT + "float64$", input=A([0.0, 1.0], "float64")),
+    Case("ERR-INDEX-DTYPE", "index_float32", TypeError, ["input"], DT + "float32$", input=A([0.0, 1.0], "float32")),
+    Case("ERR-INDEX-DTYPE", "index_bool", TypeError, ["input"], DT + "bool$", input=A([True, False], "bool")),
+    Case("ERR-WEIGHT", "weight_int", TypeError, ["weight"], DT + "int64$", weight=A(np.ones((N, D)), "int64")),
+    Case("RENORM-ARGS", "norm_type_zero", ValueError, ["norm_type"], r"got 0\.0$", norm_type=0.0),
+    Case("RENORM-ARGS", "norm_type_negative", ValueError, ["norm_type"], r"got -2\.0$", norm_type=-2.0),
+    Case("ERR-SPARSE-SGBF", "sparse_with_scale_grad_by_freq", ValueError, ["sparse", "scale_grad_by_freq"], None,
+         sparse=True, scale_grad_by_freq=True),
+    *SHARED_CASES,
 ]
 
 BAG_IDX = A([0, 1, 2, 1, 3])
 BAG_OFFS = A([0, 2])
 
 BAG_CASES = [
-    Case("index_too_large", IndexError, ["input"], "17", input=A([0, 1, 17, 2, 3])),
-    Case("index_negative", IndexError, ["input"], "-1", input=A([0, 1, 2, -1, 3])),
-    Case("index_too_large_2d", IndexError, ["input"], "8", input=A([[0, 1], [8, 2]]), offsets=None),
-    Case("index_float", TypeError, ["input"], None, input=A([0.0, 1.0, 2.0, 1.0, 3.0], "float64")),
-    Case("index_bool", TypeError, ["input"], None, input=A([True, False, True, True, False], "bool")),
-    Case("offsets_float", TypeError, ["offsets"], None, offsets=A([0.0, 2.0], "float64")),
-    Case("offsets_bool", TypeError, ["offsets"], None, offsets=A([False, True], "bool")),
-    Case("weight_int", TypeError, ["weight"], None, weight=A(np.ones((N, D)), "int32")),
-    Case("weight_1d", ValueError, ["weight"], None, weight=A(np.ones(N))),
-    Case("weight_3d", ValueError, ["weight"], None, weight=A(np.ones((N, D, 2)))),
-    Case("psw_shape_mismatch", ValueError, ["per_sample_weights"], None, mode="sum",
-         per_sample_weights=A(np.ones(4))),
-    Case("psw_shape_mismatch_2d", ValueError, ["per_sample_weights"], None, mode="sum", input=A([[0, 1], [2, 3]]),
-         offsets=None, per_sample_weights=A(np.ones((2, 3)))),
-    Case("psw_dtype_mismatch", TypeError, ["per_sample_weights"], None, mode="sum",
+    Case("ERR-INDEX-RANGE", "index_too_large", IndexError, ["input"], r"index 17 at position 2 ",
+         input=A([0, 1, 17, 2, 3])),
+    Case("ERR-INDEX-RANGE", "index_negative", IndexError, ["input"], r"index -1 at position 3 ",
+         input=A([0, 1, 2, -1, 3])),
+    Case("ERR-INDEX-RANGE", "index_too_large_2d", IndexError, ["input"], r"index 8 at position \(1, 0\) ",
+         input=A([[0, 1], [8, 2]]), offsets=None),
+    Case("ERR-INDEX-DTYPE", "index_float", TypeError, ["input"], DT + "float64$",
+         input=A([0.0, 1.0, 2.0, 1.0, 3.0], "float64")),
+    Case("ERR-INDEX-DTYPE", "index_bool", TypeError, ["input"], DT + "bool$",
+         input=A([True, False, True, True, False], "bool")),
+    Case("ERR-OFFSETS-DTYPE", "offsets_float", TypeError, ["offsets"], DT + "float64$",
+         offsets=A([0.0, 2.0], "float64")),
+    Case("ERR-OFFSETS-DTYPE", "offsets_bool", TypeError, ["offsets"], DT + "bool$", offsets=A([False, True], "bool")),
+    Case("ERR-WEIGHT", "weight_int", TypeError, ["weight"], DT + "int32$", weight=A(np.ones((N, D)), "int32")),
+    Case("ERR-PSW", "psw_shape_mismatch", ValueError, ["per_sample_weights"], r"got \(4,\) and \(5,\)$",
+         mode="sum", per_sample_weights=A(np.ones(4))),
+    Case("ERR-PSW", "psw_shape_mismatch_2d", ValueError, ["per_sample_weights"], r"got \(2, 3\) and \(2, 2\)$",
+         mode="sum", input=A([[0, 1], [2, 3]]), offsets=None, per_sample_weights=A(np.ones((2, 3)))),
+    Case("ERR-PSW", "psw_dtype_mismatch", TypeError, ["per_sample_weights"], DT + "float32$", mode="sum",
          per_sample_weights=A(np.ones(5), "float32")),
-    Case("psw_int", TypeError, ["per_sample_weights"], None, mode="sum", per_sample_weights=A(np.ones(5), "int64")),
-    Case("psw_with_mean", NotImplementedError, ["per_sample_weights"], None, mode="mean",
-         per_sample_weights=A(np.ones(5))),
-    Case("psw_with_max", NotImplementedError, ["per_sample_weights"], None, mode="max",
-         per_sample_weights=A(np.ones(5))),
-    Case("2d_input_with_offsets", ValueError, ["offsets"], None, input=A([[0, 1], [2, 3]])),
-    Case("1d_input_without_offsets", ValueError, ["offsets"], None, offsets=None),
-    Case("offsets_2d", ValueError, ["offsets"], None, offsets=A([[0, 2]])),
-    Case("offsets_0d", ValueError, ["offsets"], None, offsets=A(0)),
-    Case("input_3d", ValueError, ["input"], None, input=A(np.zeros((2, 2, 2), dtype=np.int64)), offsets=None),
-    Case("input_0d", ValueError, ["input"], None, input=A(1), offsets=None),
-    Case("mode_invalid", ValueError, ["mode"], "prod", mode="prod"),
-    Case("mode_uppercase", ValueError, ["mode"], "SUM", mode="SUM"),
-    Case("max_with_scale_grad_by_freq", ValueError, ["scale_grad_by_freq"], None, mode="max",
+    Case("ERR-PSW", "psw_int", TypeError, ["per_sample_weights"], DT + "int64$", mode="sum",
+         per_sample_weights=A(np.ones(5), "int64")),
+    Case("BAG-PSW-MODE", "psw_with_mean", NotImplementedError, ["per_sample_weights"], r"got `mode`='mean'",
+         mode="mean", per_sample_weights=A(np.ones(5))),
+    Case("BAG-PSW-MODE", "psw_with_max", NotImplementedError, ["per_sample_weights"], r"got `mode`='max'",
+         mode="max", per_sample_weights=A(np.ones(5))),
+    Case("ERR-OFFSETS-SHAPE", "2d_input_with_offsets", ValueError, ["offsets"], r"of shape \(2,\)$",
+         input=A([[0, 1], [2, 3]])),
+    Case("ERR-OFFSETS-SHAPE", "1d_input_without_offsets", ValueError, ["offsets"], r"got None$", offsets=None),
+    Case("ERR-OFFSETS-SHAPE", "offsets_2d", ValueError, ["offsets"], r"got shape \(1, 2\)$", offsets=A([[0, 2]])),
+    Case("ERR-OFFSETS-SHAPE", "offsets_0d", ValueError, ["offsets"], r"got shape \(\)$", offsets=A(0)),
+    Case("ERR-INPUT-NDIM", "input_3d", ValueError, ["input"], r"got shape \(2, 2, 2\)$",
+         input=A(np.zeros((2, 2, 2), dtype=np.int64)), offsets=None),
+    Case("ERR-INPUT-NDIM", "input_0d", ValueError, ["input"], r"got shape \(\)$", input=A(1), offsets=None),
+    Case("ERR-MODE", "mode_invalid", ValueError, ["mode"], r"got 'prod'$", mode="prod"),
+    Case("ERR-MODE", "mode_uppercase", ValueError, ["mode"], r"got 'SUM'$", mode="SUM"),
+    Case("ERR-MAX-SPARSE", "max_with_scale_grad_by_freq", ValueError, ["scale_grad_by_freq"], None, mode="max",
          scale_grad_by_freq=True),
-    Case("max_with_sparse", ValueError, ["sparse"], None, mode="max", sparse=True),
-    Case("sparse_with_scale_grad_by_freq", ValueError, ["sparse", "scale_grad_by_freq"], None, mode="sum",
-         sparse=True, scale_grad_by_freq=True),
-    Case("offsets_first_nonzero", ValueError, ["offsets"], "3", offsets=A([3, 4])),
-    Case("offsets_decreasing", ValueError, ["offsets"], None, offsets=A([0, 4, 2])),
-    Case("offsets_last_too_large", ValueError, ["offsets"], "9", offsets=A([0, 2, 9])),
-    Case("ilo_short_last_offset", ValueError, ["offsets", "include_last_offset"], "4", offsets=A([0, 2, 4]),
-         include_last_offset=True),
-    Case("ilo_last_offset_too_large", ValueError, ["offsets"], "7", offsets=A([0, 2, 7]), include_last_offset=True),
-    Case("ilo_empty_offsets", ValueError, ["offsets", "include_last_offset"], None,
+    Case("ERR-MAX-SPARSE", "max_with_sparse", ValueError, ["sparse"], None, mode="max", sparse=True),
+    Case("ERR-SPARSE-SGBF", "sparse_with_scale_grad_by_freq", ValueError, ["sparse", "scale_grad_by_freq"], None,
+         mode="sum", sparse=True, scale_grad_by_freq=True),
+    Case("ERR-OFFSETS-FIRST", "offsets_first_nonzero", ValueError, ["offsets"], r"got 3$", offsets=A([3, 4])),
+    Case("ERR-OFFSETS-DECREASING", "offsets_decreasing", ValueError, ["offsets"],
+         r"offsets\[2\] = 2 < offsets\[1\] = 4$", offsets=A([0, 4, 2])),
+    Case("ERR-OFFSETS-END", "offsets_last_too_large", ValueError, ["offsets"], r"`offsets`\[-1\] = 9 is greater",
+         offsets=A([0, 2, 9])),
+    Case("BAG-LAST-OFFSET", "ilo_short_last_offset", ValueError, ["offsets", "include_last_offset"], r"got 4$",
+         offsets=A([0, 2, 4]), include_last_offset=True),
+    Case("ERR-OFFSETS-END", "ilo_last_offset_too_large", ValueError, ["offsets"], r"`offsets`\[-1\] = 7 is greater",
+         offsets=A([0, 2, 7]), include_last_offset=True),
+    Case("BAG-LAST-OFFSET", "ilo_empty_offsets", ValueError, ["offsets", "include_last_offset"], None,
          offsets=A(np.array([], dtype=np.int64)), include_last_offset=True),
-    Case("padding_idx_too_large", ValueError, ["padding_idx"], "6", padding_idx=6),
-    Case("padding_idx_too_small", ValueError, ["padding_idx"], "-7", padding_idx=-7),
-    Case("max_norm_zero", ValueError, ["max_norm"], "0", max_norm=0.0),
-    Case("max_norm_negative", ValueError, ["max_norm"], "-2.5", max_norm=-2.5),
-    Case("norm_type_zero", ValueError, ["norm_type"], "0", norm_type=0),
-    Case("norm_type_negative", ValueError, ["norm_type"], "-1", norm_type=-1.0),
-    Case("norm_type_nan", ValueError, ["norm_type"], "nan", norm_type=math.nan),
+    Case("RENORM-ARGS", "norm_type_zero", ValueError, ["norm_type"], r"got 0$", norm_type=0),
+    Case("RENORM-ARGS", "norm_type_negative", ValueError, ["norm_type"], r"got -1\.0$", norm_type=-1.0),
+    *SHARED_CASES,
 ]
 
 
-def _check_message(exc_info, case):
+def _check_message(exc_info: pytest.ExceptionInfo[Exception], case: Case) -> None:
     msg = str(exc_info.value)
     named = [f"`{n}`" in msg for n in case.names]
-    assert any(named), f"message does not name {' or '.join('`%s`' % n for n in case.names)}: {msg!r}"
+    assert any(named), f"message does not name {' or '.join(f'`{n}`' for n in case.names)}: {msg!r}"
     if case.value is not None:
-        assert case.value.lower() in msg.lower(), f"message does not contain the offending value {case.value}: {msg!r}"
+        assert re.search(case.value, msg), f"message does not show the offending value ({case.value!r}): {msg!r}"
 
 
 def _build(backend, case, defaults):
@@ -135,7 +169,7 @@ def _build(backend, case, defaults):
 
 
 @pytest.mark.parametrize("vjp", [False, True], ids=["fwd", "vjp"])
-@pytest.mark.parametrize("case", EMBEDDING_CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", EMBEDDING_CASES, ids=lambda c: c.test_id)
 def test_embedding_invalid(backend, case, vjp):
     kw = _build(backend, case, {"input": GOOD_IDX, "weight": A(_weight_np())})
     weight = kw.pop("weight")
@@ -149,7 +183,7 @@ def test_embedding_invalid(backend, case, vjp):
 
 
 @pytest.mark.parametrize("vjp", [False, True], ids=["fwd", "vjp"])
-@pytest.mark.parametrize("case", BAG_CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", BAG_CASES, ids=lambda c: c.test_id)
 def test_embedding_bag_invalid(backend, case, vjp):
     kw = _build(backend, case, {"input": BAG_IDX, "weight": A(_weight_np()), "offsets": BAG_OFFS, "mode": "mean"})
     weight = kw.pop("weight")
@@ -164,11 +198,11 @@ def test_embedding_bag_invalid(backend, case, vjp):
 
 
 def test_index_error_names_position(backend):
+    """ERR-INDEX-RANGE: the message gives the value and its position."""
     w = backend.asarray(_weight_np())
     with pytest.raises(IndexError) as exc_info:
         xembed.embedding(backend.asarray(np.array([0, 1, 2, 12, 1])), w)
-    msg = str(exc_info.value)
-    assert "12" in msg and "3" in msg.replace("12", ""), msg
+    assert re.search(r"index 12 at position 3 of `input`", str(exc_info.value)), str(exc_info.value)
 
 
 def test_valid_reference_calls_do_not_raise(backend):

@@ -22,16 +22,18 @@ IDX = np.array([0, 1, 0, 0, 2, 3, 1, 4])
 OFFS = np.array([0, 2, 4, 4])  # bags: [0,1] [0,0] (all padding) [] [2,3,1,4]
 
 
-@pytest.mark.parametrize("mode,sparse", [("sum", False), ("sum", True), ("mean", False), ("mean", True),
+@pytest.mark.usefixtures("primitives")
+@pytest.mark.parametrize(("mode", "sparse"), [("sum", False), ("sum", True), ("mean", False), ("mean", True),
                                          ("max", False)])
-def test_padding_and_unreferenced_nonfinite_rows_do_not_leak(backend, primitives, mode, sparse):
+def test_padding_and_unreferenced_nonfinite_rows_do_not_leak(backend, mode, sparse):
     out, gw, _, _ = check_embedding_bag(backend, IDX, _weight(), OFFS, mode=mode, padding_idx=0, sparse=sparse)
     assert np.all(np.isfinite(to_numpy(out)))
     g = to_numpy(gw.to_dense() if sparse else gw)
     assert np.all(np.isfinite(g))
 
 
-def test_psw_gradient_with_nonfinite_padding_row(backend, primitives):
+@pytest.mark.usefixtures("primitives")
+def test_psw_gradient_with_nonfinite_padding_row(backend):
     psw = np.linspace(-1.0, 1.0, len(IDX))
     out, _, gp, _ = check_embedding_bag(backend, IDX, _weight(), OFFS, psw, mode="sum", padding_idx=0)
     assert np.all(np.isfinite(to_numpy(out)))
@@ -40,20 +42,24 @@ def test_psw_gradient_with_nonfinite_padding_row(backend, primitives):
     np.testing.assert_array_equal(gp[IDX == 0], 0)
 
 
-def test_2d_bags_nonfinite_padding(backend, primitives):
+@pytest.mark.usefixtures("primitives")
+def test_2d_bags_nonfinite_padding(backend):
     idx = np.array([[0, 1, 0], [0, 0, 0], [4, 0, 2]])
     for mode in ("sum", "mean", "max"):
         out, *_ = check_embedding_bag(backend, idx, _weight(), mode=mode, padding_idx=0)
         assert np.all(np.isfinite(to_numpy(out)))
 
 
-def test_embedding_unreferenced_nonfinite_rows(backend, primitives):
+@pytest.mark.usefixtures("primitives")
+def test_embedding_unreferenced_nonfinite_rows(backend):
     out, gw, _ = check_embedding(backend, np.array([[1, 2], [4, 4]]), _weight(), scale_grad_by_freq=True)
-    assert np.all(np.isfinite(to_numpy(out))) and np.all(np.isfinite(to_numpy(gw)))
+    assert np.all(np.isfinite(to_numpy(out)))
+    assert np.all(np.isfinite(to_numpy(gw)))
 
 
+@pytest.mark.usefixtures("primitives")
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
-def test_nonfinite_referenced_rows_propagate(backend, primitives):
+def test_nonfinite_referenced_rows_propagate(backend):
     """Referenced non-finite rows do propagate, exactly as in torch (inf - inf = nan in a sum, etc.)."""
     w = _weight()
     w[1] = [INF, -INF, NAN]
@@ -62,7 +68,8 @@ def test_nonfinite_referenced_rows_propagate(backend, primitives):
         check_embedding_bag(backend, np.array([1, 2, 3, 2, 1]), w, np.array([0, 2, 3]), mode=mode)
 
 
-def test_max_norm_skips_nonfinite_unreferenced_and_renorms_referenced(backend, primitives):
+@pytest.mark.usefixtures("primitives")
+def test_max_norm_skips_nonfinite_unreferenced_and_renorms_referenced(backend):
     w = _weight()
     _, _, _, after = check_embedding_bag(backend, np.array([1, 2, 3]), w, np.array([0, 1]), mode="sum", max_norm=0.5)
     a = to_numpy(after)

@@ -16,8 +16,12 @@ import importlib.util
 import math
 from typing import Any
 
+import array_api_compat
 import numpy as np
 import pytest
+
+from xembed_conformance.cases import Case
+from xembed_conformance.reference import bag_sgbf_grad_bug, numpy_grads
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 INDEX_DTYPES = ("int32", "int64")
@@ -102,14 +106,16 @@ class Backend(enum.Enum):
     def asarray(self, a: Any, dtype: str | None = None) -> Any:
         return from_numpy(self.xp, a, self.device, dtype)
 
-    def pytest_param(self) -> Any:
-        marks = []
+    def marks(self) -> list[pytest.MarkDecorator]:
+        """``needs_backend`` (conftest deselects the test, with one summary line per reason, when this backend
+        is unavailable or not selected) and ``gpu`` for GPU backends."""
+        marks = [pytest.mark.needs_backend(self.value)]
         if self.is_gpu:
             marks.append(pytest.mark.gpu)
-        reason = self.unavailable_reason()
-        if reason is not None:
-            marks.append(pytest.mark.skip(reason=reason))
-        return pytest.param(self, id=self.value, marks=marks)
+        return marks
+
+    def pytest_param(self) -> Any:
+        return pytest.param(self, id=self.value, marks=self.marks())
 
 
 class StrictDevice:
@@ -146,8 +152,9 @@ class StrictDevice:
 def selected_backends() -> list[Backend]:
     """Backends the ``backend`` fixture runs over: all of them, or those named in the comma-separated
     ``XEMBED_TEST_BACKENDS`` environment variable (e.g. ``numpy,torch``; used by the nox sessions).  Unknown
-    names are an error, so a typo never silently runs nothing.  Unavailable backends are still listed and
-    reported as skipped with their reason."""
+    names are an error, so a typo never silently runs nothing; so is naming a backend that cannot run here
+    (explicitly asked for, it must not pass by running nothing).  Without the variable every backend is listed
+    and conftest deselects the unavailable ones with one summary line per reason."""
     import os
 
     raw = os.environ.get("XEMBED_TEST_BACKENDS", "").strip()
@@ -157,8 +164,13 @@ def selected_backends() -> list[Backend]:
     known = {b.value: b for b in Backend}
     unknown = [n for n in names if n not in known]
     if unknown:
+        msg = f"XEMBED_TEST_BACKENDS: unknown backend(s) {unknown}; known: {sorted(known)}"
         raise pytest.UsageError(
-            f"XEMBED_TEST_BACKENDS: unknown backend(s) {unknown}; known: {sorted(known)}")
+            msg)
+    unavailable = [f"{n} ({known[n].unavailable_reason()})" for n in names if known[n].unavailable_reason()]
+    if unavailable:
+        msg = f"XEMBED_TEST_BACKENDS names backend(s) that cannot run here: {unavailable}"
+        raise pytest.UsageError(msg)
     return [known[n] for n in names]
 
 
@@ -191,7 +203,8 @@ def from_numpy(xp: Any, a: Any, device: Any = None, dtype: str | None = None) ->
         if device is None:
             return xp.asarray(a.astype(dtype), copy=True)
         return xp.asarray(a.astype(dtype), copy=True, device=device)
-    raise AssertionError(f"unknown namespace {name}")
+    msg = f"unknown namespace {name}"
+    raise AssertionError(msg)
 
 
 def is_torch_tensor(x: Any) -> bool:
@@ -253,37 +266,47 @@ TOLERANCES = {
 
 
 def assert_like_weight(out: Any, weight: Any, shape: tuple[int, ...] | None = None, what: str = "output") -> None:
-    """``out`` is an array of the weight's type, dtype and device (and of ``shape`` when given)."""
-    assert type(out) is type(weight), f"{what}: type {type(out)} is not the weight's {type(weight)}"
+    """``out`` is an array of the weight's namespace (and array type), dtype and device, and of ``shape`` when
+    given (EMB-SHAPE: outputs and gradients live where the weight lives)."""
+    # (a torch.nn.Parameter's gradient is a plain Tensor: either may subclass the other)
+    assert isinstance(out, type(weight)) or isinstance(weight, type(out)), (
+        f"{what}: type {type(out)} is not the weight's {type(weight)}")
+    ns_out, ns_w = array_api_compat.array_namespace(out), array_api_compat.array_namespace(weight)
+    assert ns_out is ns_w, f"{what}: namespace {ns_out.__name__} is not the weight's {ns_w.__name__}"
     assert dtype_name(out) == dtype_name(weight), f"{what}: dtype {out.dtype} != weight dtype {weight.dtype}"
     assert str(device_of(out)) == str(device_of(weight)), f"{what}: device {device_of(out)} != {device_of(weight)}"
     if shape is not None:
         assert tuple(out.shape) == tuple(shape), f"{what}: shape {tuple(out.shape)} != {tuple(shape)}"
 
 
-def assert_close(actual: Any, expected: Any, dtype: str, what: str = "", scale: float = 1.0) -> None:
-    """Compare a backend array with the float64 oracle (torch tensor or array) at ``dtype``'s tolerance."""
+def xp_assert_close(actual: Any, desired: Any, *, like: Any, err_msg: str = "", scale: float = 1.0) -> None:
+    """The one comparison of the tests (as scipy's / array-api-extra's ``xp_assert_close``): ``actual`` must
+    have the namespace, array type, dtype and device of ``like`` (the array it must live with: the weight, the
+    per_sample_weights) and ``desired``'s shape; then its values must match ``desired`` (the float64 oracle,
+    any library) within the tolerance of ``actual``'s dtype (TOL-COMPARE), relative to the largest finite
+    ``|desired|`` (at least ``scale``).  NaNs must sit at the same places."""
+    assert_like_weight(actual, like, tuple(desired.shape), err_msg or "array")
     a = to_numpy(actual).astype(np.float64)
-    e = to_numpy(expected).astype(np.float64)
-    assert a.shape == e.shape, f"{what}: shape {a.shape} != expected {e.shape}"
-    rtol, atol = TOLERANCES[dtype]
+    e = to_numpy(desired).astype(np.float64)
+    rtol, atol = TOLERANCES[dtype_name(like)]
     finite = np.abs(e[np.isfinite(e)])
     if finite.size:
         scale = max(scale, float(finite.max()))
-    np.testing.assert_allclose(a, e, rtol=rtol, atol=atol * scale, equal_nan=True, err_msg=what)
+    np.testing.assert_allclose(a, e, rtol=rtol, atol=atol * scale, equal_nan=True, err_msg=err_msg)
 
 
 def assert_bitwise_equal(a: Any, b: Any, what: str = "") -> None:
     x, y = to_numpy(a), to_numpy(b)
-    assert x.shape == y.shape and x.dtype == y.dtype, what
+    assert x.shape == y.shape, f"{what}: shape {x.shape} != {y.shape}"
+    assert x.dtype == y.dtype, f"{what}: dtype {x.dtype} != {y.dtype}"
     assert np.array_equal(x.view(np.uint8), y.view(np.uint8)), f"{what}: arrays differ bitwise\n{x}\n{y}"
 
 
 def rows_with_norms(rng: np.random.Generator, norms: list[float], dim: int, p: float) -> np.ndarray:
     """Random rows whose p-norms are exactly-ish the given values (torch.norm semantics for p)."""
     rows = rng.standard_normal((len(norms), dim))
-    for r, n in zip(rows, norms, strict=True):
-        r *= n / pnorm(r, p)
+    for k, n in enumerate(norms):
+        rows[k] *= n / pnorm(rows[k], p)
     return rows
 
 
@@ -305,30 +328,29 @@ def _ref_grad_dense(wt: Any) -> Any:
     return wt.grad.to_dense() if wt.grad.is_sparse else wt.grad
 
 
-def check_weight_grad(gw: Any, wt: Any, w: Any, dtype: str, sparse: bool) -> None:
-    """Compare xembed's weight gradient ``gw`` with the torch oracle leaf ``wt`` (after backward)."""
+def check_weight_grad(gw: Any, wt: Any, w: Any, sparse: bool) -> None:
+    """Compare xembed's weight gradient ``gw`` with the torch oracle leaf ``wt`` (after backward); GRAD-SPARSE's
+    layout when ``sparse``."""
     import xembed
 
     n, d = tuple(w.shape)
     if not sparse:
         assert not isinstance(gw, xembed.SparseGrad), "sparse=False must give a dense gradient"
-        assert_like_weight(gw, w, (n, d), "weight gradient")
-        assert_close(gw, _ref_grad_dense(wt), dtype, "weight gradient")
+        xp_assert_close(gw, _ref_grad_dense(wt), like=w, err_msg="weight gradient")
         return
     assert isinstance(gw, xembed.SparseGrad), f"sparse=True must give xembed.SparseGrad, got {type(gw)}"
     assert tuple(gw.shape) == (n, d), f"SparseGrad.shape {gw.shape} != {(n, d)}"
     ref = wt.grad
-    assert ref is not None and ref.is_sparse
+    assert ref is not None
+    assert ref.is_sparse
     ref_idx = ref._indices()[0].numpy()
     ref_val = ref._values()
     assert dtype_name(gw.indices) == "int64", f"SparseGrad.indices dtype {gw.indices.dtype}"
     assert tuple(gw.indices.shape) == (ref_idx.shape[0],), f"indices shape {tuple(gw.indices.shape)} vs {ref_idx.shape}"
     np.testing.assert_array_equal(to_numpy(gw.indices), ref_idx, err_msg="SparseGrad.indices (order/duplicates)")
-    assert_like_weight(gw.values, w, (ref_idx.shape[0], d), "SparseGrad.values")
-    assert_close(gw.values, ref_val, dtype, "SparseGrad.values")
-    dense = gw.to_dense()
-    assert_like_weight(dense, w, (n, d), "SparseGrad.to_dense()")
-    assert_close(dense, ref.to_dense(), dtype, "SparseGrad.to_dense()")
+    assert gw.nnz == ref_idx.shape[0], f"SparseGrad.nnz {gw.nnz} != {ref_idx.shape[0]}"
+    xp_assert_close(gw.values, ref_val, like=w, err_msg="SparseGrad.values")
+    xp_assert_close(gw.to_dense(), ref.to_dense(), like=w, err_msg="SparseGrad.to_dense()")
 
 
 def check_embedding(
@@ -339,13 +361,18 @@ def check_embedding(
     dtype: str = "float64",
     index_dtype: str = "int64",
     seed: int = 0,
+    grad_output: np.ndarray | None = None,
     **kw: Any,
 ) -> tuple[Any, Any, Any]:
     """Run xembed.embedding / embedding_vjp on ``backend`` and compare output, weight-after-call and gradient
-    with torch F.embedding in float64.  Returns (output, weight gradient, weight after the call)."""
-    import torch.nn.functional as F
+    with torch F.embedding in float64.  ``grad_output`` (NumPy) is the cotangent; when None it is drawn from
+    ``numpy.random.default_rng(seed)`` (pass it when the test needs to know it).
+    Returns (output, weight gradient, weight after the call)."""
+    import torch
 
     import xembed
+
+    F = torch.nn.functional
 
     backend.require_dtype(dtype)
     rng = np.random.default_rng(seed)
@@ -355,20 +382,18 @@ def check_embedding(
 
     wt = to_torch64(w).requires_grad_(True)
     ref = F.embedding(to_torch64(i), wt, **kw)
-    g = backend.asarray(rng.standard_normal(tuple(ref.shape)), dtype)
+    g = backend.asarray(rng.standard_normal(tuple(ref.shape)) if grad_output is None else grad_output, dtype)
     ref.backward(to_torch64(g))
 
     out, pullback = xembed.embedding_vjp(i, w, **kw)
-    assert_like_weight(out, w, tuple(ref.shape), "embedding_vjp output")
-    assert_close(out, ref, dtype, "embedding_vjp output")
-    assert_close(w, wt.detach(), dtype, "weight after embedding_vjp")
+    xp_assert_close(out, ref, like=w, err_msg="embedding_vjp output")
+    xp_assert_close(w, wt.detach(), like=w, err_msg="weight after embedding_vjp")
     gw = pullback(g)
-    check_weight_grad(gw, wt, w, dtype, sparse=kw.get("sparse", False))
+    check_weight_grad(gw, wt, w, sparse=kw.get("sparse", False))
 
     out_plain = xembed.embedding(i, w_plain, **kw)
-    assert_like_weight(out_plain, w_plain, tuple(ref.shape), "embedding output")
-    assert_close(out_plain, ref, dtype, "embedding output")
-    assert_close(w_plain, wt.detach(), dtype, "weight after embedding")
+    xp_assert_close(out_plain, ref, like=w_plain, err_msg="embedding output")
+    xp_assert_close(w_plain, wt.detach(), like=w_plain, err_msg="weight after embedding")
     return out, gw, w
 
 
@@ -383,14 +408,19 @@ def check_embedding_bag(
     index_dtype: str = "int64",
     offsets_dtype: str = "int64",
     seed: int = 0,
+    grad_output: np.ndarray | None = None,
     **kw: Any,
 ) -> tuple[Any, Any, Any, Any]:
     """Run xembed.embedding_bag / embedding_bag_vjp on ``backend``, compare output, weight-after-call, weight
-    gradient and per_sample_weights gradient with torch F.embedding_bag in float64.
+    gradient and per_sample_weights gradient with torch F.embedding_bag in float64.  ``grad_output``: as in
+    :func:`check_embedding`.  On a torch with the REF-TORCH-213-SGBF bug the scale_grad_by_freq weight
+    gradient comes from the checker's float64 reference (``xembed_conformance.reference.numpy_grads``).
     Returns (output, weight gradient, psw gradient, weight after the call)."""
-    import torch.nn.functional as F
+    import torch
 
     import xembed
+
+    F = torch.nn.functional
 
     backend.require_dtype(dtype)
     rng = np.random.default_rng(seed)
@@ -405,79 +435,44 @@ def check_embedding_bag(
     ref = F.embedding_bag(
         to_torch64(i), wt, None if o is None else to_torch64(o), per_sample_weights=pt, **kw
     )
-    g = backend.asarray(rng.standard_normal(tuple(ref.shape)), dtype)
+    g = backend.asarray(rng.standard_normal(tuple(ref.shape)) if grad_output is None else grad_output, dtype)
     ref.backward(to_torch64(g))
-    if kw.get("scale_grad_by_freq") and torch_has_bag_freq_bug():
-        wt.grad = torch_from_numpy64(bag_weight_grad_reference(
-            idx, offsets, to_numpy(g), None if p is None else to_numpy(p), tuple(weight.shape), **kw))
+    if kw.get("scale_grad_by_freq") and bag_sgbf_grad_bug():
+        wt.grad = bag_grad_reference(wt.detach(), i, o, p, to_numpy(g), kw)
 
     out, pullback = xembed.embedding_bag_vjp(i, w, o, per_sample_weights=p, **kw)
-    assert_like_weight(out, w, tuple(ref.shape), "embedding_bag_vjp output")
-    assert_close(out, ref, dtype, "embedding_bag_vjp output")
-    assert_close(w, wt.detach(), dtype, "weight after embedding_bag_vjp")
+    xp_assert_close(out, ref, like=w, err_msg="embedding_bag_vjp output")
+    xp_assert_close(w, wt.detach(), like=w, err_msg="weight after embedding_bag_vjp")
     res = pullback(g)
-    assert isinstance(res, tuple) and len(res) == 2, "embedding_bag_vjp pullback must return (grad_weight, grad_psw)"
+    assert isinstance(res, tuple), "embedding_bag_vjp pullback must return (grad_weight, grad_psw)"
+    assert len(res) == 2, "embedding_bag_vjp pullback must return (grad_weight, grad_psw)"
     gw, gp = res
-    check_weight_grad(gw, wt, w, dtype, sparse=kw.get("sparse", False))
+    check_weight_grad(gw, wt, w, sparse=kw.get("sparse", False))
     if p is None:
         assert gp is None, "grad of per_sample_weights must be None when none were given"
     else:
-        assert_like_weight(gp, p, tuple(p.shape), "per_sample_weights gradient")
-        assert_close(gp, pt.grad, dtype, "per_sample_weights gradient")
+        assert pt is not None
+        xp_assert_close(gp, pt.grad, like=p, err_msg="per_sample_weights gradient")
 
     out_plain = xembed.embedding_bag(i, w_plain, o, per_sample_weights=p, **kw)
-    assert_like_weight(out_plain, w_plain, tuple(ref.shape), "embedding_bag output")
-    assert_close(out_plain, ref, dtype, "embedding_bag output")
-    assert_close(w_plain, wt.detach(), dtype, "weight after embedding_bag")
+    xp_assert_close(out_plain, ref, like=w_plain, err_msg="embedding_bag output")
+    xp_assert_close(w_plain, wt.detach(), like=w_plain, err_msg="weight after embedding_bag")
     return out, gw, gp, w
 
 
 # ----------------------------------------------------------------------------------------------------------
-# the oracle's known bug
+# the oracle's known bug (REF-TORCH-213-SGBF): the checker's detector and float64 reference, shared with the tests
 
 
-def torch_has_bag_freq_bug() -> bool:
-    """torch <= 2.13 on CPU computes embedding_bag's scale_grad_by_freq gradient wrong (SPEC.md,
-    pytorch/pytorch#190063): there, and only there, the oracle for that gradient is SPEC's formula."""
+def bag_grad_reference(weight: Any, i: Any, o: Any, p: Any, g: np.ndarray, kw: dict[str, Any]) -> Any:
+    """The dense embedding_bag weight gradient (float64 CPU torch tensor) from the checker's float64 reference
+    of docs/spec.md's GRAD-BAG / GRAD-SGBF formulas (``xembed_conformance.reference.numpy_grads``), for arrays of
+    any backend (``i`` input, ``o`` offsets or None, ``p`` per_sample_weights or None, ``g`` the cotangent)."""
     import torch
 
-    major, minor = (int(v) for v in torch.__version__.split(".")[:2])
-    return (major, minor) < (2, 14)
-
-
-def torch_from_numpy64(a: np.ndarray) -> Any:
-    import torch
-
-    return torch.from_numpy(np.asarray(a, dtype=np.float64))
-
-
-def bag_weight_grad_reference(idx: Any, offsets: Any, g: np.ndarray, psw: np.ndarray | None,
-                              weight_shape: tuple[int, int], *, mode: str = "mean", padding_idx: int | None = None,
-                              include_last_offset: bool = False, scale_grad_by_freq: bool = False,
-                              **_: Any) -> np.ndarray:
-    """SPEC.md's dense sum/mean weight gradient of embedding_bag, one position at a time, in float64:
-    ``gW[idx_i] += g[bag(i)] * psw_i * s_i * (1 / count_non_pad(bag) if mean)``."""
-    n_rows, dim = weight_shape
-    idx = np.asarray(idx)
-    if idx.ndim == 2:
-        n_bags, length = idx.shape
-        bag_of = np.repeat(np.arange(n_bags), length)
-    else:
-        offs = np.asarray(offsets, dtype=np.int64)
-        if not include_last_offset:
-            offs = np.concatenate([offs, [idx.size]])
-        n_bags = offs.size - 1
-        bag_of = np.searchsorted(offs[1:], np.arange(idx.size), side="right")
-    flat = idx.reshape(-1).astype(np.int64)
-    w = np.ones(flat.size) if psw is None else np.asarray(psw, dtype=np.float64).reshape(-1)
-    pad = None if padding_idx is None else padding_idx % n_rows
-    valid = flat != pad if pad is not None else np.ones(flat.size, dtype=bool)
-    freq = np.bincount(flat, minlength=n_rows)
-    count = np.bincount(bag_of[valid], minlength=n_bags)
-    grad = np.zeros((n_rows, dim))
-    g = np.asarray(g, dtype=np.float64)
-    for i in np.flatnonzero(valid):
-        b = bag_of[i]
-        c = w[i] / (freq[flat[i]] if scale_grad_by_freq else 1) / (max(count[b], 1) if mode == "mean" else 1)
-        grad[flat[i]] += c * g[b]
-    return grad
+    case = Case(fn="embedding_bag", weight=to_numpy(weight).astype(np.float64), wdtype="float64",
+                input=to_numpy(i).astype(np.int64), offsets=None if o is None else to_numpy(o).astype(np.int64),
+                psw=None if p is None else to_numpy(p).astype(np.float64), pdtype="float64",
+                kwargs=dict(kw), grad_out=np.asarray(g, dtype=np.float64))
+    gw, _, _, _ = numpy_grads(case, case.weight)
+    return torch.from_numpy(gw)

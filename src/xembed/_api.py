@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, SupportsIndex
 
 from array_api_compat import array_namespace, is_torch_namespace
 
 from . import _core
 from . import _validate as v
+from ._typing import Array, Namespace, Pullback
 
-Array = Any
+# compute(weight, per_sample_weights, need_pullback=True) -> (output, pullback or None)
+_Compute = Callable[..., tuple[Array, Pullback | None]]
 
 __all__ = ["embedding", "embedding_bag", "embedding_bag_vjp", "embedding_vjp"]
 
 
-def _library(ns) -> str:
+def _library(ns: Namespace) -> str:
     return getattr(ns, "__name__", repr(ns)).removeprefix("array_api_compat.")
 
 
-def _namespace(xp, **arrays):
-    """The array API namespace of all array arguments (TypeError on mixed libraries)."""
+def _namespace(xp: Namespace | None, **arrays: Array | None) -> Namespace:
+    """The array API namespace of all array arguments (ERR-NAMESPACE: TypeError on mixed libraries,
+    ValueError on mixed devices)."""
     present = {k: x for k, x in arrays.items() if x is not None}
     for name, x in present.items():
         v.check_is_array(name, x)
@@ -28,44 +31,53 @@ def _namespace(xp, **arrays):
         ns = array_namespace(*present.values())
     except TypeError as e:
         kinds = ", ".join(f"`{k}`: {type(x).__module__}.{type(x).__name__}" for k, x in present.items())
-        raise TypeError(f"all arrays must come from one array library, got {kinds}") from e
+        msg = f"all arrays must come from one array library, got {kinds}"
+        raise TypeError(msg) from e
     if xp is not None and _library(xp) != _library(ns):
-        raise TypeError(f"`xp` is {_library(xp)} but the arrays are {_library(ns)} arrays")
+        msg = f"`xp` is {_library(xp)} but the arrays are {_library(ns)} arrays"
+        raise TypeError(msg)
     v.check_same_device(present)
     return ns
 
 
-def _detached(x):
+def _detached(x: Array | None) -> Array | None:
     return None if x is None else x.detach()
 
 
 _COMMON_DOC = """
     Works on NumPy, CuPy, torch and any array API namespace (array-api-strict); the output is an array of
-    the weight's namespace, device and dtype.  Semantics are torch.nn.functional's (torch >= 2.14), with
-    the choices of ``SPEC.md`` where torch is undefined.  With ``max_norm``, the referenced rows of
-    ``weight`` are renormalised **in place** (as torch does) before the lookup, and only after every check
-    passed: a call that raises never modifies ``weight``.  On torch tensors whose weight (or
-    per_sample_weights) requires grad, the result is connected to autograd.
+    the weight's namespace, device and dtype.  Semantics are torch.nn.functional's (torch >= 2.14,
+    REF-TORCH-VERSION), with the choices of ``docs/spec.md`` where torch is undefined.  With ``max_norm``,
+    the referenced rows of ``weight`` are renormalised **in place** (as torch does, RENORM-INPLACE) before
+    the lookup, and only after every check passed: a call that raises never modifies ``weight``
+    (ERR-ATOMIC).  On torch tensors whose weight (or per_sample_weights) requires grad, the result is
+    connected to autograd.
 """
 
 
-def _prepare_embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp):
+def _prepare_embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, norm_type: Any,
+                       scale_grad_by_freq: Any, sparse: Any, xp: Namespace | None,
+                       ) -> tuple[Namespace, int | None, float | None, float, bool, bool]:
+    """Every embedding check, metadata first, values last (ERR-*), before anything is modified."""
     xp = _namespace(xp, input=input, weight=weight)
     v.check_weight(weight, xp)
     v.check_index_dtype("input", input, xp)
     scale_grad_by_freq = v.check_flag("scale_grad_by_freq", scale_grad_by_freq)
     sparse = v.check_flag("sparse", sparse)
     if sparse and scale_grad_by_freq:
-        raise ValueError("`scale_grad_by_freq`=True is not supported with `sparse`=True")
+        msg = "`scale_grad_by_freq`=True is not supported with `sparse`=True"
+        raise ValueError(msg)
     max_norm, norm_type = v.check_renorm_args(max_norm, norm_type)
     padding_idx = v.normalize_padding_idx(padding_idx, weight.shape[0])
     v.check_indices_in_range(input, weight.shape[0], xp)
     return xp, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse
 
 
-def _run(xp, weight, per_sample_weights, input, max_norm, norm_type, compute, is_bag, want_vjp):
-    """Renorm in place (the one place it happens), then compute, wiring torch autograd if needed."""
-    leaves = None
+def _run(xp: Namespace, weight: Array, per_sample_weights: Array | None, input: Array, max_norm: float | None,
+         norm_type: float, compute: _Compute, is_bag: bool, want_vjp: bool) -> Any:
+    """Renorm in place (the one place it happens, RENORM-INPLACE), then compute, wiring torch autograd if
+    needed (RENORM-GRAD: the renormed weight is the leaf)."""
+    leaves: tuple[Array, Array | None] | None = None
     if is_torch_namespace(xp):
         from . import _torch_autograd
 
@@ -73,7 +85,7 @@ def _run(xp, weight, per_sample_weights, input, max_norm, norm_type, compute, is
             leaves = (weight, per_sample_weights)
         weight, per_sample_weights, input = _detached(weight), _detached(per_sample_weights), _detached(input)
     if max_norm is not None:
-        _core.renorm_(weight, input, max_norm, norm_type, xp)
+        weight = _core.renorm_(weight, input, max_norm, norm_type, xp)
     if leaves is not None:
         return _torch_autograd.apply(*leaves, lambda: compute(weight, per_sample_weights), is_bag)
     if not want_vjp:
@@ -81,72 +93,81 @@ def _run(xp, weight, per_sample_weights, input, max_norm, norm_type, compute, is
     return compute(weight, per_sample_weights)
 
 
-def _embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp, want_vjp):
-    xp, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse = _prepare_embedding(
+def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, norm_type: Any,
+               scale_grad_by_freq: Any, sparse: Any, xp: Namespace | None, want_vjp: bool) -> Any:
+    ns, pad, mnorm, ntype, sgbf, sparse_ = _prepare_embedding(
         input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp)
 
-    def compute(w, _psw, need_pullback=True):
-        return _core.embedding_vjp(input, w, padding_idx, scale_grad_by_freq, sparse, xp)
+    def compute(w: Array, _psw: Array | None, need_pullback: bool = True) -> tuple[Array, Pullback]:  # noqa: ARG001
+        return _core.embedding_vjp(input, w, pad, sgbf, sparse_, ns)
 
-    return _run(xp, weight, None, input, max_norm, norm_type, compute, False, want_vjp)
+    return _run(ns, weight, None, input, mnorm, ntype, compute, False, want_vjp)
 
 
-def embedding(input: Array, weight: Array, padding_idx: int | None = None, max_norm: float | None = None,
+def embedding(input: Array, weight: Array, padding_idx: SupportsIndex | None = None, max_norm: float | None = None,
               norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False, *,
-              xp=None) -> Array:
-    """Look up rows of ``weight``: ``out[..., :] = weight[input[...], :]``.
+              xp: Namespace | None = None) -> Array:
+    """Look up rows of ``weight``: ``out[..., :] = weight[input[...], :]`` (EMB-SHAPE, EMB-LOOKUP).
 
     Parameters are torch.nn.functional.embedding's: ``input`` integer array of any shape (0-d and empty
-    included); ``weight`` (N, D) floating; ``padding_idx`` (negative counts from the end) — its row is
-    returned as stored and gets no gradient; ``max_norm``/``norm_type`` renormalise referenced rows in
-    place; ``scale_grad_by_freq`` divides gradients by index frequency over the whole input; ``sparse``
-    makes the gradient a :class:`xembed.SparseGrad` (or a torch sparse COO tensor under autograd).
-    ``xp`` (keyword-only) is the namespace, inferred from the arrays when None.
+    included; ERR-INDEX-DTYPE, ERR-INDEX-RANGE); ``weight`` (N, D) floating (ERR-WEIGHT); ``padding_idx``
+    (negative counts from the end, PAD-NEGATIVE, PAD-RANGE) — its row is returned as stored and gets no
+    gradient (EMB-PAD-VALUE, GRAD-PAD); ``max_norm``/``norm_type`` renormalise referenced rows in place
+    (RENORM-*); ``scale_grad_by_freq`` divides gradients by index frequency over the whole input
+    (GRAD-SGBF); ``sparse`` makes the gradient a :class:`xembed.SparseGrad` (or a torch sparse COO tensor
+    under autograd; GRAD-SPARSE, ERR-SPARSE-SGBF).  ``xp`` (keyword-only) is the namespace, inferred from
+    the arrays when None.
 
     Returns an array of shape ``input.shape + (D,)``.
     """
     return _embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp, False)
 
 
-def embedding_vjp(input: Array, weight: Array, padding_idx: int | None = None, max_norm: float | None = None,
+def embedding_vjp(input: Array, weight: Array, padding_idx: SupportsIndex | None = None, max_norm: float | None = None,
                   norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False, *,
-                  xp=None) -> tuple[Array, Callable[[Array], Any]]:
+                  xp: Namespace | None = None) -> tuple[Array, Pullback]:
     """:func:`embedding` and its pullback: returns ``(output, pullback)``.
 
-    ``pullback(grad_output)`` returns the weight gradient: a dense array (weight's namespace, device and
-    dtype; low precision accumulated in float32) or, with ``sparse=True``, a :class:`xembed.SparseGrad`.
+    ``pullback(grad_output)`` returns the weight gradient (GRAD-EMB, GRAD-PAD, GRAD-SGBF): a dense array
+    (weight's namespace, device and dtype; low precision accumulated in float32, GRAD-ACC) or, with
+    ``sparse=True``, a :class:`xembed.SparseGrad` (GRAD-SPARSE).
     On torch tensors the pullback is computed without autograd.
     """
     return _embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp, True)
 
 
-def _embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse,
-                   per_sample_weights, include_last_offset, padding_idx, xp, want_vjp):
-    xp = _namespace(xp, input=input, weight=weight, offsets=offsets, per_sample_weights=per_sample_weights)
+def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm: Any, norm_type: Any,
+                   scale_grad_by_freq: Any, mode: Any, sparse: Any, per_sample_weights: Array | None,
+                   include_last_offset: Any, padding_idx: Any, xp: Namespace | None, want_vjp: bool) -> Any:
+    ns = _namespace(xp, input=input, weight=weight, offsets=offsets, per_sample_weights=per_sample_weights)
     a = v.check_bag_metadata(input, weight, offsets, per_sample_weights, mode, max_norm, norm_type,
-                             scale_grad_by_freq, sparse, include_last_offset, padding_idx, xp)
+                             scale_grad_by_freq, sparse, include_last_offset, padding_idx, ns)
     if input.ndim == 1:
-        v.check_offsets_values(offsets, input.shape[0], a.include_last_offset, xp)
-    v.check_indices_in_range(input, weight.shape[0], xp)
+        v.check_offsets_values(offsets, input.shape[0], a.include_last_offset, ns)
+    v.check_indices_in_range(input, weight.shape[0], ns)
 
-    def compute(w, psw, need_pullback=True):
-        return _core.embedding_bag_vjp(input, w, offsets, psw, a, xp, need_pullback)
+    def compute(w: Array, psw: Array | None, need_pullback: bool = True) -> tuple[Array, Pullback | None]:
+        return _core.embedding_bag_vjp(input, w, offsets, psw, a, ns, need_pullback)
 
-    return _run(xp, weight, per_sample_weights, input, a.max_norm, a.norm_type, compute, True, want_vjp)
+    return _run(ns, weight, per_sample_weights, input, a.max_norm, a.norm_type, compute, True, want_vjp)
 
 
 def embedding_bag(input: Array, weight: Array, offsets: Array | None = None, max_norm: float | None = None,
                   norm_type: float = 2, scale_grad_by_freq: bool = False, mode: str = "mean",
                   sparse: bool = False, per_sample_weights: Array | None = None,
-                  include_last_offset: bool = False, padding_idx: int | None = None, *, xp=None) -> Array:
+                  include_last_offset: bool = False, padding_idx: SupportsIndex | None = None, *,
+                  xp: Namespace | None = None) -> Array:
     """Sum, mean or max of bags of rows of ``weight`` without materialising the lookup.
 
-    Bags: a 2-D ``input`` (B, L) is B bags of length L (``offsets`` must be None); a 1-D ``input`` needs
-    ``offsets`` (start of each bag; ``include_last_offset=True`` means the last entry is the end, and then
-    it must equal ``len(input)``).  Offsets must start at 0 and be non-decreasing.  Padding entries
-    (``padding_idx``) are left out of the reduction and of the mean's divisor; empty and all-padding bags
-    give zeros in every mode.  ``mode='max'`` is per feature, ties to the first occurrence.
-    ``per_sample_weights`` (same shape as ``input``, weight's dtype) scales each row, ``mode='sum'`` only.
+    Bags: a 2-D ``input`` (B, L) is B bags of length L (``offsets`` must be None; BAG-LAYOUT-2D); a 1-D
+    ``input`` needs ``offsets`` (start of each bag; BAG-LAYOUT-1D; ``include_last_offset=True`` means the
+    last entry is the end, and then it must equal ``len(input)``, BAG-LAST-OFFSET).  Offsets must start at
+    0, be non-decreasing and end within the input (ERR-OFFSETS-FIRST, ERR-OFFSETS-DECREASING,
+    ERR-OFFSETS-END).  Padding entries (``padding_idx``) are left out of the reduction and of the mean's
+    divisor (BAG-PAD, BAG-MEAN-PAD); empty and all-padding bags give zeros in every mode (BAG-EMPTY).
+    ``mode='max'`` is per feature, ties to the first occurrence (BAG-MAX, BAG-MAX-TIES).
+    ``per_sample_weights`` (same shape as ``input``, weight's dtype) scales each row, ``mode='sum'`` only
+    (BAG-PSW, BAG-PSW-MODE, ERR-PSW).
 
     Returns an array of shape (B, D).
     """
@@ -157,18 +178,20 @@ def embedding_bag(input: Array, weight: Array, offsets: Array | None = None, max
 def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None = None,
                       max_norm: float | None = None, norm_type: float = 2, scale_grad_by_freq: bool = False,
                       mode: str = "mean", sparse: bool = False, per_sample_weights: Array | None = None,
-                      include_last_offset: bool = False, padding_idx: int | None = None, *,
-                      xp=None) -> tuple[Array, Callable[[Array], Any]]:
+                      include_last_offset: bool = False, padding_idx: SupportsIndex | None = None, *,
+                      xp: Namespace | None = None) -> tuple[Array, Pullback]:
     """:func:`embedding_bag` and its pullback: returns ``(output, pullback)``.
 
     ``pullback(grad_output)`` returns ``(grad_weight, grad_per_sample_weights)``; the latter is None when
-    no ``per_sample_weights`` were given.  ``grad_weight`` is dense or, with ``sparse=True``, a
-    :class:`xembed.SparseGrad`.
+    no ``per_sample_weights`` were given (GRAD-PSW).  ``grad_weight`` is dense (GRAD-BAG, GRAD-MAX,
+    GRAD-ACC) or, with ``sparse=True``, a :class:`xembed.SparseGrad` (GRAD-SPARSE).
     """
     return _embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse,
                           per_sample_weights, include_last_offset, padding_idx, xp, True)
 
 
+# Under ``python -OO`` docstrings are stripped (``__doc__`` is None): append only when there is one.
 for _f in (embedding, embedding_bag):
-    _f.__doc__ += _COMMON_DOC
+    if _f.__doc__ is not None:
+        _f.__doc__ += _COMMON_DOC
 del _f

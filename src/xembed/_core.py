@@ -11,35 +11,32 @@ The in-place max_norm renorm lives in exactly one function, :func:`renorm_`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
 
 from array_api_compat import array_namespace
 from array_api_compat import device as _device
 
 from . import _primitives as prim
 from ._sparse import SparseGrad
+from ._typing import Array, Device, DType, Namespace, Pullback
 from ._validate import BagArgs
 
-Array = Any
 
-
-def _cast(x: Array, dtype) -> Array:
+def _cast(x: Array, dtype: DType) -> Array:
     """``astype`` without a copy when the dtype already matches (the core never relies on copies)."""
     return x if x.dtype == dtype else array_namespace(x).astype(x, dtype)
 
 
-def acc_dtype(dtype, xp):
-    """Accumulation dtype: float32 for float16/bfloat16, else the dtype itself."""
+def acc_dtype(dtype: DType, xp: Namespace) -> DType:
+    """Accumulation dtype (ACC-LOWP, GRAD-ACC): float32 for float16/bfloat16, else the dtype itself."""
     return xp.float32 if xp.finfo(dtype).bits < 32 else dtype
 
 
-def _float64_or_32(xp, dev):
+def _float64_or_32(xp: Namespace, dev: Device) -> DType:
     return xp.float64 if "float64" in xp.__array_namespace_info__().dtypes(device=dev) else xp.float32
 
 
-def _pnorm_rows(rows: Array, p: float, xp) -> Array:
-    """torch.norm(row, p) of every row, accumulated in at least float32, rounded to the rows' dtype."""
+def _pnorm_rows(rows: Array, p: float, xp: Namespace) -> Array:
+    """RENORM-NORM: torch.norm(row, p) of every row, accumulated in at least float32, rounded to the rows' dtype."""
     a = xp.abs(_cast(rows, acc_dtype(rows.dtype, xp)))
     if rows.shape[1] == 0:
         norm = xp.zeros((rows.shape[0],), dtype=a.dtype, device=_device(rows))
@@ -54,9 +51,10 @@ def _pnorm_rows(rows: Array, p: float, xp) -> Array:
     return _cast(norm, rows.dtype)
 
 
-def renorm_(weight: Array, indices: Array, max_norm: float, norm_type: float, xp) -> Array:
+def renorm_(weight: Array, indices: Array, max_norm: float, norm_type: float, xp: Namespace) -> Array:
     """In place: every row referenced by ``indices`` whose p-norm is > ``max_norm`` (strictly) is
-    multiplied by ``max_norm / (norm + 1e-7)``, as torch's ``embedding_renorm_`` does.
+    multiplied by ``max_norm / (norm + 1e-7)``, as torch's ``embedding_renorm_`` does (RENORM-INPLACE,
+    RENORM-STRICT, RENORM-SCALE, RENORM-NORM, RENORM-LOWP).
 
     The norm is computed in the weight's dtype (accumulated in >= float32), the scale in float64, then
     cast to the accumulation dtype and multiplied there (torch's scalar ``mul_``), rounded once.
@@ -79,15 +77,18 @@ def renorm_(weight: Array, indices: Array, max_norm: float, norm_type: float, xp
     return prim.put_rows_(weight, uniq[bite], new_rows, xp=xp)
 
 
-def _check_grad(grad: Array, shape: tuple[int, ...], xp) -> Array:
+def _check_grad(grad: Array, shape: tuple[int, ...], xp: Namespace) -> Array:
     if tuple(grad.shape) != tuple(shape):
-        raise ValueError(f"`grad_output` must have the output's shape {tuple(shape)}, got {tuple(grad.shape)}")
+        msg = f"`grad_output` must have the output's shape {tuple(shape)}, got {tuple(grad.shape)}"
+        raise ValueError(msg)
     if not xp.isdtype(grad.dtype, "real floating"):
-        raise TypeError(f"`grad_output` must have a real floating dtype, got {grad.dtype}")
+        msg = f"`grad_output` must have a real floating dtype, got {grad.dtype}"
+        raise TypeError(msg)
     return grad
 
 
-def _weight_grad(idx: Array, rows: Array, coef: Array | None, weight: Array, sparse: bool, xp):
+def _weight_grad(idx: Array, rows: Array, coef: Array | None, weight: Array, sparse: bool,
+                 xp: Namespace) -> Array | SparseGrad:
     """Weight gradient from per-position rows: ``gW[idx[i]] += coef[i] * rows[i]`` (or its COO form).
 
     ``idx`` holds only non-padding positions; ``rows`` is in the accumulation dtype.
@@ -101,22 +102,23 @@ def _weight_grad(idx: Array, rows: Array, coef: Array | None, weight: Array, spa
     return _cast(prim.scatter_add_rows(idx, rows, n_rows, xp=xp), weight.dtype)
 
 
-def _inverse_frequency(all_idx: Array, idx: Array, n_rows: int, acc, xp) -> Array:
-    """``1 / count(idx[i])`` with counts taken over ``all_idx`` (the whole input)."""
+def _inverse_frequency(all_idx: Array, idx: Array, n_rows: int, acc: DType, xp: Namespace) -> Array:
+    """GRAD-SGBF: ``1 / count(idx[i])`` with counts taken over ``all_idx`` (the whole input)."""
     counts = prim.bincount(all_idx, n_rows, xp=xp)
     return 1.0 / _cast(xp.take(counts, idx), acc)
 
 
 def embedding_vjp(input: Array, weight: Array, padding_idx: int | None, scale_grad_by_freq: bool,
-                  sparse: bool, xp) -> tuple[Array, Callable]:
-    """Lookup ``weight[input]`` and its pullback (weight already renormed if max_norm was given)."""
+                  sparse: bool, xp: Namespace) -> tuple[Array, Pullback]:
+    """Lookup ``weight[input]`` (EMB-LOOKUP) and its pullback (GRAD-EMB, GRAD-PAD, GRAD-SGBF,
+    GRAD-SPARSE); the weight is already renormed if max_norm was given."""
     dev = _device(weight)
     n_rows, dim = weight.shape
-    out_shape = tuple(input.shape) + (dim,)
+    out_shape = (*tuple(input.shape), dim)
     flat = _cast(xp.reshape(input, (-1,)), prim.index_dtype(xp, dev))
     out = xp.reshape(xp.take(weight, flat, axis=0), out_shape)
 
-    def pullback(grad_output: Array):
+    def pullback(grad_output: Array) -> Array | SparseGrad:
         g = xp.reshape(_check_grad(grad_output, out_shape, xp), (flat.shape[0], dim))
         acc = acc_dtype(weight.dtype, xp)
         idx, rows = flat, g
@@ -129,7 +131,8 @@ def embedding_vjp(input: Array, weight: Array, padding_idx: int | None, scale_gr
     return out, pullback
 
 
-def _bag_layout(input: Array, offsets: Array | None, include_last_offset: bool, xp):
+def _bag_layout(input: Array, offsets: Array | None, include_last_offset: bool,
+                xp: Namespace) -> tuple[Array, Array]:
     """Flat indices (n,) and full CSR offsets (B+1,) with offsets[0] = 0 and offsets[B] = n."""
     dev = _device(input)
     itype = prim.index_dtype(xp, dev)
@@ -150,8 +153,9 @@ def _bag_layout(input: Array, offsets: Array | None, include_last_offset: bool, 
 
 
 def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sample_weights: Array | None,
-                      a: BagArgs, xp, need_pullback: bool = True) -> tuple[Array, Callable | None]:
-    """Bag reduction and its pullback (weight already renormed if max_norm was given).
+                      a: BagArgs, xp: Namespace, need_pullback: bool = True) -> tuple[Array, Pullback | None]:
+    """Bag reduction (BAG-SUM, BAG-MEAN, BAG-MAX, BAG-PAD, BAG-EMPTY, BAG-PSW) and its pullback (GRAD-BAG,
+    GRAD-MAX, GRAD-PSW) (weight already renormed if max_norm was given).
 
     ``need_pullback=False`` (a forward-only call) lets the max primitive skip the argmax; the pullback
     returned is then None.
@@ -184,7 +188,7 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
             total = total / _cast(xp.clip(bag_size, min=1), acc)[:, None]
         out = _cast(total, weight.dtype)
 
-    def pullback(grad_output: Array):
+    def pullback(grad_output: Array) -> tuple[Array | SparseGrad, Array | None]:
         g = _cast(_check_grad(grad_output, (num_bags, dim), xp), acc)
         if a.mode == "max":
             grad_w = _max_weight_grad(g, argrow, weight, xp)
@@ -217,7 +221,7 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
     return out, (pullback if need_pullback else None)
 
 
-def _max_weight_grad(g: Array, argrow: Array, weight: Array, xp) -> Array:
+def _max_weight_grad(g: Array, argrow: Array, weight: Array, xp: Namespace) -> Array:
     """``gW[argrow[b, d], d] += g[b, d]`` for every non-empty bag (a 1-D scatter-add over N*D)."""
     dev = _device(weight)
     n_rows, dim = weight.shape

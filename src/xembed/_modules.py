@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, SupportsIndex
 
 import numpy as np
 from array_api_compat import array_namespace, is_torch_namespace
 
 from . import _api
 from . import _validate as v
+from ._typing import Array, Device, DType, Namespace, Pullback
 
-Array = Any
 
-
-def _standard_namespace(xp):
+def _standard_namespace(xp: Namespace | None) -> Namespace:
     """The array API namespace for a library module (numpy, torch, cupy, array_api_strict, ...)."""
     if xp is None:
         import array_api_compat.numpy as np_compat
@@ -25,11 +24,13 @@ def _standard_namespace(xp):
 
 def _check_size(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"`{name}` must be a non-negative int, got {value!r}")
+        msg = f"`{name}` must be a non-negative int, got {value!r}"
+        raise ValueError(msg)
     return int(value)
 
 
-def _init_weight(xp, shape, dtype, device, seed) -> Array:
+def _init_weight(xp: Namespace, shape: tuple[int, int], dtype: DType | None, device: Device | None,
+                 seed: int | np.random.Generator | None) -> Array:
     """N(0, 1) init drawn with NumPy's generator (``seed``: int, numpy Generator or None), then moved."""
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     if dtype is None:
@@ -41,8 +42,15 @@ def _init_weight(xp, shape, dtype, device, seed) -> Array:
 
 
 class _Base:
-    def _setup_weight(self, num_embeddings, embedding_dim, padding_idx, _weight, _freeze, xp, device, dtype,
-                      seed):
+    num_embeddings: int
+    embedding_dim: int
+    padding_idx: int | None
+    freeze: bool
+    weight: Array
+
+    def _setup_weight(self, num_embeddings: int, embedding_dim: int, padding_idx: SupportsIndex | None,
+                      _weight: Array | None, _freeze: bool, xp: Namespace | None, device: Device | None,
+                      dtype: DType | None, seed: int | np.random.Generator | None) -> None:
         self.num_embeddings = _check_size("num_embeddings", num_embeddings)
         self.embedding_dim = _check_size("embedding_dim", embedding_dim)
         self.padding_idx = v.normalize_padding_idx(padding_idx, self.num_embeddings)
@@ -55,9 +63,11 @@ class _Base:
             v.check_is_array("_weight", _weight)
             ns = array_namespace(_weight)
             if tuple(_weight.shape) != (self.num_embeddings, self.embedding_dim):
-                raise ValueError(
+                msg = (
                     f"`_weight` must have shape {(self.num_embeddings, self.embedding_dim)}, "
-                    f"got {tuple(_weight.shape)}")
+                    f"got {tuple(_weight.shape)}"
+                )
+                raise ValueError(msg)
             weight = _weight
         if is_torch_namespace(ns):
             # Like torch's Parameter: a new leaf sharing the storage.
@@ -66,11 +76,12 @@ class _Base:
         self.weight = weight
 
     @classmethod
-    def _pretrained_args(cls, embeddings):
+    def _pretrained_args(cls, embeddings: Array) -> tuple[int, int]:
         v.check_is_array("embeddings", embeddings)
         if embeddings.ndim != 2:
-            raise ValueError(f"`embeddings` must be 2-D, got shape {tuple(embeddings.shape)}")
-        return embeddings.shape
+            msg = f"`embeddings` must be 2-D, got shape {tuple(embeddings.shape)}"
+            raise ValueError(msg)
+        return int(embeddings.shape[0]), int(embeddings.shape[1])
 
 
 class Embedding(_Base):
@@ -82,28 +93,29 @@ class Embedding(_Base):
     construction.  On torch the weight is a leaf tensor with ``requires_grad = not _freeze``.
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: SupportsIndex | None = None,
                  max_norm: float | None = None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
-                 sparse: bool = False, _weight: Array | None = None, _freeze: bool = False, *, xp=None,
-                 device=None, dtype=None, seed=None):
+                 sparse: bool = False, _weight: Array | None = None, _freeze: bool = False, *,
+                 xp: Namespace | None = None, device: Device | None = None, dtype: DType | None = None,
+                 seed: int | np.random.Generator | None = None) -> None:
         v.check_renorm_args(max_norm, norm_type)
         self.max_norm, self.norm_type = max_norm, norm_type
         self.scale_grad_by_freq, self.sparse = scale_grad_by_freq, sparse
         self._setup_weight(num_embeddings, embedding_dim, padding_idx, _weight, _freeze, xp, device, dtype, seed)
 
-    def _kwargs(self):
-        return dict(padding_idx=self.padding_idx, max_norm=self.max_norm, norm_type=self.norm_type,
-                    scale_grad_by_freq=self.scale_grad_by_freq, sparse=self.sparse)
+    def _kwargs(self) -> dict[str, Any]:
+        return {"padding_idx": self.padding_idx, "max_norm": self.max_norm, "norm_type": self.norm_type,
+                "scale_grad_by_freq": self.scale_grad_by_freq, "sparse": self.sparse}
 
     def __call__(self, input: Array) -> Array:
         return _api.embedding(input, self.weight, **self._kwargs())
 
-    def vjp(self, input: Array):
+    def vjp(self, input: Array) -> tuple[Array, Pullback]:
         """``(output, pullback)``, see :func:`xembed.embedding_vjp`."""
         return _api.embedding_vjp(input, self.weight, **self._kwargs())
 
     @classmethod
-    def from_pretrained(cls, embeddings: Array, freeze: bool = True, padding_idx: int | None = None,
+    def from_pretrained(cls, embeddings: Array, freeze: bool = True, padding_idx: SupportsIndex | None = None,
                         max_norm: float | None = None, norm_type: float = 2.0,
                         scale_grad_by_freq: bool = False, sparse: bool = False) -> Embedding:
         """Wrap an existing (N, D) array, sharing its storage; the padding row is not zeroed."""
@@ -125,27 +137,30 @@ class EmbeddingBag(_Base):
     def __init__(self, num_embeddings: int, embedding_dim: int, max_norm: float | None = None,
                  norm_type: float = 2.0, scale_grad_by_freq: bool = False, mode: str = "mean",
                  sparse: bool = False, _weight: Array | None = None, include_last_offset: bool = False,
-                 padding_idx: int | None = None, *, xp=None, device=None, dtype=None, seed=None,
-                 _freeze: bool = False):
+                 padding_idx: SupportsIndex | None = None, *, xp: Namespace | None = None, device: Device | None = None,
+                 dtype: DType | None = None, seed: int | np.random.Generator | None = None,
+                 _freeze: bool = False) -> None:
         v.check_renorm_args(max_norm, norm_type)
         if mode not in v.MODES:
-            raise ValueError(f"`mode` must be one of 'sum', 'mean', 'max', got {mode!r}")
+            msg = f"`mode` must be one of 'sum', 'mean', 'max', got {mode!r}"
+            raise ValueError(msg)
         self.max_norm, self.norm_type, self.mode = max_norm, norm_type, mode
         self.scale_grad_by_freq, self.sparse = scale_grad_by_freq, sparse
         self.include_last_offset = include_last_offset
         self._setup_weight(num_embeddings, embedding_dim, padding_idx, _weight, _freeze, xp, device, dtype, seed)
 
-    def _kwargs(self):
-        return dict(max_norm=self.max_norm, norm_type=self.norm_type, scale_grad_by_freq=self.scale_grad_by_freq,
-                    mode=self.mode, sparse=self.sparse, include_last_offset=self.include_last_offset,
-                    padding_idx=self.padding_idx)
+    def _kwargs(self) -> dict[str, Any]:
+        return {"max_norm": self.max_norm, "norm_type": self.norm_type, "scale_grad_by_freq": self.scale_grad_by_freq,
+                "mode": self.mode, "sparse": self.sparse, "include_last_offset": self.include_last_offset,
+                "padding_idx": self.padding_idx}
 
     def __call__(self, input: Array, offsets: Array | None = None,
                  per_sample_weights: Array | None = None) -> Array:
         return _api.embedding_bag(input, self.weight, offsets, per_sample_weights=per_sample_weights,
                                   **self._kwargs())
 
-    def vjp(self, input: Array, offsets: Array | None = None, per_sample_weights: Array | None = None):
+    def vjp(self, input: Array, offsets: Array | None = None,
+            per_sample_weights: Array | None = None) -> tuple[Array, Pullback]:
         """``(output, pullback)``, see :func:`xembed.embedding_bag_vjp`."""
         return _api.embedding_bag_vjp(input, self.weight, offsets, per_sample_weights=per_sample_weights,
                                       **self._kwargs())
@@ -154,7 +169,7 @@ class EmbeddingBag(_Base):
     def from_pretrained(cls, embeddings: Array, freeze: bool = True, max_norm: float | None = None,
                         norm_type: float = 2.0, scale_grad_by_freq: bool = False, mode: str = "mean",
                         sparse: bool = False, include_last_offset: bool = False,
-                        padding_idx: int | None = None) -> EmbeddingBag:
+                        padding_idx: SupportsIndex | None = None) -> EmbeddingBag:
         """Wrap an existing (N, D) array, sharing its storage; the padding row is not zeroed."""
         n, d = cls._pretrained_args(embeddings)
         return cls(n, d, max_norm, norm_type, scale_grad_by_freq, mode, sparse, _weight=embeddings,

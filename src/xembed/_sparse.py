@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from array_api_compat import array_namespace
 
 from . import _primitives as prim
-
-Array = Any
+from ._typing import Array
 
 
 class SparseGrad:
@@ -28,7 +25,7 @@ class SparseGrad:
 
     __slots__ = ("indices", "shape", "values")
 
-    def __init__(self, indices: Array, values: Array, shape: tuple[int, int]):
+    def __init__(self, indices: Array, values: Array, shape: tuple[int, int]) -> None:
         self.indices = indices
         self.values = values
         self.shape = (int(shape[0]), int(shape[1]))
@@ -38,9 +35,11 @@ class SparseGrad:
         return int(self.indices.shape[0])
 
     def to_dense(self) -> Array:
-        """The dense (N, D) gradient; duplicates summed (in float32 at least, then cast back)."""
+        """The dense (N, D) gradient; duplicates summed (in float32 at least, then cast back; GRAD-ACC)."""
+        from ._core import acc_dtype  # _core imports this module
+
         xp = array_namespace(self.values)
-        acc = xp.float32 if xp.finfo(self.values.dtype).bits < 32 else self.values.dtype
+        acc = acc_dtype(self.values.dtype, xp)
         dense = prim.scatter_add_rows(self.indices, xp.astype(self.values, acc), self.shape[0], xp=xp)
         return xp.astype(dense, self.values.dtype)
 

@@ -19,13 +19,15 @@ from typing import Any
 from array_api_compat import device as _device
 from array_api_compat import is_array_api_obj, is_lazy_array
 
-Array = Any
+from ._typing import Array, Namespace
+
 MODES = ("sum", "mean", "max")
 
 
 def check_is_array(name: str, x: Any) -> None:
     if not is_array_api_obj(x):
-        raise TypeError(f"`{name}` must be an array, got {type(x).__name__}")
+        msg = f"`{name}` must be an array, got {type(x).__name__}"
+        raise TypeError(msg)
 
 
 def check_same_device(arrays: dict[str, Array]) -> None:
@@ -34,59 +36,76 @@ def check_same_device(arrays: dict[str, Array]) -> None:
     d0 = _device(x0)
     for name, x in items[1:]:
         if _device(x) != d0:
-            raise ValueError(
+            msg = (
                 f"`{name}` is on device {_device(x)!r} but `{name0}` is on {d0!r}; "
-                "all arrays must be on the same device")
+                "all arrays must be on the same device"
+            )
+            raise ValueError(msg)
 
 
-def check_weight(weight: Array, xp) -> None:
+def check_weight(weight: Array, xp: Namespace) -> None:
+    """ERR-WEIGHT: 2-D and real floating."""
     if weight.ndim != 2:
-        raise ValueError(f"`weight` must be 2-D (num_embeddings, embedding_dim), got shape {tuple(weight.shape)}")
+        msg = f"`weight` must be 2-D (num_embeddings, embedding_dim), got shape {tuple(weight.shape)}"
+        raise ValueError(msg)
     if not xp.isdtype(weight.dtype, "real floating"):
-        raise TypeError(f"`weight` must have a real floating dtype, got {weight.dtype}")
+        msg = f"`weight` must have a real floating dtype, got {weight.dtype}"
+        raise TypeError(msg)
 
 
-def check_index_dtype(name: str, x: Array, xp) -> None:
+def check_index_dtype(name: str, x: Array, xp: Namespace) -> None:
+    """ERR-INDEX-DTYPE / ERR-OFFSETS-DTYPE: an integer dtype (bool is not one)."""
     if not xp.isdtype(x.dtype, "integral"):
-        raise TypeError(f"`{name}` must have an integer dtype, got {x.dtype}")
+        msg = f"`{name}` must have an integer dtype, got {x.dtype}"
+        raise TypeError(msg)
 
 
 def check_flag(name: str, value: Any) -> bool:
     if isinstance(value, bool) or (isinstance(value, numbers.Integral) and value in (0, 1)):
         return bool(value)
-    raise TypeError(f"`{name}` must be a bool, got {value!r}")
+    msg = f"`{name}` must be a bool, got {value!r}"
+    raise TypeError(msg)
 
 
 def normalize_padding_idx(padding_idx: Any, num_embeddings: int) -> int | None:
-    """None, or the padding row in ``[0, N)`` (negative values count from the end)."""
+    """None, or the padding row in ``[0, N)`` (PAD-NEGATIVE: negative values count from the end;
+    PAD-RANGE: outside ``[-N, N)`` is a ValueError)."""
     if padding_idx is None:
         return None
     if isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral):
-        raise TypeError(f"`padding_idx` must be an int or None, got {padding_idx!r}")
+        msg = f"`padding_idx` must be an int or None, got {padding_idx!r}"
+        raise TypeError(msg)
     p = int(padding_idx)
     if not -num_embeddings <= p < num_embeddings:
-        raise ValueError(
+        msg = (
             f"`padding_idx` {p} is out of range for a weight with {num_embeddings} rows "
-            f"(must be in [{-num_embeddings}, {num_embeddings}))")
+            f"(must be in [{-num_embeddings}, {num_embeddings}))"
+        )
+        raise ValueError(msg)
     return p + num_embeddings if p < 0 else p
 
 
 def check_renorm_args(max_norm: Any, norm_type: Any) -> tuple[float | None, float]:
+    """RENORM-ARGS: ``max_norm`` > 0 or None, ``norm_type`` > 0 (inf allowed); NaN rejected."""
     if max_norm is not None:
         if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real):
-            raise TypeError(f"`max_norm` must be a real number or None, got {max_norm!r}")
+            msg = f"`max_norm` must be a real number or None, got {max_norm!r}"
+            raise TypeError(msg)
         if not float(max_norm) > 0:  # also rejects NaN
-            raise ValueError(f"`max_norm` must be > 0, got {max_norm!r}")
+            msg = f"`max_norm` must be > 0, got {max_norm!r}"
+            raise ValueError(msg)
         max_norm = float(max_norm)
     if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real):
-        raise TypeError(f"`norm_type` must be a real number, got {norm_type!r}")
+        msg = f"`norm_type` must be a real number, got {norm_type!r}"
+        raise TypeError(msg)
     if not float(norm_type) > 0:  # also rejects NaN
-        raise ValueError(f"`norm_type` must be > 0 (a p-norm, inf allowed), got {norm_type!r}")
+        msg = f"`norm_type` must be > 0 (a p-norm, inf allowed), got {norm_type!r}"
+        raise ValueError(msg)
     return max_norm, float(norm_type)
 
 
-def check_indices_in_range(x: Array, num_embeddings: int, xp, name: str = "input") -> None:
-    """IndexError naming the first offending value and its position (value check)."""
+def check_indices_in_range(x: Array, num_embeddings: int, xp: Namespace, name: str = "input") -> None:
+    """ERR-INDEX-RANGE: IndexError naming the first offending value and its position (value check)."""
     if is_lazy_array(x) or math.prod(x.shape) == 0:
         return
     flat = xp.reshape(x, (-1,))
@@ -96,15 +115,17 @@ def check_indices_in_range(x: Array, num_embeddings: int, xp, name: str = "input
     pos = int(xp.argmax(xp.astype(bad, xp.int8)))
     value = int(flat[pos])
     where = _unravel(pos, tuple(x.shape))
-    raise IndexError(
+    msg = (
         f"index {value} at position {where} of `{name}` is out of range for a weight with "
-        f"{num_embeddings} rows (valid: 0 <= index < {num_embeddings}; negative indices are not wrapped)")
+        f"{num_embeddings} rows (valid: 0 <= index < {num_embeddings}; negative indices are not wrapped)"
+    )
+    raise IndexError(msg)
 
 
-def _unravel(pos: int, shape: tuple[int, ...]):
+def _unravel(pos: int, shape: tuple[int, ...]) -> int | tuple[int, ...]:
     if len(shape) == 1:
         return pos
-    out = []
+    out: list[int] = []
     for s in reversed(shape):
         pos, r = divmod(pos, s)
         out.append(r)
@@ -126,71 +147,92 @@ class BagArgs:
 
 def check_bag_metadata(input: Array, weight: Array, offsets: Array | None, per_sample_weights: Array | None,
                        mode: Any, max_norm: Any, norm_type: Any, scale_grad_by_freq: Any, sparse: Any,
-                       include_last_offset: Any, padding_idx: Any, xp) -> BagArgs:
-    """All embedding_bag checks that need no array values, in torch's order where torch has one."""
+                       include_last_offset: Any, padding_idx: Any, xp: Namespace) -> BagArgs:
+    """All embedding_bag checks that need no array values, in torch's order where torch has one
+    (ERR-PSW, ERR-WEIGHT, ERR-OFFSETS-SHAPE, ERR-INPUT-NDIM, ERR-MODE, ERR-MAX-SPARSE, BAG-PSW-MODE,
+    ERR-SPARSE-SGBF, ERR-INDEX-DTYPE, ERR-OFFSETS-DTYPE, BAG-LAST-OFFSET, RENORM-ARGS, PAD-RANGE)."""
     if per_sample_weights is not None and tuple(per_sample_weights.shape) != tuple(input.shape):
-        raise ValueError(
+        msg = (
             f"`per_sample_weights` must have the same shape as `input`, got {tuple(per_sample_weights.shape)} "
-            f"and {tuple(input.shape)}")
+            f"and {tuple(input.shape)}"
+        )
+        raise ValueError(msg)
     check_weight(weight, xp)
     if input.ndim == 2 and offsets is not None:
-        raise ValueError(
+        msg = (
             "`offsets` must be None when `input` is 2-D (each row is a bag), got an array of shape "
-            f"{tuple(offsets.shape)}")
+            f"{tuple(offsets.shape)}"
+        )
+        raise ValueError(msg)
     if input.ndim == 1 and offsets is None:
-        raise ValueError("`offsets` is required when `input` is 1-D, got None")
+        msg = "`offsets` is required when `input` is 1-D, got None"
+        raise ValueError(msg)
     if offsets is not None and offsets.ndim != 1:
-        raise ValueError(f"`offsets` must be 1-D, got shape {tuple(offsets.shape)}")
+        msg = f"`offsets` must be 1-D, got shape {tuple(offsets.shape)}"
+        raise ValueError(msg)
     if input.ndim not in (1, 2):
-        raise ValueError(f"`input` must be 1-D (with `offsets`) or 2-D, got shape {tuple(input.shape)}")
+        msg = f"`input` must be 1-D (with `offsets`) or 2-D, got shape {tuple(input.shape)}"
+        raise ValueError(msg)
     if not isinstance(mode, str) or mode not in MODES:
-        raise ValueError(f"`mode` must be one of 'sum', 'mean', 'max', got {mode!r}")
+        msg = f"`mode` must be one of 'sum', 'mean', 'max', got {mode!r}"
+        raise ValueError(msg)
     scale_grad_by_freq = check_flag("scale_grad_by_freq", scale_grad_by_freq)
     sparse = check_flag("sparse", sparse)
     include_last_offset = check_flag("include_last_offset", include_last_offset)
     if mode == "max" and scale_grad_by_freq:
-        raise ValueError("`scale_grad_by_freq`=True is not supported with `mode`='max'")
+        msg = "`scale_grad_by_freq`=True is not supported with `mode`='max'"
+        raise ValueError(msg)
     if mode == "max" and sparse:
-        raise ValueError("`sparse`=True is not supported with `mode`='max'")
+        msg = "`sparse`=True is not supported with `mode`='max'"
+        raise ValueError(msg)
     if per_sample_weights is not None and mode != "sum":
-        raise NotImplementedError(
-            f"`per_sample_weights` is only supported with `mode`='sum', got `mode`={mode!r} (as in torch)")
+        msg = f"`per_sample_weights` is only supported with `mode`='sum', got `mode`={mode!r} (as in torch)"
+        raise NotImplementedError(msg)
     if sparse and scale_grad_by_freq:
-        raise ValueError("`scale_grad_by_freq`=True is not supported with `sparse`=True")
+        msg = "`scale_grad_by_freq`=True is not supported with `sparse`=True"
+        raise ValueError(msg)
     check_index_dtype("input", input, xp)
     if offsets is not None:
         check_index_dtype("offsets", offsets, xp)
         if include_last_offset and input.ndim == 1 and offsets.shape[0] == 0:
-            raise ValueError("`offsets` must not be empty when `include_last_offset`=True")
-    if per_sample_weights is not None:
-        if per_sample_weights.dtype != weight.dtype:
-            raise TypeError(
-                f"`per_sample_weights` must have the dtype of `weight` ({weight.dtype}), "
-                f"got {per_sample_weights.dtype}")
+            msg = "`offsets` must not be empty when `include_last_offset`=True"
+            raise ValueError(msg)
+    if per_sample_weights is not None and per_sample_weights.dtype != weight.dtype:
+        msg = (
+            f"`per_sample_weights` must have the dtype of `weight` ({weight.dtype}), "
+            f"got {per_sample_weights.dtype}"
+        )
+        raise TypeError(msg)
     max_norm, norm_type = check_renorm_args(max_norm, norm_type)
     padding_idx = normalize_padding_idx(padding_idx, weight.shape[0])
     return BagArgs(mode, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, include_last_offset)
 
 
-def check_offsets_values(offsets: Array, n: int, include_last_offset: bool, xp) -> None:
-    """offsets[0] == 0, non-decreasing, offsets[-1] <= n (== n with include_last_offset) (value check)."""
+def check_offsets_values(offsets: Array, n: int, include_last_offset: bool, xp: Namespace) -> None:
+    """offsets[0] == 0 (ERR-OFFSETS-FIRST), non-decreasing (ERR-OFFSETS-DECREASING), offsets[-1] <= n
+    (ERR-OFFSETS-END; == n with include_last_offset, BAG-LAST-OFFSET) (value check)."""
     if is_lazy_array(offsets) or offsets.shape[0] == 0:
         return
     first = int(offsets[0])
     if first != 0:
-        raise ValueError(f"`offsets`[0] must be 0, got {first}")
+        msg = f"`offsets`[0] must be 0, got {first}"
+        raise ValueError(msg)
     if offsets.shape[0] > 1:
         dec = offsets[1:] < offsets[:-1]
         if bool(xp.any(dec)):
             pos = int(xp.argmax(xp.astype(dec, xp.int8))) + 1
-            raise ValueError(
+            msg = (
                 f"`offsets` must be non-decreasing, but offsets[{pos}] = {int(offsets[pos])} < "
-                f"offsets[{pos - 1}] = {int(offsets[pos - 1])}")
+                f"offsets[{pos - 1}] = {int(offsets[pos - 1])}"
+            )
+            raise ValueError(msg)
     last = int(offsets[-1])
     if last > n:
-        raise ValueError(
-            f"`offsets`[-1] = {last} is greater than the number of indices in `input` ({n})")
+        msg = f"`offsets`[-1] = {last} is greater than the number of indices in `input` ({n})"
+        raise ValueError(msg)
     if include_last_offset and last != n:
-        raise ValueError(
+        msg = (
             f"with `include_last_offset`=True, `offsets`[-1] must equal the number of indices in `input` "
-            f"({n}), got {last}")
+            f"({n}), got {last}"
+        )
+        raise ValueError(msg)
