@@ -63,19 +63,23 @@ def _prepare_embedding(input, weight, padding_idx, max_norm, norm_type, scale_gr
     return xp, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse
 
 
-def _run(xp, weight, per_sample_weights, input, max_norm, norm_type, compute, is_bag, want_vjp):
-    """Renorm in place (the one place it happens), then compute, wiring torch autograd if needed."""
+def _run(xp, weight, per_sample_weights, input, max_norm, norm_type, compute, kind, want_vjp):
+    """Renorm in place (the one place it happens), then compute, wiring torch autograd if needed.
+
+    ``kind``: ``"embedding"`` or the bag mode.  torch autograd (reverse and forward mode) gets the
+    undetached leaves, so that the backward is itself differentiable.
+    """
     leaves = None
     if is_torch_namespace(xp):
         from . import _torch_autograd
 
-        if not want_vjp and _torch_autograd.needs_autograd(weight, per_sample_weights):
+        if _torch_autograd.needs_autograd(weight, per_sample_weights, input) and not want_vjp:
             leaves = (weight, per_sample_weights)
         weight, per_sample_weights, input = _detached(weight), _detached(per_sample_weights), _detached(input)
     if max_norm is not None:
         _core.renorm_(weight, input, max_norm, norm_type, xp)
     if leaves is not None:
-        return _torch_autograd.apply(*leaves, lambda: compute(weight, per_sample_weights), is_bag)
+        return _torch_autograd.apply(*leaves, compute, kind)
     if not want_vjp:
         return compute(weight, per_sample_weights, need_pullback=False)[0]
     return compute(weight, per_sample_weights)
@@ -88,7 +92,7 @@ def _embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_fr
     def compute(w, _psw, need_pullback=True):
         return _core.embedding_vjp(input, w, padding_idx, scale_grad_by_freq, sparse, xp)
 
-    return _run(xp, weight, None, input, max_norm, norm_type, compute, False, want_vjp)
+    return _run(xp, weight, None, input, max_norm, norm_type, compute, "embedding", want_vjp)
 
 
 def embedding(input: Array, weight: Array, padding_idx: int | None = None, max_norm: float | None = None,
@@ -132,7 +136,7 @@ def _embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_fr
     def compute(w, psw, need_pullback=True):
         return _core.embedding_bag_vjp(input, w, offsets, psw, a, xp, need_pullback)
 
-    return _run(xp, weight, per_sample_weights, input, a.max_norm, a.norm_type, compute, True, want_vjp)
+    return _run(xp, weight, per_sample_weights, input, a.max_norm, a.norm_type, compute, a.mode, want_vjp)
 
 
 def embedding_bag(input: Array, weight: Array, offsets: Array | None = None, max_norm: float | None = None,
