@@ -24,7 +24,7 @@ def test_subclasses_and_state_dict_round_trip() -> None:
     """Same state_dict key (``weight``): xembed → torch and torch → xembed load strictly."""
     torch.manual_seed(0)
     m = xt.EmbeddingBag(10, 4, mode="max", padding_idx=2)
-    assert isinstance(m, torch.nn.EmbeddingBag) and isinstance(m, torch.nn.Module)
+    assert isinstance(m, torch.nn.EmbeddingBag)
     assert list(m.state_dict()) == ["weight"]
     assert [p is m.weight for p in m.parameters()] == [True]
     ref = torch.nn.EmbeddingBag(10, 4, mode="max", padding_idx=2)
@@ -33,25 +33,29 @@ def test_subclasses_and_state_dict_round_trip() -> None:
     back = xt.EmbeddingBag(10, 4, mode="max", padding_idx=2)
     back.load_state_dict(torch.nn.EmbeddingBag(10, 4, padding_idx=2).state_dict())
     e = xt.Embedding(10, 4, padding_idx=-1)
-    assert e.padding_idx == 9 and torch.equal(e.weight[9], torch.zeros(4))
+    assert e.padding_idx == 9
+    assert torch.equal(e.weight[9], torch.zeros(4))
     r = torch.nn.Embedding(10, 4, padding_idx=9)
     r.load_state_dict(e.state_dict())
     torch.testing.assert_close(e(IDX), r(IDX), rtol=0, atol=0)
     e.load_state_dict(torch.nn.Embedding(10, 4).state_dict())
-    assert "Embedding(10, 4, padding_idx=9)" == repr(e)
+    assert repr(e) == "Embedding(10, 4, padding_idx=9)"
 
 
 def test_from_pretrained_shares_storage_and_freezes() -> None:
     w = torch.randn(5, 3)
     e = xt.Embedding.from_pretrained(w, padding_idx=0)
-    assert isinstance(e, xt.Embedding) and e.weight.data_ptr() == w.data_ptr() and not e.weight.requires_grad
+    assert isinstance(e, xt.Embedding)
+    assert e.weight.data_ptr() == w.data_ptr()
+    assert not e.weight.requires_grad
     assert not e(torch.tensor([0, 1])).requires_grad
     b = xt.EmbeddingBag.from_pretrained(w, freeze=False, mode="sum")
-    assert isinstance(b, xt.EmbeddingBag) and b.weight.requires_grad
+    assert isinstance(b, xt.EmbeddingBag)
+    assert b.weight.requires_grad
     torch.testing.assert_close(b(torch.tensor([[0, 1]])), (w[0] + w[1])[None])
     with pytest.raises(ValueError, match="`embeddings` must be 2-D"):
         xt.Embedding.from_pretrained(torch.zeros(3))
-    with pytest.raises(TypeError, match="`embeddings` must be a torch.Tensor"):
+    with pytest.raises(TypeError, match=r"`embeddings` must be a torch\.Tensor"):
         xt.EmbeddingBag.from_pretrained([[1.0]])  # type: ignore[arg-type]
 
 
@@ -59,9 +63,11 @@ def test_to_dtype_and_device() -> None:
     m = xt.EmbeddingBag(10, 4, mode="sum", device="cpu", dtype=torch.float64)
     assert m.weight.dtype == torch.float64
     m.to(torch.float32)
-    assert m.weight.dtype == torch.float32 and isinstance(m.weight, torch.nn.Parameter)
+    assert m.weight.dtype == torch.float32
+    assert isinstance(m.weight, torch.nn.Parameter)
     out = m(IDX, OFFS)
-    assert out.dtype == torch.float32 and out.device.type == "cpu"
+    assert out.dtype == torch.float32
+    assert out.device.type == "cpu"
     m.to("meta")
     assert m.weight.device.type == "meta"
 
@@ -81,7 +87,7 @@ def test_constructor_errors_are_typed(cls: Callable[..., Any], kwargs: dict[str,
         cls(10, 4, **kwargs)
 
 
-def _train(make: Callable[[], torch.nn.Module], opt_cls: type[torch.optim.Optimizer], steps: int,
+def _train(make: Callable[[], torch.nn.EmbeddingBag], opt_cls: type[torch.optim.Optimizer], steps: int,
            **opt_kwargs: Any) -> tuple[list[torch.Tensor], torch.Tensor]:
     torch.manual_seed(0)
     model = make()
@@ -113,7 +119,7 @@ def test_training_matches_torch_step_for_step(opt_cls: type[torch.optim.Optimize
                                               mode: str, sparse: bool) -> None:
     """TORCH-MODULES: 3 optimizer steps with xembed.torch.EmbeddingBag equal torch.nn.EmbeddingBag's
     (losses and weights after every step, padding row untouched)."""
-    kwargs = {"mode": mode, "sparse": sparse, "padding_idx": 9, "dtype": torch.float64}
+    kwargs: dict[str, Any] = {"mode": mode, "sparse": sparse, "padding_idx": 9, "dtype": torch.float64}
     ours, w_ours = _train(lambda: xt.EmbeddingBag(10, 4, **kwargs), opt_cls, 3, **opt_kwargs)
     ref, w_ref = _train(lambda: torch.nn.EmbeddingBag(10, 4, **kwargs), opt_cls, 3, **opt_kwargs)
     torch.testing.assert_close(torch.stack(ours), torch.stack(ref), rtol=1e-12, atol=1e-12)
@@ -125,10 +131,11 @@ def test_training_matches_torch_step_for_step(opt_cls: type[torch.optim.Optimize
 def test_sparse_module_gradient_is_sparse_coo() -> None:
     m = xt.Embedding(10, 4, sparse=True)
     m(IDX).sum().backward()
-    assert m.weight.grad is not None and m.weight.grad.is_sparse
+    assert m.weight.grad is not None
+    assert m.weight.grad.is_sparse
 
 
 def test_backend_agnostic_module_unchanged() -> None:
     """The backend-agnostic xembed.Embedding stays a plain class (not a torch module)."""
     assert not issubclass(xembed.Embedding, torch.nn.Module)
-    assert xembed.Embedding is not xt.Embedding
+    assert issubclass(xt.Embedding, torch.nn.Module)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch  # the oracle: a missing install must fail, not skip
-import torch.autograd.forward_ad as fwAD
+import torch.autograd.forward_ad as fwad
 
 import xembed
 import xembed.torch as xt
@@ -26,6 +26,15 @@ T = torch.Tensor
 
 IDX = [1, 2, 2, 5, 0, 2, 4, 3]
 OFFS = [0, 3, 3, 6]  # bags {1,2,2}, {}, {5,0,2}, {4,3}
+
+
+def _dual(primal: T, tangent: T) -> T:
+    return fwad.make_dual(primal, tangent)  # type: ignore[no-untyped-call]
+
+
+def _unpack(x: T) -> tuple[T, T | None]:
+    primal, tangent = fwad.unpack_dual(x)  # type: ignore[no-untyped-call]
+    return primal, tangent
 
 
 def _w(seed: int = 0, n: int = 6, d: int = 3) -> T:
@@ -139,11 +148,11 @@ def test_embedding_forward_ad_matches_torch(options: dict[str, Any]) -> None:
     tangent = torch.tensor(np.random.default_rng(9).standard_normal(w0.shape))
     results = []
     for f in (xembed.embedding, F.embedding):
-        with fwAD.dual_level():
-            dual = fwAD.make_dual(w0.clone(), tangent)
-            primal, tan = fwAD.unpack_dual(f(idx, dual, **options))
+        with fwad.dual_level():
+            dual = _dual(w0.clone(), tangent)
+            primal, tan = _unpack(f(idx, dual, **options))
             assert tan is not None, "the tangent must not be dropped"
-            results.append((primal.clone(), tan.clone(), fwAD.unpack_dual(dual).primal.clone()))
+            results.append((primal.clone(), tan.clone(), _unpack(dual)[0].clone()))
     for a, b in zip(results[0], results[1], strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-15)
 
@@ -177,10 +186,10 @@ def _bag_tangent_reference(w: np.ndarray, wt: np.ndarray, psw: np.ndarray | None
 def test_bag_forward_ad_analytic(mode: str, padding_idx: int | None) -> None:
     """TORCH-FWD-AD for embedding_bag (torch has none): against the analytic tangent."""
     w, wt = _w().detach(), torch.tensor(np.random.default_rng(7).standard_normal((6, 3)))
-    with fwAD.dual_level():
-        out = xembed.embedding_bag(torch.tensor(IDX), fwAD.make_dual(w, wt), torch.tensor(OFFS), mode=mode,
+    with fwad.dual_level():
+        out = xembed.embedding_bag(torch.tensor(IDX), _dual(w, wt), torch.tensor(OFFS), mode=mode,
                                    padding_idx=padding_idx)
-        primal, tangent = fwAD.unpack_dual(out)
+        primal, tangent = _unpack(out)
     assert tangent is not None
     expected = _bag_tangent_reference(w.numpy(), wt.numpy(), None, None, mode, padding_idx)
     np.testing.assert_allclose(tangent.numpy(), expected, rtol=1e-13, atol=1e-15)
@@ -194,12 +203,12 @@ def test_bag_forward_ad_per_sample_weights(which: str) -> None:
     w, psw = _w().detach(), _psw().detach()
     wt = torch.tensor(np.random.default_rng(7).standard_normal((6, 3)))
     pt = torch.tensor(np.random.default_rng(8).standard_normal(len(IDX)))
-    with fwAD.dual_level():
-        wd = fwAD.make_dual(w, wt) if which != "psw" else w
-        pd = fwAD.make_dual(psw, pt) if which != "weight" else psw
+    with fwad.dual_level():
+        wd = _dual(w, wt) if which != "psw" else w
+        pd = _dual(psw, pt) if which != "weight" else psw
         out = xembed.embedding_bag(torch.tensor(IDX), wd, torch.tensor(OFFS), mode="sum", per_sample_weights=pd,
                                    padding_idx=2)
-        tangent = fwAD.unpack_dual(out).tangent
+        tangent = _unpack(out)[1]
     assert tangent is not None
     expected = _bag_tangent_reference(w.numpy(), wt.numpy() if which != "psw" else np.zeros((6, 3)),
                                       psw.numpy(), pt.numpy() if which != "weight" else None, "sum", 2)
@@ -210,15 +219,15 @@ def test_forward_ad_module_and_reverse_together() -> None:
     """A dual weight that also requires grad: tangent and backward are both right."""
     w = _w()
     wt = torch.ones(6, 3, dtype=torch.float64)
-    with fwAD.dual_level():
-        out = xembed.embedding_bag(torch.tensor(IDX), fwAD.make_dual(w, wt), torch.tensor(OFFS), mode="mean")
-        tangent = fwAD.unpack_dual(out).tangent
-        fwAD.unpack_dual(out).primal.sum().backward()
+    with fwad.dual_level():
+        out = xembed.embedding_bag(torch.tensor(IDX), _dual(w, wt), torch.tensor(OFFS), mode="mean")
+        tangent = _unpack(out)[1]
+        _unpack(out)[0].sum().backward()  # type: ignore[no-untyped-call]
     assert tangent is not None
     torch.testing.assert_close(tangent, torch.tensor([[1.0] * 3, [0.0] * 3, [1.0] * 3, [1.0] * 3],
                                                      dtype=torch.float64))
     ref = _w()
-    F.embedding_bag(torch.tensor(IDX), ref, torch.tensor(OFFS), mode="mean").sum().backward()
+    F.embedding_bag(torch.tensor(IDX), ref, torch.tensor(OFFS), mode="mean").sum().backward()  # type: ignore[no-untyped-call]
     torch.testing.assert_close(w.grad, ref.grad)
 
 
@@ -232,13 +241,13 @@ def test_torch_func_transforms_raise(transform: str) -> None:
     def f(w: T) -> T:
         return xembed.embedding(idx, w).sum()
 
+    calls: dict[str, Callable[[], object]] = {
+        "grad": lambda: torch.func.grad(f)(w),
+        "vmap": lambda: torch.vmap(lambda w: xembed.embedding(idx, w))(torch.stack([w, w])),
+        "jvp": lambda: torch.func.jvp(f, (w,), (torch.ones_like(w),)),
+    }
     with pytest.raises(NotImplementedError, match=r"torch\.func"):
-        if transform == "grad":
-            torch.func.grad(f)(w)
-        elif transform == "vmap":
-            torch.vmap(lambda w: xembed.embedding(idx, w))(torch.stack([w, w]))
-        else:
-            torch.func.jvp(f, (w,), (torch.ones_like(w),))
+        calls[transform]()
 
 
 # --- custom ops ------------------------------------------------------------------------------------------
@@ -257,7 +266,7 @@ def test_ops_double_backward_raises() -> None:
     out = _ops.embedding_bag_op(w, torch.tensor(IDX), torch.tensor(OFFS), None, "max", None, False, False)
     (g,) = torch.autograd.grad(out.pow(2).sum(), w, create_graph=True)
     with pytest.raises(NotImplementedError, match="double backward"):
-        g.sum().backward()
+        g.sum().backward()  # type: ignore[no-untyped-call]
 
 
 COMPILE_CASES: list[tuple[str, dict[str, Any]]] = [
@@ -284,18 +293,19 @@ def test_compile_fullgraph_forward_backward(kind: str, options: dict[str, Any]) 
         fn = torch.compile(lambda w, i: xt.embedding(i, w, **options), fullgraph=True, backend="aot_eager")
         out, expected = fn(w, idx.reshape(2, 4)), F.embedding(idx.reshape(2, 4), ref, **options)
     else:
-        fn = torch.compile(lambda w, i, o, p: xt.embedding_bag(i, w, o, per_sample_weights=p, **options),
-                           fullgraph=True, backend="aot_eager")
-        out = fn(w, idx, offs, psw)
+        def bag(w: T, i: T, o: T, p: T | None) -> T:
+            return xt.embedding_bag(i, w, o, per_sample_weights=p, **options)
+
+        out = torch.compile(bag, fullgraph=True, backend="aot_eager")(w, idx, offs, psw)
         expected = F.embedding_bag(idx, ref, offs, per_sample_weights=ref_psw, **options)
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(w.detach(), ref.detach())  # the in-place renorm happened inside the graph
     g = torch.tensor(np.random.default_rng(3).standard_normal(out.shape))
-    out.backward(g)
-    expected.backward(g)
+    torch.autograd.backward([out, expected], [g, g])
     torch.testing.assert_close(w.grad, ref.grad)
     if use_psw:
-        assert psw is not None and ref_psw is not None
+        assert psw is not None
+        assert ref_psw is not None
         torch.testing.assert_close(psw.grad, ref_psw.grad)
 
 
@@ -310,8 +320,7 @@ def test_compile_inductor_module_validates_at_run_time() -> None:
     out = cm(idx, offs)
     expected = ref(idx, offs)
     torch.testing.assert_close(out, expected)
-    out.sum().backward()
-    expected.sum().backward()
+    torch.autograd.backward([out.sum(), expected.sum()])
     torch.testing.assert_close(m.weight.grad, ref.weight.grad)
     before = m.weight.detach().clone()
     with pytest.raises(IndexError, match=r"index 9 at position 1 of `input`"):

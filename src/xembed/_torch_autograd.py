@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.autograd.forward_ad as fwAD
+import torch.autograd.forward_ad as fwad
 
 from ._sparse import SparseGrad
 
@@ -50,7 +50,7 @@ class _XembedFunction(torch.autograd.Function):
         ctx.pullback, ctx.compute, ctx.kind = pullback, compute, kind
         ctx.primals = (weight, per_sample_weights)
         ctx.out_shape = tuple(out.shape)
-        return out  # type: ignore[no-any-return]
+        return out
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
@@ -64,9 +64,9 @@ class _XembedFunction(torch.autograd.Function):
         else:
             grad_w, grad_psw = pullback(grad_output)
         if isinstance(grad_w, SparseGrad) and torch.is_grad_enabled() and grad_output.requires_grad:
-            raise NotImplementedError(
-                "double backward (`create_graph`=True) through xembed with `sparse`=True is not supported; "
-                "use `sparse`=False")
+            msg = ("double backward (`create_graph`=True) through xembed with `sparse`=True is not supported; "
+                   "use `sparse`=False")
+            raise NotImplementedError(msg)
         grad_w = _to_torch_grad(grad_w) if ctx.needs_input_grad[0] else None
         grad_psw = grad_psw if ctx.needs_input_grad[1] else None
         return grad_w, grad_psw, None, None
@@ -84,7 +84,7 @@ class _XembedFunction(torch.autograd.Function):
             tangent = t_psw if tangent is None else tangent + t_psw
         if tangent is None:
             return torch.zeros(ctx.out_shape, dtype=weight.dtype, device=weight.device)
-        return tangent  # type: ignore[no-any-return]
+        return tangent
 
 
 def _max_tangent(ctx: Any, weight_t: torch.Tensor | None) -> torch.Tensor:
@@ -100,7 +100,7 @@ def _max_tangent(ctx: Any, weight_t: torch.Tensor | None) -> torch.Tensor:
 
 
 def _has_tangent(t: torch.Tensor | None) -> bool:
-    return t is not None and fwAD.unpack_dual(t).tangent is not None
+    return t is not None and fwad.unpack_dual(t).tangent is not None  # type: ignore[no-untyped-call]
 
 
 def needs_autograd(weight: torch.Tensor, per_sample_weights: torch.Tensor | None,
@@ -113,11 +113,11 @@ def needs_autograd(weight: torch.Tensor, per_sample_weights: torch.Tensor | None
     is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
     for name, t in (("weight", weight), ("per_sample_weights", per_sample_weights), ("input", input)):
         if t is not None and is_wrapped(t):
-            raise NotImplementedError(
-                f"`{name}` is a torch.func-transformed tensor: xembed does not support torch.func transforms "
-                "(grad, vmap, jacrev, jvp, functional_call under them); use torch.autograd (backward, "
-                "torch.autograd.grad) or torch.autograd.forward_ad instead")
-    if fwAD._current_level >= 0 and (_has_tangent(weight) or _has_tangent(per_sample_weights)):
+            msg = (f"`{name}` is a torch.func-transformed tensor: xembed does not support torch.func transforms "
+                   "(grad, vmap, jacrev, jvp, functional_call under them); use torch.autograd (backward, "
+                   "torch.autograd.grad) or torch.autograd.forward_ad instead")
+            raise NotImplementedError(msg)
+    if fwad._current_level >= 0 and (_has_tangent(weight) or _has_tangent(per_sample_weights)):
         return True
     if not torch.is_grad_enabled():
         return False
@@ -127,4 +127,4 @@ def needs_autograd(weight: torch.Tensor, per_sample_weights: torch.Tensor | None
 def apply(weight: torch.Tensor, per_sample_weights: torch.Tensor | None, compute: Compute,
           kind: str) -> torch.Tensor:
     """The autograd-connected output of ``compute`` (called with the undetached tensors)."""
-    return _XembedFunction.apply(weight, per_sample_weights, compute, kind)  # type: ignore[no-any-return]
+    return _XembedFunction.apply(weight, per_sample_weights, compute, kind)

@@ -23,7 +23,8 @@ __all__ = ["Embedding", "EmbeddingBag"]
 
 def _check_size(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"`{name}` must be a non-negative int, got {value!r}")
+        msg = f"`{name}` must be a non-negative int, got {value!r}"
+        raise ValueError(msg)
     return int(value)
 
 
@@ -36,17 +37,21 @@ def _check_common(num_embeddings: Any, embedding_dim: Any, padding_idx: Any, max
     v.check_flag("sparse", sparse)
     if _weight is not None:
         if not isinstance(_weight, torch.Tensor):
-            raise TypeError(f"`_weight` must be a torch.Tensor, got {type(_weight).__name__}")
+            msg = f"`_weight` must be a torch.Tensor, got {type(_weight).__name__}"
+            raise TypeError(msg)
         if tuple(_weight.shape) != (n, d):
-            raise ValueError(f"`_weight` must have shape {(n, d)}, got {tuple(_weight.shape)}")
+            msg = f"`_weight` must have shape {(n, d)}, got {tuple(_weight.shape)}"
+            raise ValueError(msg)
     return n, d, v.normalize_padding_idx(padding_idx, n)
 
 
 def _check_pretrained(embeddings: Any) -> None:
     if not isinstance(embeddings, torch.Tensor):
-        raise TypeError(f"`embeddings` must be a torch.Tensor, got {type(embeddings).__name__}")
+        msg = f"`embeddings` must be a torch.Tensor, got {type(embeddings).__name__}"
+        raise TypeError(msg)
     if embeddings.ndim != 2:
-        raise ValueError(f"`embeddings` must be 2-D, got shape {tuple(embeddings.shape)}")
+        msg = f"`embeddings` must be 2-D, got shape {tuple(embeddings.shape)}"
+        raise ValueError(msg)
 
 
 class Embedding(torch.nn.Embedding):
@@ -71,8 +76,8 @@ class Embedding(torch.nn.Embedding):
                         scale_grad_by_freq: bool = False, sparse: bool = False) -> Embedding:
         """As ``torch.nn.Embedding.from_pretrained``: wraps ``embeddings`` (shared storage)."""
         _check_pretrained(embeddings)
-        module = super().from_pretrained(embeddings, freeze, padding_idx, max_norm, norm_type,
-                                         scale_grad_by_freq, sparse)
+        module = super().from_pretrained(  # type: ignore[no-untyped-call]
+            embeddings, freeze, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse)
         assert isinstance(module, Embedding)
         return module
 
@@ -87,7 +92,8 @@ class EmbeddingBag(torch.nn.EmbeddingBag):
         n, d, padding_idx = _check_common(num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
                                           scale_grad_by_freq, sparse, _weight)
         if not isinstance(mode, str) or mode not in v.MODES:
-            raise ValueError(f"`mode` must be one of 'sum', 'mean', 'max', got {mode!r}")
+            msg = f"`mode` must be one of 'sum', 'mean', 'max', got {mode!r}"
+            raise ValueError(msg)
         v.check_flag("include_last_offset", include_last_offset)
         super().__init__(n, d, max_norm, norm_type, scale_grad_by_freq, mode, sparse, _weight,
                          include_last_offset, padding_idx, device, dtype)

@@ -23,20 +23,20 @@ from __future__ import annotations
 
 from typing import Any
 
-import array_api_compat.torch as _xp
+import array_api_compat.torch as xp
 import torch
 from torch import Tensor
 
 from .. import _core
 from .. import _validate as v
 
-__all__ = ["embedding_bag_op", "embedding_op", "renorm_op"]
+__all__ = ["embedding_bag_op", "embedding_op", "renorm_op", "xp"]
 
 
 def _check_values(weight: Tensor, input: Tensor, offsets: Tensor | None, include_last_offset: bool) -> None:
     if offsets is not None and input.ndim == 1:
-        v.check_offsets_values(offsets, input.shape[0], include_last_offset, _xp)
-    v.check_indices_in_range(input, weight.shape[0], _xp)
+        v.check_offsets_values(offsets, input.shape[0], include_last_offset, xp)
+    v.check_indices_in_range(input, weight.shape[0], xp)
 
 
 def _bag_args(mode: str, padding_idx: int | None, scale_grad_by_freq: bool,
@@ -44,10 +44,10 @@ def _bag_args(mode: str, padding_idx: int | None, scale_grad_by_freq: bool,
     return v.BagArgs(mode, padding_idx, None, 2.0, scale_grad_by_freq, False, include_last_offset)
 
 
-def _no_double_backward(ctx: Any, *grads: Any) -> Any:
-    raise NotImplementedError(
-        "double backward through xembed's custom ops (the torch.compile / torch.export path) is not "
-        "supported; differentiate twice in eager mode (xembed.embedding / xembed.embedding_bag)")
+def _no_double_backward(_ctx: Any, *_grads: Any) -> Any:
+    msg = ("double backward through xembed's custom ops (the torch.compile / torch.export path) is not "
+           "supported; differentiate twice in eager mode (xembed.embedding / xembed.embedding_bag)")
+    raise NotImplementedError(msg)
 
 
 # --- renorm -----------------------------------------------------------------------------------------
@@ -57,12 +57,12 @@ def renorm_op(weight: Tensor, input: Tensor, offsets: Tensor | None, include_las
               max_norm: float, norm_type: float) -> None:
     """Validate the values, then renorm the rows of ``weight`` referenced by ``input`` in place."""
     _check_values(weight, input, offsets, include_last_offset)
-    _core.renorm_(weight, input, max_norm, norm_type, _xp)
+    _core.renorm_(weight, input, max_norm, norm_type, xp)
 
 
 @renorm_op.register_fake
-def _(weight: Tensor, input: Tensor, offsets: Tensor | None, include_last_offset: bool, max_norm: float,
-      norm_type: float) -> None:
+def _(_weight: Tensor, _input: Tensor, _offsets: Tensor | None, _include_last_offset: bool, _max_norm: float,
+      _norm_type: float) -> None:
     return None
 
 
@@ -72,12 +72,11 @@ def _(weight: Tensor, input: Tensor, offsets: Tensor | None, include_last_offset
 def embedding_op(weight: Tensor, input: Tensor, padding_idx: int | None, scale_grad_by_freq: bool) -> Tensor:
     """``weight[input]`` (``padding_idx`` / ``scale_grad_by_freq`` only shape the gradient)."""
     _check_values(weight, input, None, False)
-    out = _core.embedding_vjp(input, weight, padding_idx, scale_grad_by_freq, False, _xp)[0]
-    return out  # type: ignore[no-any-return]
+    return _core.embedding_vjp(input, weight, padding_idx, scale_grad_by_freq, False, xp)[0]
 
 
 @embedding_op.register_fake
-def _(weight: Tensor, input: Tensor, padding_idx: int | None, scale_grad_by_freq: bool) -> Tensor:
+def _(weight: Tensor, input: Tensor, _padding_idx: int | None, _scale_grad_by_freq: bool) -> Tensor:
     return weight.new_empty((*input.shape, weight.shape[1]))
 
 
@@ -88,17 +87,17 @@ def embedding_backward_op(grad: Tensor, input: Tensor, num_weights: int, padding
     dim = grad.shape[-1]
     # The pullback needs only the weight's shape, dtype and device: a zero-stride stand-in (one element).
     stand_in = torch.empty_strided((num_weights, dim), (0, 0), dtype=grad.dtype, device=grad.device)
-    pullback = _core.embedding_vjp(input, stand_in, padding_idx, scale_grad_by_freq, False, _xp)[1]
-    return pullback(grad)  # type: ignore[no-any-return]
+    pullback = _core.embedding_vjp(input, stand_in, padding_idx, scale_grad_by_freq, False, xp)[1]
+    return pullback(grad)
 
 
 @embedding_backward_op.register_fake
-def _(grad: Tensor, input: Tensor, num_weights: int, padding_idx: int | None,
-      scale_grad_by_freq: bool) -> Tensor:
+def _(grad: Tensor, _input: Tensor, num_weights: int, _padding_idx: int | None,
+      _scale_grad_by_freq: bool) -> Tensor:
     return grad.new_empty((num_weights, grad.shape[-1]))
 
 
-def _embedding_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+def _embedding_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:  # noqa: ARG001 (torch passes `output=`)
     weight, input, ctx.padding_idx, ctx.scale_grad_by_freq = inputs
     ctx.num_weights = weight.shape[0]
     ctx.save_for_backward(input)
@@ -125,7 +124,7 @@ def embedding_bag_op(weight: Tensor, input: Tensor, offsets: Tensor | None, per_
     """The (B, D) bag reduction."""
     _check_values(weight, input, offsets, include_last_offset)
     a = _bag_args(mode, padding_idx, scale_grad_by_freq, include_last_offset)
-    return _core.embedding_bag_vjp(input, weight, offsets, per_sample_weights, a, _xp, False)[0]  # type: ignore[no-any-return]
+    return _core.embedding_bag_vjp(input, weight, offsets, per_sample_weights, a, xp, False)[0]
 
 
 def _num_bags(input: Tensor, offsets: Tensor | None, include_last_offset: bool) -> int:
@@ -135,8 +134,8 @@ def _num_bags(input: Tensor, offsets: Tensor | None, include_last_offset: bool) 
 
 
 @embedding_bag_op.register_fake
-def _(weight: Tensor, input: Tensor, offsets: Tensor | None, per_sample_weights: Tensor | None, mode: str,
-      padding_idx: int | None, scale_grad_by_freq: bool, include_last_offset: bool) -> Tensor:
+def _(weight: Tensor, input: Tensor, offsets: Tensor | None, _per_sample_weights: Tensor | None, _mode: str,
+      _padding_idx: int | None, _scale_grad_by_freq: bool, include_last_offset: bool) -> Tensor:
     return weight.new_empty((_num_bags(input, offsets, include_last_offset), weight.shape[1]))
 
 
@@ -146,20 +145,21 @@ def embedding_bag_backward_op(grad: Tensor, weight: Tensor, input: Tensor, offse
                               scale_grad_by_freq: bool, include_last_offset: bool) -> tuple[Tensor, Tensor]:
     """``(grad_weight, grad_per_sample_weights)``; the latter is empty without per_sample_weights."""
     a = _bag_args(mode, padding_idx, scale_grad_by_freq, include_last_offset)
-    pullback = _core.embedding_bag_vjp(input, weight, offsets, per_sample_weights, a, _xp, True)[1]
+    pullback = _core.embedding_bag_vjp(input, weight, offsets, per_sample_weights, a, xp, True)[1]
+    assert pullback is not None
     grad_w, grad_psw = pullback(grad)
     return grad_w, (grad.new_empty((0,)) if grad_psw is None else grad_psw)
 
 
 @embedding_bag_backward_op.register_fake
-def _(grad: Tensor, weight: Tensor, input: Tensor, offsets: Tensor | None, per_sample_weights: Tensor | None,
-      mode: str, padding_idx: int | None, scale_grad_by_freq: bool,
-      include_last_offset: bool) -> tuple[Tensor, Tensor]:
+def _(grad: Tensor, weight: Tensor, _input: Tensor, _offsets: Tensor | None,
+      per_sample_weights: Tensor | None, _mode: str, _padding_idx: int | None, _scale_grad_by_freq: bool,
+      _include_last_offset: bool) -> tuple[Tensor, Tensor]:
     psw = grad.new_empty((0,)) if per_sample_weights is None else torch.empty_like(per_sample_weights)
     return torch.empty_like(weight), psw
 
 
-def _bag_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+def _bag_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:  # noqa: ARG001 (torch passes `output=`)
     weight, input, offsets, psw, ctx.mode, ctx.padding_idx, ctx.scale_grad_by_freq, ctx.ilo = inputs
     ctx.save_for_backward(weight, input, offsets, psw)
 
