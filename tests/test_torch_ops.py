@@ -356,3 +356,9 @@ def test_export_round_trip(mode: str) -> None:
     torch.testing.assert_close(loaded.module()(other_idx, offs), m(other_idx, offs))
     with pytest.raises(IndexError, match="out of range"):
         loaded.module()(torch.tensor([0, 6, 1, 1, 1, 1, 1, 1]), offs)
+
+
+def test_vjp_functions_refuse_a_tangent() -> None:
+    """The *_vjp functions compute without autograd: a forward-AD tangent raises rather than being dropped."""
+    with fwad.dual_level(), pytest.raises(NotImplementedError, match="forward-AD tangent"):
+        xembed.embedding_bag_vjp(torch.tensor([[1, 2]]), _dual(_w().detach(), torch.ones(6, 3, dtype=torch.float64)))

@@ -73,7 +73,7 @@ def _run(xp, weight, per_sample_weights, input, max_norm, norm_type, compute, ki
     if is_torch_namespace(xp):
         from . import _torch_autograd
 
-        if _torch_autograd.needs_autograd(weight, per_sample_weights, input) and not want_vjp:
+        if _torch_autograd.needs_autograd(weight, per_sample_weights, input, want_vjp):
             leaves = (weight, per_sample_weights)
         weight, per_sample_weights, input = _detached(weight), _detached(per_sample_weights), _detached(input)
     if max_norm is not None:

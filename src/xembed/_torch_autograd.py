@@ -104,11 +104,12 @@ def _has_tangent(t: torch.Tensor | None) -> bool:
 
 
 def needs_autograd(weight: torch.Tensor, per_sample_weights: torch.Tensor | None,
-                   input: torch.Tensor | None = None) -> bool:
-    """Whether the call must go through :class:`_XembedFunction` (reverse or forward mode).
+                   input: torch.Tensor | None = None, want_vjp: bool = False) -> bool:
+    """Whether the call must go through :class:`_XembedFunction` (reverse or forward mode); never for the
+    ``*_vjp`` functions (``want_vjp``), which compute without autograd.
 
-    Raises NotImplementedError for ``torch.func`` transforms (``TORCH-FUNC``) instead of silently
-    detaching their wrapped tensors.
+    Raises NotImplementedError for ``torch.func`` transforms (``TORCH-FUNC``), and for a forward-AD tangent
+    given to a ``*_vjp`` function, instead of silently detaching them.
     """
     is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
     for name, t in (("weight", weight), ("per_sample_weights", per_sample_weights), ("input", input)):
@@ -118,8 +119,12 @@ def needs_autograd(weight: torch.Tensor, per_sample_weights: torch.Tensor | None
                    "torch.autograd.grad) or torch.autograd.forward_ad instead")
             raise NotImplementedError(msg)
     if fwad._current_level >= 0 and (_has_tangent(weight) or _has_tangent(per_sample_weights)):
+        if want_vjp:
+            msg = ("`weight` or `per_sample_weights` carries a forward-AD tangent, which the *_vjp functions "
+                   "(computed without autograd) would drop; call xembed.embedding / xembed.embedding_bag")
+            raise NotImplementedError(msg)
         return True
-    if not torch.is_grad_enabled():
+    if want_vjp or not torch.is_grad_enabled():
         return False
     return weight.requires_grad or (per_sample_weights is not None and per_sample_weights.requires_grad)
 
