@@ -74,20 +74,24 @@ def _prepare_embedding(input: Array, weight: Array, padding_idx: Any, max_norm: 
 
 
 def _run(xp: Namespace, weight: Array, per_sample_weights: Array | None, input: Array, max_norm: float | None,
-         norm_type: float, compute: _Compute, is_bag: bool, want_vjp: bool) -> Any:
+         norm_type: float, compute: _Compute, kind: str, want_vjp: bool) -> Any:
     """Renorm in place (the one place it happens, RENORM-INPLACE), then compute, wiring torch autograd if
-    needed (RENORM-GRAD: the renormed weight is the leaf)."""
+    needed (RENORM-GRAD: the renormed weight is the leaf).
+
+    ``kind``: ``"embedding"`` or the bag mode.  torch autograd (reverse and forward mode) gets the
+    undetached leaves, so that the backward is itself differentiable.
+    """
     leaves: tuple[Array, Array | None] | None = None
     if is_torch_namespace(xp):
         from . import _torch_autograd
 
-        if not want_vjp and _torch_autograd.needs_autograd(weight, per_sample_weights):
+        if _torch_autograd.needs_autograd(weight, per_sample_weights, input, want_vjp):
             leaves = (weight, per_sample_weights)
         weight, per_sample_weights, input = _detached(weight), _detached(per_sample_weights), _detached(input)
     if max_norm is not None:
         weight = _core.renorm_(weight, input, max_norm, norm_type, xp)
     if leaves is not None:
-        return _torch_autograd.apply(*leaves, lambda: compute(weight, per_sample_weights), is_bag)
+        return _torch_autograd.apply(*leaves, compute, kind)
     if not want_vjp:
         return compute(weight, per_sample_weights, need_pullback=False)[0]
     return compute(weight, per_sample_weights)
@@ -101,7 +105,7 @@ def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, nor
     def compute(w: Array, _psw: Array | None, need_pullback: bool = True) -> tuple[Array, Pullback]:  # noqa: ARG001
         return _core.embedding_vjp(input, w, pad, sgbf, sparse_, ns)
 
-    return _run(ns, weight, None, input, mnorm, ntype, compute, False, want_vjp)
+    return _run(ns, weight, None, input, mnorm, ntype, compute, "embedding", want_vjp)
 
 
 def embedding(input: Array, weight: Array, padding_idx: SupportsIndex | None = None, max_norm: float | None = None,
@@ -149,7 +153,7 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
     def compute(w: Array, psw: Array | None, need_pullback: bool = True) -> tuple[Array, Pullback | None]:
         return _core.embedding_bag_vjp(input, w, offsets, psw, a, ns, need_pullback)
 
-    return _run(ns, weight, per_sample_weights, input, a.max_norm, a.norm_type, compute, True, want_vjp)
+    return _run(ns, weight, per_sample_weights, input, a.max_norm, a.norm_type, compute, a.mode, want_vjp)
 
 
 def embedding_bag(input: Array, weight: Array, offsets: Array | None = None, max_norm: float | None = None,

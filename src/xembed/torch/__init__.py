@@ -1,0 +1,16 @@
+"""xembed for torch users: drop-ins for ``torch.nn.Embedding`` / ``torch.nn.EmbeddingBag`` and
+``torch.nn.functional.embedding`` / ``embedding_bag``.
+
+* :class:`Embedding`, :class:`EmbeddingBag` — ``torch.nn`` module subclasses (torch's constructor
+  arguments, ``from_pretrained``, ``state_dict`` key ``weight``) whose forward is xembed's.
+* :func:`embedding`, :func:`embedding_bag` — eager: :func:`xembed.embedding` / :func:`xembed.embedding_bag`;
+  under ``torch.compile`` / ``torch.export``: the ``xembed::*`` custom ops (no graph break).
+
+Importing this module imports torch and registers the ``xembed::`` ops.  The backend-agnostic
+:class:`xembed.Embedding` is unchanged.
+"""
+
+from ._functional import embedding, embedding_bag
+from ._modules import Embedding, EmbeddingBag
+
+__all__ = ["Embedding", "EmbeddingBag", "embedding", "embedding_bag"]
