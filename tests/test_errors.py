@@ -82,8 +82,6 @@ BAG_CASES = [
     Case("psw_dtype_mismatch", TypeError, ["per_sample_weights"], None, mode="sum",
          per_sample_weights=A(np.ones(5), "float32")),
     Case("psw_int", TypeError, ["per_sample_weights"], None, mode="sum", per_sample_weights=A(np.ones(5), "int64")),
-    Case("psw_with_mean", NotImplementedError, ["per_sample_weights"], None, mode="mean",
-         per_sample_weights=A(np.ones(5))),
     Case("psw_with_max", NotImplementedError, ["per_sample_weights"], None, mode="max",
          per_sample_weights=A(np.ones(5))),
     Case("2d_input_with_offsets", ValueError, ["offsets"], None, input=A([[0, 1], [2, 3]])),

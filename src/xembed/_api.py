@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -121,11 +122,15 @@ def embedding_vjp(input: Array, weight: Array, padding_idx: int | None = None, m
 
 
 def _embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse,
-                   per_sample_weights, include_last_offset, padding_idx, xp, want_vjp):
-    xp = _namespace(xp, input=input, weight=weight, offsets=offsets, per_sample_weights=per_sample_weights)
+                   per_sample_weights, include_last_offset, padding_idx, xp, want_vjp, lengths=None):
+    xp = _namespace(xp, input=input, weight=weight, offsets=offsets, per_sample_weights=per_sample_weights,
+                    lengths=lengths)
     a = v.check_bag_metadata(input, weight, offsets, per_sample_weights, mode, max_norm, norm_type,
-                             scale_grad_by_freq, sparse, include_last_offset, padding_idx, xp)
-    if input.ndim == 1:
+                             scale_grad_by_freq, sparse, include_last_offset, padding_idx, xp, lengths=lengths)
+    if lengths is not None:  # EXT-LENGTHS: exactly the offsets [0, cumsum(lengths)] with a last offset
+        v.check_lengths_values(lengths, input.shape[0], xp)
+        offsets, a = _core.lengths_to_offsets(lengths, xp), dataclasses.replace(a, include_last_offset=True)
+    elif input.ndim == 1:
         v.check_offsets_values(offsets, input.shape[0], a.include_last_offset, xp)
     v.check_indices_in_range(input, weight.shape[0], xp)
 
@@ -138,7 +143,8 @@ def _embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_fr
 def embedding_bag(input: Array, weight: Array, offsets: Array | None = None, max_norm: float | None = None,
                   norm_type: float = 2, scale_grad_by_freq: bool = False, mode: str = "mean",
                   sparse: bool = False, per_sample_weights: Array | None = None,
-                  include_last_offset: bool = False, padding_idx: int | None = None, *, xp=None) -> Array:
+                  include_last_offset: bool = False, padding_idx: int | None = None, *,
+                  lengths: Array | None = None, xp=None) -> Array:
     """Sum, mean or max of bags of rows of ``weight`` without materialising the lookup.
 
     Bags: a 2-D ``input`` (B, L) is B bags of length L (``offsets`` must be None); a 1-D ``input`` needs
@@ -146,27 +152,39 @@ def embedding_bag(input: Array, weight: Array, offsets: Array | None = None, max
     it must equal ``len(input)``).  Offsets must start at 0 and be non-decreasing.  Padding entries
     (``padding_idx``) are left out of the reduction and of the mean's divisor; empty and all-padding bags
     give zeros in every mode.  ``mode='max'`` is per feature, ties to the first occurrence.
-    ``per_sample_weights`` (same shape as ``input``, weight's dtype) scales each row, ``mode='sum'`` only.
+    ``per_sample_weights`` (same shape as ``input``, weight's dtype) scales each row.
+
+    Extensions beyond torch (spec section EXT-*; torch raises or has no such argument):
+
+    * ``mode='sqrtn'`` — ``sum(w_i * W[idx_i]) / sqrt(sum(w_i**2))`` (``w_i`` = per_sample_weights or 1),
+      TensorFlow's ``sqrtn`` combiner; a bag whose weights are all 0 gives zeros and no gradient.
+    * ``mode='min'`` — per-feature minimum, ties to the first occurrence (like ``max``); no
+      per_sample_weights, ``sparse`` or ``scale_grad_by_freq``.
+    * ``per_sample_weights`` with ``mode='mean'`` — the weighted mean ``sum(w_i * W[idx_i]) / sum(w_i)``;
+      a bag with ``sum(w_i) == 0`` gives zeros and no gradient (TensorFlow's ``div_no_nan``).
+    * ``lengths=`` (keyword-only, 1-D integer, one entry per bag) instead of ``offsets`` for a 1-D input:
+      the same as ``offsets = [0, cumsum(lengths)[:-1]]``; ``sum(lengths)`` must equal ``len(input)``.
 
     Returns an array of shape (B, D).
     """
     return _embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse,
-                          per_sample_weights, include_last_offset, padding_idx, xp, False)
+                          per_sample_weights, include_last_offset, padding_idx, xp, False, lengths)
 
 
 def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None = None,
                       max_norm: float | None = None, norm_type: float = 2, scale_grad_by_freq: bool = False,
                       mode: str = "mean", sparse: bool = False, per_sample_weights: Array | None = None,
                       include_last_offset: bool = False, padding_idx: int | None = None, *,
-                      xp=None) -> tuple[Array, Callable[[Array], Any]]:
+                      lengths: Array | None = None, xp=None) -> tuple[Array, Callable[[Array], Any]]:
     """:func:`embedding_bag` and its pullback: returns ``(output, pullback)``.
 
     ``pullback(grad_output)`` returns ``(grad_weight, grad_per_sample_weights)``; the latter is None when
     no ``per_sample_weights`` were given.  ``grad_weight`` is dense or, with ``sparse=True``, a
-    :class:`xembed.SparseGrad`.
+    :class:`xembed.SparseGrad`.  Takes the extensions of :func:`embedding_bag` (``sqrtn``, ``min``, the
+    weighted mean, ``lengths=``) too.
     """
     return _embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse,
-                          per_sample_weights, include_last_offset, padding_idx, xp, True)
+                          per_sample_weights, include_last_offset, padding_idx, xp, True, lengths)
 
 
 for _f in (embedding, embedding_bag):

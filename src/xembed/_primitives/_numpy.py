@@ -36,3 +36,10 @@ def gather_segment_max(weight, idx, offsets, need_arg, xp):
 def put_rows_(weight, uniq, rows, xp):
     weight[uniq] = rows
     return weight
+
+
+def gather_segment_min(weight, idx, offsets, need_arg, xp):
+    # the native max on the negated gathered rows (contract in ``_fallback.gather_segment_min``)
+    from ._fallback import segment_min_via_max
+
+    return segment_min_via_max(gather_segment_max, weight, idx, offsets, need_arg, xp)
