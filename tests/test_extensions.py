@@ -18,6 +18,7 @@ import pytest
 import torch  # the reference runs on float64 torch tensors: a missing install must fail, not skip
 from xembed_testutils import (
     INDEX_DTYPES,
+    Backend,
     assert_bitwise_equal,
     assert_close,
     assert_like_weight,
@@ -82,8 +83,10 @@ def _bags(idx: np.ndarray, offsets: np.ndarray | None, include_last_offset: bool
     if idx.ndim == 2:
         b, length = idx.shape
         return [list(range(r * length, (r + 1) * length)) for r in range(b)]
-    ends = list(offsets[1:]) if include_last_offset else [*list(offsets[1:]), idx.size]
-    starts = list(offsets[:-1]) if include_last_offset else list(offsets)
+    assert offsets is not None
+    offs = [int(o) for o in offsets]
+    ends = offs[1:] if include_last_offset else [*offs[1:], idx.size]
+    starts = offs[:-1] if include_last_offset else offs
     return [list(range(int(s), int(e))) for s, e in zip(starts, ends, strict=True)]
 
 
@@ -116,25 +119,22 @@ def reference(idx: np.ndarray, bags: list[list[int]], w64: np.ndarray, psw: np.n
                 best.append(rows[b, d])
             outs.append(torch.stack(best))
             continue
-        w = [pw[i] if pw is not None else torch.tensor(1.0, dtype=torch.float64) for i in pos]
-        num = sum(wi * rows[i] for wi, i in zip(w, pos, strict=True))
-        if mode == "mean":
-            div = sum(w) if pw is not None else torch.tensor(float(len(pos)), dtype=torch.float64)
-        else:  # sqrtn
-            div = torch.sqrt(sum(wi * wi for wi in w))
+        w = torch.stack([pw[i] for i in pos]) if pw is not None else torch.ones(len(pos), dtype=torch.float64)
+        num = (w[:, None] * rows[pos]).sum(dim=0)
+        div = w.sum() if mode == "mean" else torch.sqrt((w * w).sum())  # mean without psw: sum(1) = count
         outs.append(zero if float(div.detach()) == 0.0 else num / div)
     out = torch.stack(outs) if outs else torch.zeros((0, D), dtype=torch.float64)
     if out.requires_grad:
-        (out * torch.from_numpy(g)).sum().backward()
+        torch.autograd.backward((out * torch.from_numpy(g)).sum())
     d_rows = np.zeros((flat.size, D)) if rows.grad is None else rows.grad.numpy()
     keep = flat != pad if pad is not None else np.ones(flat.size, dtype=bool)
     freq = np.bincount(flat, minlength=N)
     scale = 1.0 / freq[flat] if scale_grad_by_freq else np.ones(flat.size)
     grad_w = np.zeros((N, D))
-    for i in np.flatnonzero(keep):
-        grad_w[flat[i]] += d_rows[i] * scale[i]
+    for k in np.flatnonzero(keep):
+        grad_w[flat[k]] += d_rows[k] * scale[k]
     grad_psw = None
-    if pw is not None:
+    if pw is not None and psw is not None:
         grad_psw = (np.zeros(flat.size) if pw.grad is None else pw.grad.numpy()).reshape(psw.shape)
     return {"out": out.detach().numpy(), "grad_w": grad_w, "sparse_idx": flat[keep],
             "sparse_values": d_rows[keep], "grad_psw": grad_psw}
@@ -150,9 +150,10 @@ def _renormed(w: np.ndarray, idx: np.ndarray, max_norm: float | None, norm_type:
     return t.numpy()
 
 
-def check_extension(backend, idx: np.ndarray, weight: np.ndarray, *, offsets: np.ndarray | None = None,
+def check_extension(backend: Backend, idx: np.ndarray, weight: np.ndarray, *, offsets: np.ndarray | None = None,
                     lengths: np.ndarray | None = None, psw: np.ndarray | None = None, mode: str,
-                    dtype: str = "float64", index_dtype: str = "int64", seed: int = 0, **kw: Any) -> dict:
+                    dtype: str = "float64", index_dtype: str = "int64", seed: int = 0,
+                    **kw: Any) -> dict[str, Any]:
     """Run embedding_bag_vjp and embedding_bag on ``backend`` and compare output, weight after the call, weight
     gradient (dense or SparseGrad layout) and psw gradient with :func:`reference`."""
     backend.require_dtype(dtype)
@@ -216,7 +217,7 @@ def _layout(layout: str) -> dict[str, Any]:
 @pytest.mark.parametrize("layout", ["offsets", "offsets_ilo", "2d", "lengths"])
 @pytest.mark.parametrize("padding_idx", [None, 2, -1])
 @pytest.mark.parametrize(("ext", "option"), CASES)
-def test_against_reference(backend, ext, option, padding_idx, layout):
+def test_against_reference(backend: Backend, ext: str, option: str, padding_idx: int | None, layout: str) -> None:
     """EXT-SQRTN, EXT-WMEAN, EXT-MIN, EXT-LENGTHS with EXT-PAD, EXT-SGBF, EXT-SPARSE (GRAD-SPARSE layout)."""
     mode, with_psw = EXT_MODES[ext]
     sgbf, sparse = GRAD_OPTIONS[option]
@@ -240,7 +241,7 @@ def test_against_reference(backend, ext, option, padding_idx, layout):
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # 0 * inf inside the sum
-def test_zero_divisor_bags_get_no_gradient(backend):
+def test_zero_divisor_bags_get_no_gradient(backend: Backend) -> None:
     """EXT-WMEAN-ZERO, EXT-SQRTN-ZERO: zero output, zero weight and psw gradients for that bag — even when a
     row of the bag is not finite (TensorFlow's div_no_nan)."""
     w = _weight(2)
@@ -261,7 +262,7 @@ def test_zero_divisor_bags_get_no_gradient(backend):
 @pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
 @pytest.mark.parametrize("ext", list(EXT_MODES))
-def test_dtypes(backend, ext, dtype, index_dtype):
+def test_dtypes(backend: Backend, ext: str, dtype: str, index_dtype: str) -> None:
     """EXT-DTYPES: every float dtype (low precision accumulates in float32) and int32 indices, lengths and
     offsets.  Weights are positive here so the low-precision divisors are well conditioned."""
     mode, with_psw = EXT_MODES[ext]
@@ -272,7 +273,7 @@ def test_dtypes(backend, ext, dtype, index_dtype):
                     index_dtype=index_dtype)
 
 
-def test_low_precision_accumulates_in_float32(backend):
+def test_low_precision_accumulates_in_float32(backend: Backend) -> None:
     """EXT-DTYPES: 3000 float16 ones, weighted 1: the float32-accumulated sqrtn is sqrt(3000) (a float16 sum
     would stop at 2048)."""
     backend.require_dtype("float16")
@@ -287,7 +288,7 @@ def test_low_precision_accumulates_in_float32(backend):
 
 @pytest.mark.parametrize("norm_type", [1.0, 2.0, np.inf])
 @pytest.mark.parametrize("ext", list(EXT_MODES))
-def test_max_norm(backend, ext, norm_type):
+def test_max_norm(backend: Backend, ext: str, norm_type: float) -> None:
     """EXT-RENORM: the rows are renormed in place first (RENORM-*); values and both gradients see the renormed
     rows (RENORM-GRAD)."""
     mode, with_psw = EXT_MODES[ext]
@@ -297,7 +298,7 @@ def test_max_norm(backend, ext, norm_type):
                     padding_idx=2, scale_grad_by_freq=mode != "min")
 
 
-def test_min_ties_and_nan(backend):
+def test_min_ties_and_nan(backend: Backend) -> None:
     """EXT-MIN: ties go to the first occurrence (it gets the whole gradient); a NaN survives only as the bag's
     first element (BAG-MAX-NAN mirrored); -0.0 vs 0.0 is a tie."""
     w = np.array([[1.0, 0.0, np.nan], [1.0, -0.0, 2.0], [3.0, 5.0, 1.0], [np.nan, 7.0, 0.5]])
@@ -319,7 +320,7 @@ def test_min_ties_and_nan(backend):
     np.testing.assert_array_equal(gw, expected)
 
 
-def test_empty_input_and_zero_bags(backend):
+def test_empty_input_and_zero_bags(backend: Backend) -> None:
     """Empty bags everywhere, and zero bags from empty lengths: zeros, no gradient, shapes kept."""
     w = backend.asarray(_weight(5))
     empty = backend.asarray(np.array([], dtype=np.int64))
@@ -336,7 +337,7 @@ def test_empty_input_and_zero_bags(backend):
         assert tuple(out.shape) == (0, D)
 
 
-def test_lengths_equals_offsets(backend):
+def test_lengths_equals_offsets(backend: Backend) -> None:
     """EXT-LENGTHS: identical (bitwise) to offsets = [0, cumsum(lengths)[:-1]], gradients included."""
     w = backend.asarray(_weight(6))
     i = backend.asarray(IDX_1D)
@@ -357,14 +358,14 @@ def test_lengths_equals_offsets(backend):
 
 
 @pytest.mark.usefixtures("primitives")
-def test_fallback_primitives(backend):
+def test_fallback_primitives(backend: Backend) -> None:
     """The new modes through the native and the standard-only primitives (gather_segment_min's fallback)."""
     for mode, with_psw in EXT_MODES.values():
         check_extension(backend, IDX_1D, _weight(8), lengths=LENGTHS, mode=mode, padding_idx=-1,
                         psw=_psw(IDX_1D.shape) if with_psw else None)
 
 
-def test_module(backend):
+def test_module(backend: Backend) -> None:
     """EmbeddingBag accepts the new modes and ``lengths=`` in its forward and vjp."""
     w = backend.asarray(_weight(9))
     bag = xembed.EmbeddingBag.from_pretrained(w, mode="sqrtn", padding_idx=6)
@@ -384,7 +385,7 @@ def test_module(backend):
 
 
 @pytest.mark.parametrize(("ext", "sparse"), [(e, s) for e in EXT_MODES for s in (False, True) if e != "min" or not s])
-def test_torch_autograd(ext, sparse):
+def test_torch_autograd(ext: str, sparse: bool) -> None:
     """Autograd through the new modes gives the reference gradients (weight and per_sample_weights); sparse
     gives a sparse COO weight gradient (min has none: EXT-MIN-ARGS)."""
     mode, with_psw = EXT_MODES[ext]
@@ -393,7 +394,7 @@ def test_torch_autograd(ext, sparse):
     out = xembed.embedding_bag(torch.tensor(IDX_1D), w, mode=mode, per_sample_weights=p, padding_idx=2,
                                sparse=sparse, lengths=torch.tensor(LENGTHS))
     g = np.random.default_rng(11).standard_normal((LENGTHS.size, D))
-    (out * torch.from_numpy(g)).sum().backward()
+    torch.autograd.backward((out * torch.from_numpy(g)).sum())
     ref = reference(IDX_1D, _bags(IDX_1D, OFFSETS, False), _weight(10), None if p is None else p.detach().numpy(),
                     g, mode, 2, False)
     np.testing.assert_allclose(out.detach().numpy(), ref["out"], rtol=1e-12, atol=1e-12)
@@ -401,11 +402,12 @@ def test_torch_autograd(ext, sparse):
     assert w.grad.is_sparse == sparse
     np.testing.assert_allclose(w.grad.to_dense().numpy(), ref["grad_w"], rtol=1e-12, atol=1e-12)
     if p is not None:
+        assert p.grad is not None
         np.testing.assert_allclose(p.grad.numpy(), ref["grad_psw"], rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("ext", list(EXT_MODES))
-def test_torch_gradcheck(ext):
+def test_torch_gradcheck(ext: str) -> None:
     """torch.autograd.gradcheck (finite differences) of weight and per_sample_weights through the new modes."""
     mode, with_psw = EXT_MODES[ext]
     w = torch.tensor(_weight(12), requires_grad=True)
@@ -413,10 +415,11 @@ def test_torch_gradcheck(ext):
     lengths = torch.tensor(LENGTHS[:8])
     p = torch.tensor(_psw((19,)), requires_grad=True) if with_psw else None
 
-    def f(weight, psw):
-        return xembed.embedding_bag(idx, weight, mode=mode, per_sample_weights=psw, padding_idx=6, lengths=lengths)
+    def f(weight: torch.Tensor, *psw: torch.Tensor) -> torch.Tensor:
+        return xembed.embedding_bag(idx, weight, mode=mode, per_sample_weights=psw[0] if psw else None,
+                                    padding_idx=6, lengths=lengths)
 
-    assert torch.autograd.gradcheck(f, (w, p), eps=1e-6, atol=1e-7)
+    assert torch.autograd.gradcheck(f, (w,) if p is None else (w, p), eps=1e-6, atol=1e-7)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -425,7 +428,8 @@ def test_torch_gradcheck(ext):
 BAG_IDX = np.array([0, 1, 2, 1, 3])
 MAX_NORM = 0.5
 
-ERROR_CASES = [
+ErrorCase = tuple[str, type[Exception], list[str], str | None, dict[str, Any]]
+ERROR_CASES: list[ErrorCase] = [
     # (id, exception, argument names (one must appear in backticks), offending value or None, kwargs)
     ("min_psw", NotImplementedError, ["per_sample_weights"], "min", {"mode": "min", "psw": np.ones(5)}),
     ("max_psw", NotImplementedError, ["per_sample_weights"], "max", {"mode": "max", "psw": np.ones(5)}),
@@ -457,7 +461,7 @@ ERROR_CASES = [
 
 @pytest.mark.parametrize("vjp", [False, True], ids=["fwd", "vjp"])
 @pytest.mark.parametrize("case", ERROR_CASES, ids=lambda c: c[0])
-def test_invalid(backend, case, vjp):
+def test_invalid(backend: Backend, case: ErrorCase, vjp: bool) -> None:
     """Every invalid combination of the extensions (EXT-MIN-ARGS, EXT-PSW-MODES, EXT-LENGTHS-ARGS,
     EXT-LENGTHS-VALUES): a typed error naming the argument (and value), the weight untouched (ERR-ATOMIC: every
     case runs with max_norm below every row's norm)."""
@@ -467,7 +471,7 @@ def test_invalid(backend, case, vjp):
     w = backend.asarray(w_np)
     before = to_numpy(w)
 
-    def arr(x):
+    def arr(x: Any) -> Any:
         return backend.asarray(x) if isinstance(x, np.ndarray) else x
 
     inp = arr(kw.pop("input", BAG_IDX))
@@ -486,7 +490,7 @@ def test_invalid(backend, case, vjp):
     assert_bitwise_equal(w, before, "weight after a failed call")
 
 
-def test_valid_defaults_of_the_error_cases(backend):
+def test_valid_defaults_of_the_error_cases(backend: Backend) -> None:
     """The defaults the error cases start from are valid, so each case fails for its own reason only."""
     w = backend.asarray(_weight(13))
     i = backend.asarray(BAG_IDX)

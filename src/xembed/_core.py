@@ -149,22 +149,22 @@ def _bag_layout(input: Array, offsets: Array | None, include_last_offset: bool, 
     return _cast(idx, itype), offs
 
 
-def lengths_to_offsets(lengths: Array, xp) -> Array:
-    """EXT-LENGTHS: the full offsets ``[0, cumsum(lengths)]`` (B+1 entries, used with include_last_offset)."""
+def lengths_to_offsets(lengths: Array, xp: Any) -> Array:
+    """EXT-LENGTHS: the full offsets ``[0, cumsum(lengths)]`` (B+1 entries, used with include_last_offset),
+    int64 (the bag layout casts them to the index dtype)."""
     dev = _device(lengths)
-    itype = prim.index_dtype(xp, dev)
-    zero = xp.zeros((1,), dtype=itype, device=dev)
-    return xp.concat([zero, xp.cumulative_sum(_cast(lengths, itype))])
+    zero = xp.zeros((1,), dtype=xp.int64, device=dev)
+    return xp.concat([zero, xp.cumulative_sum(xp.astype(lengths, xp.int64))])
 
 
-def _bag_totals(values: Array, offs: Array, acc, xp) -> Array:
+def _bag_totals(values: Array, offs: Array, acc: Any, xp: Any) -> Array:
     """Per-bag sums (B,) of the per-position ``values`` (n,), in ``acc`` (a segment sum of a 1-column table)."""
     n = values.shape[0]
     ident = xp.arange(n, dtype=offs.dtype, device=_device(values))
     return prim.gather_segment_sum(_cast(values, acc)[:, None], ident, offs, None, acc, xp=xp)[:, 0]
 
 
-def _bag_divisor(mode: str, bag_size: Array, psw: Array | None, offs: Array, acc, xp) -> Array | None:
+def _bag_divisor(mode: str, bag_size: Array, psw: Array | None, offs: Array, acc: Any, xp: Any) -> Array | None:
     """The per-bag divisor (B,) in ``acc`` of the sum, or None for ``sum`` (a 0 means "output zeros").
 
     BAG-MEAN: max(count, 1); EXT-WMEAN: sum(w); EXT-SQRTN: sqrt(count) or sqrt(sum(w**2)).
@@ -257,7 +257,7 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
 
 
 def _psw_grad(g: Array, weight: Array, idx: Array, offs: Array, psw: Array, valid: Array | None,
-              inv: Array | None, out_acc: Array | None, mode: str, per_sample_weights: Array, xp) -> Array:
+              inv: Array | None, out_acc: Array | None, mode: str, per_sample_weights: Array, xp: Any) -> Array:
     """Gradient of per_sample_weights, 0 at padding positions (GRAD-PSW, EXT-WMEAN-GRAD, EXT-SQRTN-GRAD).
 
     With ``d_i = dot(g[b], W[idx_i])``, ``o_b = dot(g[b], out[b])`` and ``inv_b = 1 / divisor_b`` (0 where

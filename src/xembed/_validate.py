@@ -190,7 +190,7 @@ def check_bag_metadata(input: Array, weight: Array, offsets: Array | None, per_s
 
 
 def check_lengths_metadata(input: Array, offsets: Array | None, lengths: Array, include_last_offset: Any,
-                           xp) -> None:
+                           xp: Any) -> None:
     """EXT-LENGTHS-ARGS: ``lengths`` is a 1-D integer array, only with a 1-D input, without ``offsets`` and
     without ``include_last_offset``."""
     check_is_array("lengths", lengths)
@@ -212,7 +212,7 @@ def check_lengths_metadata(input: Array, offsets: Array | None, lengths: Array, 
         raise ValueError(msg)
 
 
-def check_lengths_values(lengths: Array, n: int, xp) -> None:
+def check_lengths_values(lengths: Array, n: int, xp: Any) -> None:
     """EXT-LENGTHS-VALUES: every length >= 0 and ``sum(lengths) == len(input)`` (value check)."""
     if is_lazy_array(lengths):
         return

@@ -12,6 +12,7 @@ cancellation between bags) and needs no scatter, at the price of ``O(n·D·log n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from array_api_compat import device as _device
@@ -184,7 +185,8 @@ def put_rows_(weight: Array, uniq: Array, rows: Array, xp) -> Array:
     return weight
 
 
-def gather_segment_min(weight: Array, idx: Array, offsets: Array, need_arg: bool, xp) -> tuple[Array, Array]:
+def gather_segment_min(weight: Array, idx: Array, offsets: Array, need_arg: bool,
+                       xp: Any) -> tuple[Array, Array]:
     """Per-bag, per-feature min: :func:`gather_segment_max`'s contract mirrored (EXT-MIN).
 
     A later element replaces the running minimum iff strictly smaller: ties go to the first occurrence, a
@@ -193,8 +195,8 @@ def gather_segment_min(weight: Array, idx: Array, offsets: Array, need_arg: bool
     return segment_min_via_max(gather_segment_max, weight, idx, offsets, need_arg, xp)
 
 
-def segment_min_via_max(segment_max, weight: Array, idx: Array, offsets: Array, need_arg: bool,
-                        xp) -> tuple[Array, Array]:
+def segment_min_via_max(segment_max: Callable[..., tuple[Array, Array]], weight: Array, idx: Array,
+                        offsets: Array, need_arg: bool, xp: Any) -> tuple[Array, Array]:
     """:func:`gather_segment_min` through a ``gather_segment_max`` implementation: the max of the negated
     *gathered* rows (one (n, D) temporary; the weight table itself is never negated or copied).
 
@@ -203,7 +205,7 @@ def segment_min_via_max(segment_max, weight: Array, idx: Array, offsets: Array, 
     """
     dev = _device(weight)
     n = idx.shape[0]
-    itype = index_dtype(xp, dev)
+    itype = offsets.dtype  # the index dtype (the core passes offsets in it)
     pos = xp.arange(n, dtype=itype, device=dev)
     values, argpos = segment_max(-xp.take(weight, idx, axis=0), pos, offsets, need_arg, xp)
     nonempty = (offsets[1:] > offsets[:-1])[:, None]
