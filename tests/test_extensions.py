@@ -218,7 +218,8 @@ def _layout(layout: str) -> dict[str, Any]:
 @pytest.mark.parametrize("padding_idx", [None, 2, -1])
 @pytest.mark.parametrize(("ext", "option"), CASES)
 def test_against_reference(backend: Backend, ext: str, option: str, padding_idx: int | None, layout: str) -> None:
-    """EXT-SQRTN, EXT-WMEAN, EXT-MIN, EXT-LENGTHS with EXT-PAD, EXT-SGBF, EXT-SPARSE (GRAD-SPARSE layout)."""
+    """EXT-SQRTN(-GRAD, -ZERO), EXT-WMEAN(-GRAD, -ZERO), EXT-MIN(-GRAD), EXT-LENGTHS with EXT-PAD, EXT-SGBF and
+    EXT-SPARSE (GRAD-SPARSE layout), on every layout (BAG-LAYOUT-1D/2D, BAG-LAST-OFFSET)."""
     mode, with_psw = EXT_MODES[ext]
     sgbf, sparse = GRAD_OPTIONS[option]
     lay = _layout(layout)
@@ -299,7 +300,7 @@ def test_max_norm(backend: Backend, ext: str, norm_type: float) -> None:
 
 
 def test_min_ties_and_nan(backend: Backend) -> None:
-    """EXT-MIN: ties go to the first occurrence (it gets the whole gradient); a NaN survives only as the bag's
+    """EXT-MIN, EXT-MIN-TIES, EXT-MIN-NAN, EXT-MIN-GRAD: ties go to the first occurrence (it gets the whole gradient); a NaN survives only as the bag's
     first element (BAG-MAX-NAN mirrored); -0.0 vs 0.0 is a tie."""
     w = np.array([[1.0, 0.0, np.nan], [1.0, -0.0, 2.0], [3.0, 5.0, 1.0], [np.nan, 7.0, 0.5]])
     idx = np.array([0, 1, 2, 2, 3, 1, 0])
@@ -321,7 +322,8 @@ def test_min_ties_and_nan(backend: Backend) -> None:
 
 
 def test_empty_input_and_zero_bags(backend: Backend) -> None:
-    """Empty bags everywhere, and zero bags from empty lengths: zeros, no gradient, shapes kept."""
+    """EXT-SQRTN-ZERO, EXT-WMEAN-ZERO, EXT-MIN, EXT-LENGTHS: empty bags everywhere, and zero bags from empty
+    lengths: zeros, no gradient, shapes kept."""
     w = backend.asarray(_weight(5))
     empty = backend.asarray(np.array([], dtype=np.int64))
     for mode in ("sqrtn", "min", "mean"):
@@ -359,14 +361,15 @@ def test_lengths_equals_offsets(backend: Backend) -> None:
 
 @pytest.mark.usefixtures("primitives")
 def test_fallback_primitives(backend: Backend) -> None:
-    """The new modes through the native and the standard-only primitives (gather_segment_min's fallback)."""
+    """EXT-SQRTN, EXT-WMEAN, EXT-MIN through the native and the standard-only primitives (gather_segment_min's
+    fallback)."""
     for mode, with_psw in EXT_MODES.values():
         check_extension(backend, IDX_1D, _weight(8), lengths=LENGTHS, mode=mode, padding_idx=-1,
                         psw=_psw(IDX_1D.shape) if with_psw else None)
 
 
 def test_module(backend: Backend) -> None:
-    """EmbeddingBag accepts the new modes and ``lengths=`` in its forward and vjp."""
+    """EXT-MODES, EXT-LENGTHS: EmbeddingBag accepts the new modes and ``lengths=`` in its forward and vjp."""
     w = backend.asarray(_weight(9))
     bag = xembed.EmbeddingBag.from_pretrained(w, mode="sqrtn", padding_idx=6)
     i, ln = backend.asarray(IDX_1D), backend.asarray(LENGTHS)
@@ -386,7 +389,7 @@ def test_module(backend: Backend) -> None:
 
 @pytest.mark.parametrize(("ext", "sparse"), [(e, s) for e in EXT_MODES for s in (False, True) if e != "min" or not s])
 def test_torch_autograd(ext: str, sparse: bool) -> None:
-    """Autograd through the new modes gives the reference gradients (weight and per_sample_weights); sparse
+    """EXT-SQRTN-GRAD, EXT-WMEAN-GRAD, EXT-MIN-GRAD: autograd through the new modes gives the reference gradients (weight and per_sample_weights); sparse
     gives a sparse COO weight gradient (min has none: EXT-MIN-ARGS)."""
     mode, with_psw = EXT_MODES[ext]
     w = torch.tensor(_weight(10), requires_grad=True)
@@ -408,7 +411,7 @@ def test_torch_autograd(ext: str, sparse: bool) -> None:
 
 @pytest.mark.parametrize("ext", list(EXT_MODES))
 def test_torch_gradcheck(ext: str) -> None:
-    """torch.autograd.gradcheck (finite differences) of weight and per_sample_weights through the new modes."""
+    """EXT-SQRTN-GRAD, EXT-WMEAN-GRAD, EXT-MIN-GRAD: torch.autograd.gradcheck (finite differences) of weight and per_sample_weights through the new modes."""
     mode, with_psw = EXT_MODES[ext]
     w = torch.tensor(_weight(12), requires_grad=True)
     idx = torch.tensor(IDX_1D[:19])  # no zero-divisor bag: the derivative exists everywhere
@@ -462,8 +465,8 @@ ERROR_CASES: list[ErrorCase] = [
 @pytest.mark.parametrize("vjp", [False, True], ids=["fwd", "vjp"])
 @pytest.mark.parametrize("case", ERROR_CASES, ids=lambda c: c[0])
 def test_invalid(backend: Backend, case: ErrorCase, vjp: bool) -> None:
-    """Every invalid combination of the extensions (EXT-MIN-ARGS, EXT-PSW-MODES, EXT-LENGTHS-ARGS,
-    EXT-LENGTHS-VALUES): a typed error naming the argument (and value), the weight untouched (ERR-ATOMIC: every
+    """Every invalid combination of the extensions (EXT-MODES, EXT-MIN-ARGS, EXT-PSW-MODES, EXT-LENGTHS-ARGS,
+    EXT-LENGTHS-VALUES, ERR-SPARSE-SGBF): a typed error naming the argument (and value), the weight untouched (ERR-ATOMIC: every
     case runs with max_norm below every row's norm)."""
     _, exc, names, value, kw = case
     kw = dict(kw)
