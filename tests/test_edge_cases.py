@@ -107,7 +107,7 @@ def test_weight_with_requires_grad_errors_leave_weight_untouched():
     with pytest.raises(ValueError, match="non-decreasing"):
         xembed.embedding_bag(torch.tensor([0, 1, 2]), w, torch.tensor([0, 3, 2]), max_norm=1.0)
     with pytest.raises(NotImplementedError):
-        xembed.embedding_bag(torch.tensor([0, 1, 2]), w, torch.tensor([0, 1]), max_norm=1.0, mode="mean",
+        xembed.embedding_bag(torch.tensor([0, 1, 2]), w, torch.tensor([0, 1]), max_norm=1.0, mode="max",
                              per_sample_weights=torch.ones(3, dtype=torch.float64, requires_grad=True))
     assert torch.equal(w.detach(), before)
     assert w.grad is None

@@ -115,8 +115,6 @@ BAG_CASES = [
          per_sample_weights=A(np.ones(5), "float32")),
     Case("ERR-PSW", "psw_int", TypeError, ["per_sample_weights"], DT + "int64$", mode="sum",
          per_sample_weights=A(np.ones(5), "int64")),
-    Case("BAG-PSW-MODE", "psw_with_mean", NotImplementedError, ["per_sample_weights"], r"got `mode`='mean'",
-         mode="mean", per_sample_weights=A(np.ones(5))),
     Case("BAG-PSW-MODE", "psw_with_max", NotImplementedError, ["per_sample_weights"], r"got `mode`='max'",
          mode="max", per_sample_weights=A(np.ones(5))),
     Case("ERR-OFFSETS-SHAPE", "2d_input_with_offsets", ValueError, ["offsets"], r"of shape \(2,\)$",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, SupportsIndex
 
@@ -142,11 +143,16 @@ def embedding_vjp(input: Array, weight: Array, padding_idx: SupportsIndex | None
 
 def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm: Any, norm_type: Any,
                    scale_grad_by_freq: Any, mode: Any, sparse: Any, per_sample_weights: Array | None,
-                   include_last_offset: Any, padding_idx: Any, xp: Namespace | None, want_vjp: bool) -> Any:
-    ns = _namespace(xp, input=input, weight=weight, offsets=offsets, per_sample_weights=per_sample_weights)
+                   include_last_offset: Any, padding_idx: Any, xp: Namespace | None, want_vjp: bool,
+                   lengths: Array | None = None) -> Any:
+    ns = _namespace(xp, input=input, weight=weight, offsets=offsets, per_sample_weights=per_sample_weights,
+                    lengths=lengths)
     a = v.check_bag_metadata(input, weight, offsets, per_sample_weights, mode, max_norm, norm_type,
-                             scale_grad_by_freq, sparse, include_last_offset, padding_idx, ns)
-    if input.ndim == 1:
+                             scale_grad_by_freq, sparse, include_last_offset, padding_idx, ns, lengths=lengths)
+    if lengths is not None:  # EXT-LENGTHS: exactly the offsets [0, cumsum(lengths)] with a last offset
+        v.check_lengths_values(lengths, input.shape[0], ns)
+        offsets, a = _core.lengths_to_offsets(lengths, ns), dataclasses.replace(a, include_last_offset=True)
+    elif input.ndim == 1:
         v.check_offsets_values(offsets, input.shape[0], a.include_last_offset, ns)
     v.check_indices_in_range(input, weight.shape[0], ns)
 
@@ -160,7 +166,7 @@ def embedding_bag(input: Array, weight: Array, offsets: Array | None = None, max
                   norm_type: float = 2, scale_grad_by_freq: bool = False, mode: str = "mean",
                   sparse: bool = False, per_sample_weights: Array | None = None,
                   include_last_offset: bool = False, padding_idx: SupportsIndex | None = None, *,
-                  xp: Namespace | None = None) -> Array:
+                  lengths: Array | None = None, xp: Namespace | None = None) -> Array:
     """Sum, mean or max of bags of rows of ``weight`` without materialising the lookup.
 
     Bags: a 2-D ``input`` (B, L) is B bags of length L (``offsets`` must be None; BAG-LAYOUT-2D); a 1-D
@@ -170,28 +176,40 @@ def embedding_bag(input: Array, weight: Array, offsets: Array | None = None, max
     ERR-OFFSETS-END).  Padding entries (``padding_idx``) are left out of the reduction and of the mean's
     divisor (BAG-PAD, BAG-MEAN-PAD); empty and all-padding bags give zeros in every mode (BAG-EMPTY).
     ``mode='max'`` is per feature, ties to the first occurrence (BAG-MAX, BAG-MAX-TIES).
-    ``per_sample_weights`` (same shape as ``input``, weight's dtype) scales each row, ``mode='sum'`` only
-    (BAG-PSW, BAG-PSW-MODE, ERR-PSW).
+    ``per_sample_weights`` (same shape as ``input``, weight's dtype) scales each row (BAG-PSW, ERR-PSW).
+
+    Extensions beyond torch (EXT-*; torch raises or has no such argument):
+
+    * ``mode='sqrtn'`` — ``sum(w_i * W[idx_i]) / sqrt(sum(w_i**2))`` (``w_i`` = per_sample_weights or 1),
+      TensorFlow's ``sqrtn`` combiner; a bag whose weights are all 0 gives zeros and no gradient (EXT-SQRTN).
+    * ``mode='min'`` — per-feature minimum, ties to the first occurrence (like ``max``); no
+      per_sample_weights, ``sparse`` or ``scale_grad_by_freq`` (EXT-MIN).
+    * ``per_sample_weights`` with ``mode='mean'`` — the weighted mean ``sum(w_i * W[idx_i]) / sum(w_i)``;
+      a bag with ``sum(w_i) == 0`` gives zeros and no gradient (TensorFlow's ``div_no_nan``; EXT-WMEAN).
+    * ``lengths=`` (keyword-only, 1-D integer, one entry per bag) instead of ``offsets`` for a 1-D input:
+      the same as ``offsets = [0, cumsum(lengths)[:-1]]``; ``sum(lengths)`` must equal ``len(input)``
+      (EXT-LENGTHS).
 
     Returns an array of shape (B, D).
     """
     return _embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse,
-                          per_sample_weights, include_last_offset, padding_idx, xp, False)
+                          per_sample_weights, include_last_offset, padding_idx, xp, False, lengths)
 
 
 def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None = None,
                       max_norm: float | None = None, norm_type: float = 2, scale_grad_by_freq: bool = False,
                       mode: str = "mean", sparse: bool = False, per_sample_weights: Array | None = None,
                       include_last_offset: bool = False, padding_idx: SupportsIndex | None = None, *,
-                      xp: Namespace | None = None) -> tuple[Array, Pullback]:
+                      lengths: Array | None = None, xp: Namespace | None = None) -> tuple[Array, Pullback]:
     """:func:`embedding_bag` and its pullback: returns ``(output, pullback)``.
 
     ``pullback(grad_output)`` returns ``(grad_weight, grad_per_sample_weights)``; the latter is None when
     no ``per_sample_weights`` were given (GRAD-PSW).  ``grad_weight`` is dense (GRAD-BAG, GRAD-MAX,
-    GRAD-ACC) or, with ``sparse=True``, a :class:`xembed.SparseGrad` (GRAD-SPARSE).
+    GRAD-ACC) or, with ``sparse=True``, a :class:`xembed.SparseGrad` (GRAD-SPARSE).  Takes the extensions
+    of :func:`embedding_bag` (``sqrtn``, ``min``, the weighted mean, ``lengths=``) too.
     """
     return _embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse,
-                          per_sample_weights, include_last_offset, padding_idx, xp, True)
+                          per_sample_weights, include_last_offset, padding_idx, xp, True, lengths)
 
 
 # Under ``python -OO`` docstrings are stripped (``__doc__`` is None): append only when there is one.

@@ -152,13 +152,47 @@ def _bag_layout(input: Array, offsets: Array | None, include_last_offset: bool,
     return _cast(idx, itype), offs
 
 
+def lengths_to_offsets(lengths: Array, xp: Any) -> Array:
+    """EXT-LENGTHS: the full offsets ``[0, cumsum(lengths)]`` (B+1 entries, used with include_last_offset),
+    int64 (the bag layout casts them to the index dtype)."""
+    dev = _device(lengths)
+    zero = xp.zeros((1,), dtype=xp.int64, device=dev)
+    return xp.concat([zero, xp.cumulative_sum(xp.astype(lengths, xp.int64))])
+
+
+def _bag_totals(values: Array, offs: Array, acc: Any, xp: Any) -> Array:
+    """Per-bag sums (B,) of the per-position ``values`` (n,), in ``acc`` (a segment sum of a 1-column table)."""
+    n = values.shape[0]
+    ident = xp.arange(n, dtype=offs.dtype, device=_device(values))
+    return prim.gather_segment_sum(_cast(values, acc)[:, None], ident, offs, None, acc, xp=xp)[:, 0]
+
+
+def _bag_divisor(mode: str, bag_size: Array, psw: Array | None, offs: Array, acc: Any, xp: Any) -> Array | None:
+    """The per-bag divisor (B,) in ``acc`` of the sum, or None for ``sum`` (a 0 means "output zeros").
+
+    BAG-MEAN: max(count, 1); EXT-WMEAN: sum(w); EXT-SQRTN: sqrt(count) or sqrt(sum(w**2)).
+    """
+    if mode == "mean":
+        if psw is None:
+            return _cast(xp.clip(bag_size, min=1), acc)
+        return _bag_totals(psw, offs, acc, xp)
+    if mode == "sqrtn":
+        if psw is None:
+            return xp.sqrt(_cast(bag_size, acc))
+        w = _cast(psw, acc)
+        return xp.sqrt(_bag_totals(w * w, offs, acc, xp))
+    return None
+
+
 def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sample_weights: Array | None,
                       a: BagArgs, xp: Namespace, need_pullback: bool = True) -> tuple[Array, Pullback | None]:
     """Bag reduction (BAG-SUM, BAG-MEAN, BAG-MAX, BAG-PAD, BAG-EMPTY, BAG-PSW) and its pullback (GRAD-BAG,
     GRAD-MAX, GRAD-PSW) (weight already renormed if max_norm was given).
 
-    ``need_pullback=False`` (a forward-only call) lets the max primitive skip the argmax; the pullback
-    returned is then None.
+    ``need_pullback=False`` (a forward-only call) lets the max/min primitives skip the argmax; the pullback
+    returned is then None.  Modes beyond torch: ``sqrtn`` (EXT-SQRTN), ``min`` (EXT-MIN), and
+    per_sample_weights with ``mean`` (EXT-WMEAN).  A divisor of 0 (EXT-WMEAN-ZERO, EXT-SQRTN-ZERO) gives
+    zeros and zero gradients for that bag.
     """
     dev = _device(weight)
     n_rows, dim = weight.shape
@@ -180,27 +214,39 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
     bag_size = offs_c[1:] - offs_c[:-1]
 
     argrow = None
+    inv = None  # per-bag 1/divisor (0 where the divisor is 0), for the pullback
+    total = None
     if a.mode == "max":
         out, argrow = prim.gather_segment_max(weight, idx_c, offs_c, need_pullback, xp=xp)
+    elif a.mode == "min":
+        out, argrow = prim.gather_segment_min(weight, idx_c, offs_c, need_pullback, xp=xp)
     else:
         total = prim.gather_segment_sum(weight, idx_c, offs_c, psw_c, acc, xp=xp)
-        if a.mode == "mean":
-            total = total / _cast(xp.clip(bag_size, min=1), acc)[:, None]
+        div = _bag_divisor(a.mode, bag_size, psw_c, offs_c, acc, xp)
+        if div is not None and a.mode == "mean" and psw_c is None:
+            total = total / div[:, None]
+            inv = 1.0 / div
+        elif div is not None:
+            zero_div = div == 0
+            zero = xp.zeros((), dtype=acc, device=dev)
+            safe = xp.where(zero_div, xp.ones((), dtype=acc, device=dev), div)
+            inv = xp.where(zero_div, zero, 1.0 / safe)
+            total = xp.where(zero_div[:, None], zero, total / safe[:, None])
         out = _cast(total, weight.dtype)
 
     def pullback(grad_output: Array) -> tuple[Array | SparseGrad, Array | None]:
         g = _cast(_check_grad(grad_output, (num_bags, dim), xp), acc)
-        if a.mode == "max":
+        if a.mode in ("max", "min"):
             grad_w = _max_weight_grad(g, argrow, weight, xp)
         else:
             seg_c = prim.segment_ids(offs_c, idx_c.shape[0], xp=xp)
             coef = None if psw_c is None else _cast(psw_c, acc)
-            if a.mode == "mean":
-                inv = 1.0 / _cast(xp.take(xp.clip(bag_size, min=1), seg_c), acc)
-                coef = inv if coef is None else coef * inv
+            if inv is not None:
+                inv_pos = xp.take(inv, seg_c)
+                coef = inv_pos if coef is None else coef * inv_pos
             if a.scale_grad_by_freq:
-                inv = _inverse_frequency(idx, idx_c, n_rows, acc, xp)
-                coef = inv if coef is None else coef * inv
+                freq = _inverse_frequency(idx, idx_c, n_rows, acc, xp)
+                coef = freq if coef is None else coef * freq
             if a.sparse:
                 grad_w = _weight_grad(idx_c, xp.take(g, seg_c, axis=0), coef, weight, True, xp)
             else:
@@ -208,17 +254,39 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
                 grad_w = _cast(dense, weight.dtype)
         grad_psw = None
         if per_sample_weights is not None:
-            seg = prim.segment_ids(offs, n, xp=xp)
-            w_rows = _cast(xp.take(weight, idx, axis=0), acc)
-            dots = xp.sum(xp.take(g, seg, axis=0) * w_rows, axis=1)
-            if valid is not None:
-                dots = xp.where(valid, dots, xp.zeros((), dtype=acc, device=dev))
-            if n < math.prod(per_sample_weights.shape):  # zero bags: no position gets a gradient
-                dots = xp.zeros(per_sample_weights.shape, dtype=acc, device=dev)
-            grad_psw = xp.reshape(_cast(dots, per_sample_weights.dtype), tuple(per_sample_weights.shape))
+            grad_psw = _psw_grad(g, weight, idx, offs, psw, valid, inv, total, a.mode, per_sample_weights, xp)
         return grad_w, grad_psw
 
     return out, (pullback if need_pullback else None)
+
+
+def _psw_grad(g: Array, weight: Array, idx: Array, offs: Array, psw: Array, valid: Array | None,
+              inv: Array | None, out_acc: Array | None, mode: str, per_sample_weights: Array, xp: Namespace) -> Array:
+    """Gradient of per_sample_weights, 0 at padding positions (GRAD-PSW, EXT-WMEAN-GRAD, EXT-SQRTN-GRAD).
+
+    With ``d_i = dot(g[b], W[idx_i])``, ``o_b = dot(g[b], out[b])`` and ``inv_b = 1 / divisor_b`` (0 where
+    the divisor is 0): sum ``d_i``; weighted mean ``(d_i - o_b) * inv_b``; sqrtn
+    ``(d_i - w_i * inv_b * o_b) * inv_b``.
+    """
+    dev = _device(weight)
+    acc = g.dtype
+    n = idx.shape[0]
+    seg = prim.segment_ids(offs, n, xp=xp)
+    w_rows = _cast(xp.take(weight, idx, axis=0), acc)
+    dots = xp.sum(xp.take(g, seg, axis=0) * w_rows, axis=1)
+    if mode != "sum" and inv is not None and out_acc is not None:
+        inv_pos = xp.take(inv, seg)
+        # a bag with divisor 0 gets no gradient, even from non-finite rows (EXT-WMEAN-ZERO, EXT-SQRTN-ZERO)
+        dots = xp.where(inv_pos == 0, xp.zeros((), dtype=acc, device=dev), dots)
+        o_pos = xp.take(xp.sum(g * out_acc, axis=1), seg)
+        if mode == "sqrtn":
+            o_pos = o_pos * _cast(psw, acc) * inv_pos
+        dots = (dots - o_pos) * inv_pos
+    if valid is not None:
+        dots = xp.where(valid, dots, xp.zeros((), dtype=acc, device=dev))
+    if n < math.prod(per_sample_weights.shape):  # zero bags: no position gets a gradient
+        dots = xp.zeros(per_sample_weights.shape, dtype=acc, device=dev)
+    return xp.reshape(_cast(dots, per_sample_weights.dtype), tuple(per_sample_weights.shape))
 
 
 def _max_weight_grad(g: Array, argrow: Array, weight: Array, xp: Namespace) -> Array:

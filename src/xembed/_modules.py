@@ -131,7 +131,9 @@ class EmbeddingBag(_Base):
     """Bags of embeddings reduced by sum / mean / max: ``EmbeddingBag(N, D)(input, offsets)``.
 
     torch.nn.EmbeddingBag's arguments plus keyword-only ``xp``, ``device``, ``dtype``, ``seed`` (see
-    :class:`Embedding`).
+    :class:`Embedding`).  Extensions (see :func:`xembed.embedding_bag`): ``mode`` may also be ``'sqrtn'`` or
+    ``'min'``, ``per_sample_weights`` work with ``'mean'`` (weighted mean) and ``'sqrtn'``, and the forward
+    takes keyword-only ``lengths=`` instead of ``offsets``.
     """
 
     def __init__(self, num_embeddings: int, embedding_dim: int, max_norm: float | None = None,
@@ -141,9 +143,7 @@ class EmbeddingBag(_Base):
                  dtype: DType | None = None, seed: int | np.random.Generator | None = None,
                  _freeze: bool = False) -> None:
         v.check_renorm_args(max_norm, norm_type)
-        if mode not in v.MODES:
-            msg = f"`mode` must be one of 'sum', 'mean', 'max', got {mode!r}"
-            raise ValueError(msg)
+        v.check_mode(mode)
         self.max_norm, self.norm_type, self.mode = max_norm, norm_type, mode
         self.scale_grad_by_freq, self.sparse = scale_grad_by_freq, sparse
         self.include_last_offset = include_last_offset
@@ -155,15 +155,15 @@ class EmbeddingBag(_Base):
                 "padding_idx": self.padding_idx}
 
     def __call__(self, input: Array, offsets: Array | None = None,
-                 per_sample_weights: Array | None = None) -> Array:
+                 per_sample_weights: Array | None = None, *, lengths: Array | None = None) -> Array:
         return _api.embedding_bag(input, self.weight, offsets, per_sample_weights=per_sample_weights,
-                                  **self._kwargs())
+                                  lengths=lengths, **self._kwargs())
 
-    def vjp(self, input: Array, offsets: Array | None = None,
-            per_sample_weights: Array | None = None) -> tuple[Array, Pullback]:
+    def vjp(self, input: Array, offsets: Array | None = None, per_sample_weights: Array | None = None, *,
+            lengths: Array | None = None) -> tuple[Array, Pullback]:
         """``(output, pullback)``, see :func:`xembed.embedding_bag_vjp`."""
         return _api.embedding_bag_vjp(input, self.weight, offsets, per_sample_weights=per_sample_weights,
-                                      **self._kwargs())
+                                      lengths=lengths, **self._kwargs())
 
     @classmethod
     def from_pretrained(cls, embeddings: Array, freeze: bool = True, max_norm: float | None = None,

@@ -21,7 +21,18 @@ from array_api_compat import is_array_api_obj, is_lazy_array
 
 from ._typing import Array, Namespace
 
-MODES = ("sum", "mean", "max")
+MODES = ("sum", "mean", "max", "sqrtn", "min")
+"""Bag modes: torch's three, then the extensions ``sqrtn`` (EXT-SQRTN) and ``min`` (EXT-MIN)."""
+PSW_MODES = ("sum", "mean", "sqrtn")
+"""Modes that accept per_sample_weights (``mean``: the weighted mean, EXT-WMEAN)."""
+
+
+def check_mode(mode: Any) -> str:
+    """ERR-MODE: ``mode`` must be one of :data:`MODES`."""
+    if not isinstance(mode, str) or mode not in MODES:
+        msg = f"`mode` must be one of {', '.join(map(repr, MODES))}, got {mode!r}"
+        raise ValueError(msg)
+    return mode
 
 
 def check_is_array(name: str, x: Any) -> None:
@@ -147,10 +158,17 @@ class BagArgs:
 
 def check_bag_metadata(input: Array, weight: Array, offsets: Array | None, per_sample_weights: Array | None,
                        mode: Any, max_norm: Any, norm_type: Any, scale_grad_by_freq: Any, sparse: Any,
-                       include_last_offset: Any, padding_idx: Any, xp: Namespace) -> BagArgs:
+                       include_last_offset: Any, padding_idx: Any, xp: Namespace,
+                       lengths: Array | None = None) -> BagArgs:
     """All embedding_bag checks that need no array values, in torch's order where torch has one
     (ERR-PSW, ERR-WEIGHT, ERR-OFFSETS-SHAPE, ERR-INPUT-NDIM, ERR-MODE, ERR-MAX-SPARSE, BAG-PSW-MODE,
-    ERR-SPARSE-SGBF, ERR-INDEX-DTYPE, ERR-OFFSETS-DTYPE, BAG-LAST-OFFSET, RENORM-ARGS, PAD-RANGE)."""
+    ERR-SPARSE-SGBF, ERR-INDEX-DTYPE, ERR-OFFSETS-DTYPE, BAG-LAST-OFFSET, RENORM-ARGS, PAD-RANGE).
+
+    ``lengths`` (EXT-LENGTHS) stands in for ``offsets``; its checks come first so that an input described
+    by lengths never meets the offsets rules.
+    """
+    if lengths is not None:
+        check_lengths_metadata(input, offsets, lengths, include_last_offset, xp)
     if per_sample_weights is not None and tuple(per_sample_weights.shape) != tuple(input.shape):
         msg = (
             f"`per_sample_weights` must have the same shape as `input`, got {tuple(per_sample_weights.shape)} "
@@ -164,8 +182,8 @@ def check_bag_metadata(input: Array, weight: Array, offsets: Array | None, per_s
             f"{tuple(offsets.shape)}"
         )
         raise ValueError(msg)
-    if input.ndim == 1 and offsets is None:
-        msg = "`offsets` is required when `input` is 1-D, got None"
+    if input.ndim == 1 and offsets is None and lengths is None:
+        msg = "`offsets` (or `lengths`) is required when `input` is 1-D, got None"
         raise ValueError(msg)
     if offsets is not None and offsets.ndim != 1:
         msg = f"`offsets` must be 1-D, got shape {tuple(offsets.shape)}"
@@ -173,20 +191,19 @@ def check_bag_metadata(input: Array, weight: Array, offsets: Array | None, per_s
     if input.ndim not in (1, 2):
         msg = f"`input` must be 1-D (with `offsets`) or 2-D, got shape {tuple(input.shape)}"
         raise ValueError(msg)
-    if not isinstance(mode, str) or mode not in MODES:
-        msg = f"`mode` must be one of 'sum', 'mean', 'max', got {mode!r}"
-        raise ValueError(msg)
+    mode = check_mode(mode)
     scale_grad_by_freq = check_flag("scale_grad_by_freq", scale_grad_by_freq)
     sparse = check_flag("sparse", sparse)
     include_last_offset = check_flag("include_last_offset", include_last_offset)
-    if mode == "max" and scale_grad_by_freq:
-        msg = "`scale_grad_by_freq`=True is not supported with `mode`='max'"
+    if mode in ("max", "min") and scale_grad_by_freq:
+        msg = f"`scale_grad_by_freq`=True is not supported with `mode`={mode!r}"
         raise ValueError(msg)
-    if mode == "max" and sparse:
-        msg = "`sparse`=True is not supported with `mode`='max'"
+    if mode in ("max", "min") and sparse:
+        msg = f"`sparse`=True is not supported with `mode`={mode!r}"
         raise ValueError(msg)
-    if per_sample_weights is not None and mode != "sum":
-        msg = f"`per_sample_weights` is only supported with `mode`='sum', got `mode`={mode!r} (as in torch)"
+    if per_sample_weights is not None and mode not in PSW_MODES:
+        msg = (f"`per_sample_weights` is only supported with `mode` in {PSW_MODES} (torch: 'sum' only), "
+               f"got `mode`={mode!r}")
         raise NotImplementedError(msg)
     if sparse and scale_grad_by_freq:
         msg = "`scale_grad_by_freq`=True is not supported with `sparse`=True"
@@ -206,6 +223,45 @@ def check_bag_metadata(input: Array, weight: Array, offsets: Array | None, per_s
     max_norm, norm_type = check_renorm_args(max_norm, norm_type)
     padding_idx = normalize_padding_idx(padding_idx, weight.shape[0])
     return BagArgs(mode, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, include_last_offset)
+
+
+def check_lengths_metadata(input: Array, offsets: Array | None, lengths: Array, include_last_offset: Any,
+                           xp: Namespace) -> None:
+    """EXT-LENGTHS-ARGS: ``lengths`` is a 1-D integer array, only with a 1-D input, without ``offsets`` and
+    without ``include_last_offset``."""
+    check_is_array("lengths", lengths)
+    msg = None
+    if offsets is not None:
+        msg = ("give either `offsets` or `lengths`, not both: got `offsets` of shape "
+               f"{tuple(offsets.shape)} and `lengths` of shape {tuple(lengths.shape)}")
+    elif input.ndim != 1:
+        msg = ("`lengths` needs a 1-D `input` (a 2-D input is already one bag per row), got `input` of shape "
+               f"{tuple(input.shape)}")
+    elif lengths.ndim != 1:
+        msg = f"`lengths` must be 1-D (one entry per bag), got shape {tuple(lengths.shape)}"
+    if msg is not None:
+        raise ValueError(msg)
+    check_index_dtype("lengths", lengths, xp)
+    if check_flag("include_last_offset", include_last_offset):
+        msg = ("`include_last_offset`=True cannot be combined with `lengths` (lengths already give every bag's "
+               "end), got `include_last_offset`=True")
+        raise ValueError(msg)
+
+
+def check_lengths_values(lengths: Array, n: int, xp: Namespace) -> None:
+    """EXT-LENGTHS-VALUES: every length >= 0 and ``sum(lengths) == len(input)`` (value check)."""
+    if is_lazy_array(lengths):
+        return
+    if lengths.shape[0] != 0:
+        neg = lengths < 0
+        if bool(xp.any(neg)):
+            pos = int(xp.argmax(xp.astype(neg, xp.int8)))
+            msg = f"`lengths` must be non-negative, but lengths[{pos}] = {int(lengths[pos])}"
+            raise ValueError(msg)
+    total = int(xp.sum(xp.astype(lengths, xp.int64))) if lengths.shape[0] != 0 else 0
+    if total != n:
+        msg = f"`lengths` must sum to the number of indices in `input` ({n}), got sum(lengths) = {total}"
+        raise ValueError(msg)
 
 
 def check_offsets_values(offsets: Array, n: int, include_last_offset: bool, xp: Namespace) -> None:

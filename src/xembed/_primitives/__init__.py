@@ -23,6 +23,7 @@ __all__ = [
     "bincount",
     "gather_scatter_add",
     "gather_segment_max",
+    "gather_segment_min",
     "gather_segment_sum",
     "index_dtype",
     "mode",
@@ -87,6 +88,7 @@ segment_ids = _dispatch("segment_ids")
 bincount = _dispatch("bincount")
 gather_segment_sum = _dispatch("gather_segment_sum")
 gather_segment_max = _dispatch("gather_segment_max")
+gather_segment_min = _dispatch("gather_segment_min")
 scatter_add_rows = _dispatch("scatter_add_rows")
 gather_scatter_add = _dispatch("gather_scatter_add")
 put_rows_ = _dispatch("put_rows_")

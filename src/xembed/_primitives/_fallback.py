@@ -12,6 +12,7 @@ cancellation between bags) and needs no scatter, at the price of ``O(n·D·log n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from array_api_compat import device as _device
@@ -182,3 +183,35 @@ def put_rows_(weight: Array, uniq: Array, rows: Array, xp) -> Array:
     if uniq.shape[0] != 0:
         weight[...] = _dense_from_unique(uniq, rows, weight.shape[0], weight, xp)
     return weight
+
+
+def gather_segment_min(weight: Array, idx: Array, offsets: Array, need_arg: bool,
+                       xp: Any) -> tuple[Array, Array]:
+    """Per-bag, per-feature min: :func:`gather_segment_max`'s contract mirrored (EXT-MIN).
+
+    A later element replaces the running minimum iff strictly smaller: ties go to the first occurrence, a
+    NaN that comes first sticks, a later NaN is never chosen.  Empty bags give +0 and -1.
+    """
+    return segment_min_via_max(gather_segment_max, weight, idx, offsets, need_arg, xp)
+
+
+def segment_min_via_max(segment_max: Callable[..., tuple[Array, Array]], weight: Array, idx: Array,
+                        offsets: Array, need_arg: bool, xp: Any) -> tuple[Array, Array]:
+    """:func:`gather_segment_min` through a ``gather_segment_max`` implementation: the max of the negated
+    *gathered* rows (one (n, D) temporary; the weight table itself is never negated or copied).
+
+    Negation is exact and maps a strict ``<`` scan onto a strict ``>`` scan position for position, so the
+    winners (ties, NaN rule) are the same; the winner's position is mapped back to its weight row.
+    """
+    dev = _device(weight)
+    n = idx.shape[0]
+    itype = offsets.dtype  # the index dtype (the core passes offsets in it)
+    pos = xp.arange(n, dtype=itype, device=dev)
+    values, argpos = segment_max(-xp.take(weight, idx, axis=0), pos, offsets, need_arg, xp)
+    nonempty = (offsets[1:] > offsets[:-1])[:, None]
+    values = xp.where(nonempty, -values, xp.zeros((), dtype=weight.dtype, device=dev))  # empty: +0, not -0
+    if not need_arg or n == 0:
+        return values, argpos
+    won = argpos >= 0
+    rows = xp.take(xp.astype(idx, itype), xp.reshape(xp.where(won, argpos, 0), (-1,)))
+    return values, xp.where(won, xp.reshape(rows, tuple(argpos.shape)), xp.asarray(-1, dtype=itype, device=dev))

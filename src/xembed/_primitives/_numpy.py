@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from . import _numpy_fast as _fast
@@ -36,3 +38,10 @@ def gather_segment_max(weight, idx, offsets, need_arg, xp):
 def put_rows_(weight, uniq, rows, xp):
     weight[uniq] = rows
     return weight
+
+
+def gather_segment_min(weight: Any, idx: Any, offsets: Any, need_arg: bool, xp: Any) -> tuple[Any, Any]:
+    # the native max on the negated gathered rows (contract in ``_fallback.gather_segment_min``)
+    from ._fallback import segment_min_via_max
+
+    return segment_min_via_max(gather_segment_max, weight, idx, offsets, need_arg, xp)

@@ -7,6 +7,8 @@ scan, ties to the first occurrence, a leading NaN sticks — the reference seman
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 _MODE_MAX = 2  # torch.embedding_bag mode code
@@ -58,3 +60,10 @@ def put_rows_(weight, uniq, rows, xp):
     with torch.no_grad():
         weight[uniq] = rows
     return weight
+
+
+def gather_segment_min(weight: Any, idx: Any, offsets: Any, need_arg: bool, xp: Any) -> tuple[Any, Any]:
+    # the native max on the negated gathered rows (contract in ``_fallback.gather_segment_min``)
+    from ._fallback import segment_min_via_max
+
+    return segment_min_via_max(gather_segment_max, weight, idx, offsets, need_arg, xp)
