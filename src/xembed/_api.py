@@ -7,7 +7,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, is_torch_namespace
 
-from . import _core
+from . import _core, _dask
 from . import _validate as v
 
 Array = Any
@@ -82,6 +82,9 @@ def _run(xp, weight, per_sample_weights, input, max_norm, norm_type, compute, is
 
 
 def _embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp, want_vjp):
+    if _dask.involves_dask(input, weight):  # dask arrays: the blockwise path (issue 13, spec DASK-*)
+        return _dask.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
+                               xp, want_vjp)
     xp, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse = _prepare_embedding(
         input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp)
 
@@ -122,6 +125,9 @@ def embedding_vjp(input: Array, weight: Array, padding_idx: int | None = None, m
 
 def _embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse,
                    per_sample_weights, include_last_offset, padding_idx, xp, want_vjp):
+    if _dask.involves_dask(input, weight, offsets, per_sample_weights):  # dask arrays: issue 13, spec DASK-*
+        return _dask.embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode,
+                                   sparse, per_sample_weights, include_last_offset, padding_idx, xp, want_vjp)
     xp = _namespace(xp, input=input, weight=weight, offsets=offsets, per_sample_weights=per_sample_weights)
     a = v.check_bag_metadata(input, weight, offsets, per_sample_weights, mode, max_norm, norm_type,
                              scale_grad_by_freq, sparse, include_last_offset, padding_idx, xp)
