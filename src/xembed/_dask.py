@@ -24,7 +24,7 @@ Inside tasks the blocks are NumPy arrays (``meta`` must be a NumPy array: CPU da
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -82,7 +82,7 @@ class _Graph:
         return keys[0]
 
     def array(self, stage: str, chunks: tuple[tuple[float, ...], ...], dtype: Any,
-              tasks: dict[tuple[int, ...], tuple[Any, ...]]) -> Array:
+              tasks: Mapping[Any, tuple[Any, ...]]) -> Array:
         """A dask array named after ``stage`` whose block ``i`` is ``tasks[i]``."""
         import dask.array as da
         from dask.highlevelgraph import HighLevelGraph
@@ -91,7 +91,7 @@ class _Graph:
         for i, task in tasks.items():
             self.dsk[(name, *i)] = task
         graph = HighLevelGraph.from_collections(name, dict(self.dsk), dependencies=self.deps)
-        return da.Array(graph, name, chunks, meta=np.empty((0,) * len(chunks), dtype=dtype))
+        return da.Array(graph, name, chunks, meta=np.empty((0,) * len(chunks), dtype=dtype))  # type: ignore[no-untyped-call]
 
 
 def _bounds(chunks: Sequence[float]) -> list[tuple[int, int]]:
@@ -120,23 +120,24 @@ def _to_dask(name: str, x: Any) -> Array:
         return None
     v.check_is_array(name, x)
     if not is_dask_array(x):
-        x = da.from_array(np.asarray(x), chunks=-1)
+        x = da.from_array(np.asarray(x), chunks=-1)  # type: ignore[no-untyped-call]
     if not isinstance(x._meta, np.ndarray):
-        raise NotImplementedError(
-            f"`{name}` is a dask array of {type(x._meta).__module__}.{type(x._meta).__name__} blocks; the dask "
-            "path runs on NumPy blocks only")
+        msg = (f"`{name}` is a dask array of {type(x._meta).__module__}.{type(x._meta).__name__} blocks; the dask "
+               "path runs on NumPy blocks only")
+        raise NotImplementedError(msg)
     if any(math.isnan(c) for cs in x.chunks for c in cs):
-        raise ValueError(f"`{name}` has unknown chunk sizes {x.chunks}; call `.compute_chunk_sizes()` first")
+        msg = f"`{name}` has unknown chunk sizes {x.chunks}; call `.compute_chunk_sizes()` first"
+        raise ValueError(msg)
     return x
 
 
 def _dask_namespace(xp: Any) -> Any:
+    import dask.array as da
     from array_api_compat import array_namespace, is_dask_namespace
 
-    import dask.array as da
-
     if xp is not None and not is_dask_namespace(xp):
-        raise TypeError(f"`xp` is {getattr(xp, '__name__', xp)!r} but the arrays are dask arrays")
+        msg = f"`xp` is {getattr(xp, '__name__', xp)!r} but the arrays are dask arrays"
+        raise TypeError(msg)
     return array_namespace(da.empty(0))
 
 
@@ -147,10 +148,10 @@ def _acc(dtype: Any) -> np.dtype[Any]:
 
 def _no_renorm(max_norm: float | None) -> None:
     if max_norm is not None:
-        raise NotImplementedError(
-            f"`max_norm`={max_norm!r} is not supported on dask arrays yet: the in-place renorm cannot modify a "
-            "dask weight, and the functional renorm (output from the renormed rows, weight unchanged) is not "
-            "wired into the dask path yet; renorm the table first or pass NumPy arrays")
+        msg = (f"`max_norm`={max_norm!r} is not supported on dask arrays yet: the in-place renorm cannot modify a "
+               "dask weight, and the functional renorm (output from the renormed rows, weight unchanged) is not "
+               "wired into the dask path yet; renorm the table first or pass NumPy arrays")
+        raise NotImplementedError(msg)
 
 
 def _weight(weight: Array) -> Array:
@@ -177,9 +178,9 @@ def _check_index_block(block: np.ndarray, start: tuple[int, ...], ndim: int, n_r
         loc = np.unravel_index(int(np.argmax(bad)), b.shape)
         glob = tuple(s + int(i) for s, i in zip(start, loc, strict=True))
         where: Any = glob[0] if ndim == 1 else glob
-        raise IndexError(
-            f"index {int(b[loc])} at position {where} of `input` is out of range for a weight with "
-            f"{n_rows} rows (valid: 0 <= index < {n_rows}; negative indices are not wrapped)")
+        msg = (f"index {int(b[loc])} at position {where} of `input` is out of range for a weight with "
+               f"{n_rows} rows (valid: 0 <= index < {n_rows}; negative indices are not wrapped)")
+        raise IndexError(msg)
     return b
 
 
@@ -190,33 +191,35 @@ def _check_offsets_block(block: np.ndarray, prev: np.ndarray | None, start: int,
     if b.shape[0] == 0:
         return b
     if start == 0 and int(b[0]) != 0:
-        raise ValueError(f"`offsets`[0] must be 0, got {int(b[0])}")
+        msg = f"`offsets`[0] must be 0, got {int(b[0])}"
+        raise ValueError(msg)
     full = b if prev is None or np.asarray(prev).shape[0] == 0 else np.concatenate([np.asarray(prev)[-1:], b])
     shift = start - (full.shape[0] - b.shape[0])
     dec = full[1:] < full[:-1]
     if bool(dec.any()):
         pos = int(np.argmax(dec)) + 1
-        raise ValueError(
-            f"`offsets` must be non-decreasing, but offsets[{pos + shift}] = {int(full[pos])} < "
-            f"offsets[{pos + shift - 1}] = {int(full[pos - 1])}")
+        msg = (f"`offsets` must be non-decreasing, but offsets[{pos + shift}] = {int(full[pos])} < "
+               f"offsets[{pos + shift - 1}] = {int(full[pos - 1])}")
+        raise ValueError(msg)
     if is_last:
         last = int(b[-1])
         if last > n:
-            raise ValueError(f"`offsets`[-1] = {last} is greater than the number of indices in `input` ({n})")
+            msg = f"`offsets`[-1] = {last} is greater than the number of indices in `input` ({n})"
+            raise ValueError(msg)
         if include_last_offset and last != n:
-            raise ValueError(
-                "with `include_last_offset`=True, `offsets`[-1] must equal the number of indices in `input` "
-                f"({n}), got {last}")
+            msg = ("with `include_last_offset`=True, `offsets`[-1] must equal the number of indices in `input` "
+                   f"({n}), got {last}")
+            raise ValueError(msg)
     return b
 
 
-def _checked_input(g: _Graph, X: Array, n_rows: int) -> dict[tuple[int, ...], Key]:
-    """Keys of the checked blocks of ``X``, by block index."""
-    starts = [[lo for lo, _ in _bounds(c)] for c in X.chunks]
+def _checked_input(g: _Graph, x: Array, n_rows: int) -> dict[tuple[int, ...], Key]:
+    """Keys of the checked blocks of ``x``, by block index."""
+    starts = [[lo for lo, _ in _bounds(c)] for c in x.chunks]
     out = {}
-    for bi in np.ndindex(*X.numblocks):
+    for bi in np.ndindex(*x.numblocks):
         start = tuple(starts[a][i] for a, i in enumerate(bi))
-        out[bi] = g.add(g.key("check-input", *bi), _check_index_block, (X.name, *bi), start, X.ndim, n_rows)
+        out[bi] = g.add(g.key("check-input", *bi), _check_index_block, (x.name, *bi), start, x.ndim, n_rows)
     return out
 
 
@@ -538,8 +541,9 @@ class DaskSparseGrad(SparseGrad):
     def nnz(self) -> int:
         n = self.indices.shape[0]
         if math.isnan(n):
-            raise ValueError("`nnz` of a dask SparseGrad with padding is known only after "
-                             "`indices.compute_chunk_sizes()`")
+            msg = ("`nnz` of a dask SparseGrad with padding is known only after "
+                   "`indices.compute_chunk_sizes()`")
+            raise ValueError(msg)
         return int(n)
 
     def to_dense(self) -> Array:
@@ -550,8 +554,7 @@ class DaskSparseGrad(SparseGrad):
                  for c, (ik, (vk,)) in enumerate(zip(self.indices.__dask_keys__(), self.values.__dask_keys__(),
                                                      strict=True))]
         acc_pairs = [g.add(g.key("pair-acc", c), _acc_pair, p, acc) for c, p in enumerate(pairs)]
-        grad = _dense_grad(g, acc_pairs, _bounds(self.row_chunks), self.shape[1], None, dtype)
-        return grad
+        return _dense_grad(g, acc_pairs, _bounds(self.row_chunks), self.shape[1], None, dtype)
 
     def __repr__(self) -> str:
         return f"DaskSparseGrad(shape={self.shape}, dtype={self.values.dtype}, row_chunks={self.row_chunks})"
@@ -585,7 +588,8 @@ def embedding(input: Any, weight: Any, padding_idx: Any, max_norm: Any, norm_typ
     scale_grad_by_freq = v.check_flag("scale_grad_by_freq", scale_grad_by_freq)
     sparse = v.check_flag("sparse", sparse)
     if sparse and scale_grad_by_freq:
-        raise ValueError("`scale_grad_by_freq`=True is not supported with `sparse`=True")
+        msg = "`scale_grad_by_freq`=True is not supported with `sparse`=True"
+        raise ValueError(msg)
     max_norm, norm_type = v.check_renorm_args(max_norm, norm_type)
     n_rows, dim = (int(s) for s in W.shape)
     padding_idx = v.normalize_padding_idx(padding_idx, n_rows)
@@ -608,15 +612,22 @@ def embedding(input: Any, weight: Any, padding_idx: Any, max_norm: Any, norm_typ
     def pullback(grad_output: Any) -> Any:
         G = _check_grad(grad_output, tuple(out.shape), out_chunks)
         acc = _acc(dtype)
-        b = _Graph(_token("embedding-vjp", g.token, G, padding_idx, scale_grad_by_freq, sparse), [X, W, G], g.dsk)
+        Xg, blocks = X, checked
+        if sparse and any(len(c) > 1 for c in X.chunks[1:]):
+            # GRAD-SPARSE wants input (C) order: chunk the input along its first axis only
+            Xg = X.rechunk({a: -1 for a in range(1, X.ndim)})
+            G = G.rechunk((*Xg.chunks, (dim,)))
+        b = _Graph(_token("embedding-vjp", g.token, G, padding_idx, scale_grad_by_freq, sparse), [Xg, W, G], g.dsk)
+        if Xg is not X:
+            blocks = _checked_input(b, Xg, n_rows)
         contribs = [b.add(b.key("contrib", c), _contrib, ck, None, None, (G.name, *bi, 0), "sum", padding_idx, acc)
-                    for c, (bi, ck) in enumerate(checked.items())]
+                    for c, (bi, ck) in enumerate(blocks.items())]
         if sparse:
-            known = None if padding_idx is not None else [math.prod(s) for s in _blocks(X)]
+            known = None if padding_idx is not None else [math.prod(s) for s in _blocks(Xg)]
             return _sparse_grad(b, contribs, known, (n_rows, dim), tuple(W.chunks[0]), dtype)
         counts = None
         if scale_grad_by_freq:
-            counts = _frequencies(b, list(checked.values()), [None] * len(checked), row_bounds)
+            counts = _frequencies(b, list(blocks.values()), [None] * len(blocks), row_bounds)
         return _dense_grad(b, contribs, row_bounds, dim, counts, dtype)
 
     return out, pullback
@@ -628,9 +639,9 @@ def _overlaps(rng: tuple[int, int] | None, lo: int, hi: int) -> bool:
     return rng is None or rng == (lo, hi) or (rng[0] < hi and lo < rng[1])
 
 
-def _blocks(X: Array) -> list[tuple[int, ...]]:
-    """Shapes of the blocks of ``X`` in block order."""
-    return [tuple(X.chunks[a][i] for a, i in enumerate(bi)) for bi in np.ndindex(*X.numblocks)]
+def _blocks(x: Array) -> list[tuple[int, ...]]:
+    """Shapes of the blocks of ``x`` in block order."""
+    return [tuple(x.chunks[a][i] for a, i in enumerate(bi)) for bi in np.ndindex(*x.numblocks)]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -649,7 +660,7 @@ def _constant_seg(n: int, value: int, _ok: None) -> np.ndarray:
     return np.full(n, value, dtype=np.int64)
 
 
-def _bag_ids_1d(g: _Graph, X: Array, O: Array, num_bags: int, include_last_offset: bool) -> list[Key | None]:
+def _bag_ids_1d(g: _Graph, x: Array, offs: Array, num_bags: int, include_last_offset: bool) -> list[Key | None]:
     """Keys of the bag id of every position of each chunk of a 1-D input (``DASK-CHUNKS``).
 
     The offsets pass through their value checks (``DASK-CHECKS``); every bag-id block waits for all of them, so
@@ -658,22 +669,22 @@ def _bag_ids_1d(g: _Graph, X: Array, O: Array, num_bags: int, include_last_offse
     """
     import dask.array as da
 
-    n = int(X.shape[0])
+    n = int(x.shape[0])
     tasks = {}
-    obounds = _bounds(O.chunks[0])
+    obounds = _bounds(offs.chunks[0])
     for k, (lo, _) in enumerate(obounds):
-        prev = (O.name, k - 1) if k else None
-        tasks[(k,)] = (_check_offsets_block, (O.name, k), prev, lo, k == len(obounds) - 1, n, include_last_offset)
-    checked = g.array("check-offsets", O.chunks, np.int64, tasks)
+        prev = (offs.name, k - 1) if k else None
+        tasks[(k,)] = (_check_offsets_block, (offs.name, k), prev, lo, k == len(obounds) - 1, n, include_last_offset)
+    checked = g.array("check-offsets", offs.chunks, np.int64, tasks)
     ok = g.tree("offsets-ok", (), [(checked.name, k) for k in range(len(obounds))], _all_ok)
     if num_bags <= 1:  # every position is in bag 0 (one bag) or in none (-1)
         return [g.add(g.key("seg", c), _constant_seg, int(size), num_bags - 1, ok)
-                for c, size in enumerate(X.chunks[0])]
-    pos = da.arange(n, chunks=X.chunks, dtype=np.int64)
+                for c, size in enumerate(x.chunks[0])]
+    pos = da.arange(n, chunks=x.chunks, dtype=np.int64)
     seg = da.searchsorted(checked[1:num_bags], pos, side="right")
     g.deps.append(seg)
     g.dsk.update(dict(seg.__dask_graph__()))
-    return [g.add(g.key("seg", c), _seg_after, (seg.name, c), ok) for c in range(len(X.chunks[0]))]
+    return [g.add(g.key("seg", c), _seg_after, (seg.name, c), ok) for c in range(len(x.chunks[0]))]
 
 
 def embedding_bag(input: Any, weight: Any, offsets: Any, max_norm: Any, norm_type: Any, scale_grad_by_freq: Any,
@@ -682,8 +693,8 @@ def embedding_bag(input: Any, weight: Any, offsets: Any, max_norm: Any, norm_typ
     """``DASK-BAG``: the bag reduction chunked along bags, and its pullback."""
     xpd = _dask_namespace(xp)
     X, W = _to_dask("input", input), _to_dask("weight", weight)
-    O, P = _to_dask("offsets", offsets), _to_dask("per_sample_weights", per_sample_weights)
-    a = v.check_bag_metadata(X, W, O, P, mode, max_norm, norm_type, scale_grad_by_freq, sparse,
+    Od, P = _to_dask("offsets", offsets), _to_dask("per_sample_weights", per_sample_weights)
+    a = v.check_bag_metadata(X, W, Od, P, mode, max_norm, norm_type, scale_grad_by_freq, sparse,
                              include_last_offset, padding_idx, xpd)
     _no_renorm(a.max_norm)
     W = _weight(W)
@@ -695,15 +706,15 @@ def embedding_bag(input: Any, weight: Any, offsets: Any, max_norm: Any, norm_typ
         num_bags = int(X.shape[0])
         bag_chunks = tuple(int(c) for c in X.chunks[0])
     else:
-        num_bags = int(O.shape[0]) - int(a.include_last_offset)
-        sizes = list(O.chunks[0])
+        num_bags = int(Od.shape[0]) - int(a.include_last_offset)
+        sizes = list(Od.chunks[0])
         if a.include_last_offset:
             sizes[-1] -= 1
         bag_chunks = tuple(int(s) for s in sizes if s > 0) or (0,)
     if P is not None and P.chunks != X.chunks:
         P = P.rechunk(X.chunks)
-    deps = [x for x in (X, W, O, P) if x is not None]
-    g = _Graph(_token("embedding_bag", X, W, O, P, a), deps)
+    deps = [x for x in (X, W, Od, P) if x is not None]
+    g = _Graph(_token("embedding_bag", X, W, Od, P, a), deps)
     checked = [ck for _, ck in sorted(_checked_input(g, X, n_rows).items())]
     in_bounds = _bounds(X.chunks[0])
     row_len = int(X.shape[1]) if X.ndim == 2 else 1
@@ -713,7 +724,7 @@ def embedding_bag(input: Any, weight: Any, offsets: Any, max_norm: Any, norm_typ
                                   for c, ck in enumerate(checked)]
         static: list[tuple[int, int] | None] = list(in_bounds)
     else:
-        segs = _bag_ids_1d(g, X, O, num_bags, a.include_last_offset)
+        segs = _bag_ids_1d(g, X, Od, num_bags, a.include_last_offset)
         static = [None] * len(checked)
     psw_keys = [None] * len(checked) if P is None else [(P.name, *bi) for bi in np.ndindex(*P.numblocks)]
     kind = "max" if a.mode == "max" else "sum"
