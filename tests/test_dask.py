@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch  # the oracle: a missing install must fail, not skip
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812 - the usual name
 
 import xembed
 
@@ -344,7 +344,7 @@ def test_no_task_gathers_table_or_input(layout: str) -> None:
         x, offs = da.from_array(IDX_1D, chunks=7), da.from_array(OFFSETS, chunks=3)
     out, pb = xembed.embedding_bag_vjp(x, w, offs, mode="mean", scale_grad_by_freq=True)
     gw, _ = pb(da.ones(out.shape, chunks=out.chunks))
-    wkeys = set(w.__dask_keys__()[i][0] for i in range(w.numblocks[0]))
+    wkeys = {w.__dask_keys__()[i][0] for i in range(w.numblocks[0])}
     xkeys = set(x.__dask_keys__()) if layout == "1d" else {k for row in x.__dask_keys__() for k in row}
     assert len(wkeys) == 5
     for arr in (out, gw):

@@ -615,7 +615,7 @@ def embedding(input: Any, weight: Any, padding_idx: Any, max_norm: Any, norm_typ
         Xg, blocks = X, checked
         if sparse and any(len(c) > 1 for c in X.chunks[1:]):
             # GRAD-SPARSE wants input (C) order: chunk the input along its first axis only
-            Xg = X.rechunk({a: -1 for a in range(1, X.ndim)})
+            Xg = X.rechunk(dict.fromkeys(range(1, X.ndim), -1))
             G = G.rechunk((*Xg.chunks, (dim,)))
         b = _Graph(_token("embedding-vjp", g.token, G, padding_idx, scale_grad_by_freq, sparse), [Xg, W, G], g.dsk)
         if Xg is not X:
