@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _primitives as prim
 from . import _validate as v
 from ._sparse import SparseGrad
 
@@ -234,15 +235,15 @@ def _runs(sorted_keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
 
 
+def _np_namespace() -> Any:
+    from array_api_compat import array_namespace
+
+    return array_namespace(np.empty(0))
+
+
 def _scatter_rows(local: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
-    """``out[local[i]] += rows[i]`` (duplicates summed), ``out`` of shape (n_rows, ...)."""
-    out = np.zeros((n_rows, *rows.shape[1:]), dtype=rows.dtype)
-    if local.shape[0]:
-        order = np.argsort(local, kind="stable")
-        sl = local[order]
-        starts = _runs(sl)
-        out[sl[starts]] = np.add.reduceat(rows[order], starts, axis=0)
-    return out
+    """``out[local[i]] += rows[i]`` (duplicates summed): xembed's NumPy scatter-add primitive."""
+    return np.asarray(prim.scatter_add_rows(local, rows, n_rows, xp=_np_namespace()), dtype=rows.dtype)
 
 
 def _emb_part(idx: np.ndarray, w: np.ndarray, lo: int) -> tuple[np.ndarray, np.ndarray]:
@@ -294,15 +295,13 @@ def _bag_part(idx: np.ndarray, seg: np.ndarray, psw: np.ndarray | None, w: np.nd
     bag = s[starts] - blo
     counts = np.zeros(nb, dtype=np.int64)
     counts[bag] = np.diff(np.r_[starts, s.shape[0]])
+    if mode != "max":  # the native segment-sum primitive of xembed's NumPy path, on this chunk pair
+        xp = _np_namespace()
+        csr = np.searchsorted(s, np.arange(blo, bhi + 1), side="left")
+        scale = None if psw is None else np.asarray(psw).reshape(-1)[li]
+        sums = prim.gather_segment_sum(w, idx[li] - lo, csr, scale, acc, xp=xp)
+        return blo, bhi, {"sums": np.asarray(sums, dtype=acc), "counts": counts}
     rows = w[idx[li] - lo]
-    if mode != "max":
-        r = rows.astype(acc)
-        if psw is not None:
-            r = r * np.asarray(psw).reshape(-1)[li].astype(acc)[:, None]
-        sums = np.zeros((nb, dim), dtype=acc)
-        if starts.shape[0]:
-            sums[bag] = np.add.reduceat(r, starts, axis=0)
-        return blo, bhi, {"sums": sums, "counts": counts}
     f: dict[str, np.ndarray] = {
         "val": np.zeros((nb, dim), dtype=w.dtype), "pos": np.full((nb, dim), _NONE, dtype=np.int64),
         "row": np.full((nb, dim), -1, dtype=np.int64), "fpos": np.full(nb, _NONE, dtype=np.int64),
