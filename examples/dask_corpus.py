@@ -16,7 +16,6 @@ import os
 import time
 from pathlib import Path
 
-import dask
 import dask.array as da
 import numpy as np
 from distributed import Client, LocalCluster
