@@ -663,11 +663,9 @@ def _bag_ids_1d(g: _Graph, x: Array, offs: Array, num_bags: int, include_last_of
     """Keys of the bag id of every position of each chunk of a 1-D input (``DASK-CHUNKS``).
 
     The offsets pass through their value checks (``DASK-CHECKS``); every bag-id block waits for all of them, so
-    no result is computed from bad offsets.  Bag ids come from ``dask.array.searchsorted`` over the checked
-    offsets (one small task per pair of input and offsets chunks).
+    no result is computed from bad offsets.  Bag ids are a searchsorted of each input chunk's positions in each
+    checked offsets block, summed over the offsets blocks (one small task per pair, then a tree).
     """
-    import dask.array as da
-
     n = int(x.shape[0])
     tasks = {}
     obounds = _bounds(offs.chunks[0])
@@ -679,11 +677,20 @@ def _bag_ids_1d(g: _Graph, x: Array, offs: Array, num_bags: int, include_last_of
     if num_bags <= 1:  # every position is in bag 0 (one bag) or in none (-1)
         return [g.add(g.key("seg", c), _constant_seg, int(size), num_bags - 1, ok)
                 for c, size in enumerate(x.chunks[0])]
-    pos = da.arange(n, chunks=x.chunks, dtype=np.int64)
-    seg = da.searchsorted(checked[1:num_bags], pos, side="right")
-    g.deps.append(seg)
-    g.dsk.update(dict(seg.__dask_graph__()))
-    return [g.add(g.key("seg", c), _seg_after, (seg.name, c), ok) for c in range(len(x.chunks[0]))]
+    out: list[Key | None] = []
+    for c, (p0, p1) in enumerate(_bounds(x.chunks[0])):
+        parts = [g.add(g.key("seg-part", c, k), _seg_part, (checked.name, k), lo, num_bags, p0, p1)
+                 for k, (lo, _) in enumerate(obounds)]
+        out.append(g.add(g.key("seg", c), _seg_after, g.tree("seg-sum", (c,), parts, _sum), ok))
+    return out
+
+
+def _seg_part(offs: np.ndarray, start: int, num_bags: int, p0: int, p1: int) -> np.ndarray:
+    """How many bag starts ``offsets[b]``, ``1 <= b < num_bags``, of this offsets block are <= each position
+    ``p0 <= p < p1`` (summed over the offsets blocks: the bag id of ``p``)."""
+    lo, hi = max(1 - start, 0), max(min(num_bags - start, offs.shape[0]), 0)
+    starts = np.asarray(offs)[lo:hi] if hi > lo else np.zeros(0, dtype=np.int64)
+    return np.searchsorted(starts, np.arange(p0, p1, dtype=np.int64), side="right")
 
 
 def embedding_bag(input: Any, weight: Any, offsets: Any, max_norm: Any, norm_type: Any, scale_grad_by_freq: Any,
