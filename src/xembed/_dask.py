@@ -397,10 +397,14 @@ def _item(t: tuple[Any, ...], i: int) -> Any:
     return t[i]
 
 
-def _route_back(seg: np.ndarray, g: np.ndarray, final: tuple[np.ndarray, ...], lo: int, hi: int) -> Part:
-    """The rows ``[lo, hi)`` of ``grad_output`` (and counts) that the chunk with bag ids ``seg`` needs."""
+def _route_back(seg: np.ndarray, g: np.ndarray, final: tuple[np.ndarray, ...] | None, lo: int, hi: int) -> Part:
+    """The rows ``[lo, hi)`` of ``grad_output`` (and, for the mean, the bag sizes) that the chunk with bag ids
+    ``seg`` needs."""
     s = np.asarray(seg).reshape(-1)
-    part: Part = (lo, hi, {"g": np.asarray(g), "counts": final[1]})
+    fields = {"g": np.asarray(g)}
+    if final is not None:
+        fields["counts"] = final[1]
+    part: Part = (lo, hi, fields)
     blo, bhi = _seg_range(s)
     return _slice_part(part, blo, bhi)
 
@@ -781,7 +785,8 @@ def embedding_bag(input: Any, weight: Any, offsets: Any, max_norm: Any, norm_typ
                     rng = static[c]
                     if not _overlaps(rng, lo, hi):
                         continue
-                    pieces.append(b.add(b.key("gather", c, k), _route_back, segs[c], g_keys[k], finals[k], lo, hi))
+                    fk = finals[k] if a.mode == "mean" else None  # only the mean needs the forward (bag sizes)
+                    pieces.append(b.add(b.key("gather", c, k), _route_back, segs[c], g_keys[k], fk, lo, hi))
                 gathered.append(b.tree("gather-merge", (c,), pieces, _merge, "put"))
         if a.mode != "max":
             contribs = [b.add(b.key("contrib", c), _contrib, ck, segs[c], psw_keys[c], gathered[c], a.mode,
