@@ -73,7 +73,7 @@ def test_cluster_has_two_worker_processes(client: Any) -> None:
 @pytest.mark.parametrize("padding_idx", [None, 4, -2])
 @pytest.mark.parametrize(("sgbf", "sparse"), [(False, False), (True, False), (False, True)])
 def test_embedding_values_and_grads(client: Any, padding_idx: int | None, sgbf: bool, sparse: bool) -> None:
-    """``DASK-EMB``, ``DASK-CHUNKS``, ``DASK-GRAD``, ``DASK-SGBF``, ``DASK-SPARSE``: an N-d input in blocks, the
+    """``DASK-PARTIALS``, ``DASK-CHUNKS``, ``DASK-GRAD``, ``DASK-SGBF``, ``DASK-SPARSE``: an N-d input in blocks, the
     weight in row chunks, against torch's forward and autograd gradient (EMB-LOOKUP, GRAD-EMB, GRAD-PAD,
     GRAD-SGBF, GRAD-SPARSE)."""
     idx = RNG.integers(0, N, (4, 5, 2))
@@ -108,7 +108,7 @@ def test_embedding_values_and_grads(client: Any, padding_idx: int | None, sgbf: 
 
 
 def test_embedding_0d_and_empty(client: Any) -> None:
-    """``DASK-EMB``: a 0-d input and an empty input (EMB-SHAPE)."""
+    """``DASK-PARTIALS``: a 0-d input and an empty input (EMB-SHAPE)."""
     o0 = xembed.embedding(da.from_array(np.array(7)), dweight())
     oe = xembed.embedding(da.from_array(np.zeros((0, 3), dtype=np.int64)), dweight())
     r0, re_ = run(client, o0, oe)
@@ -172,7 +172,7 @@ def _bag_check(client: Any, idx: np.ndarray, x: Any, offsets: np.ndarray | None,
 @pytest.mark.parametrize(("mode", "sgbf", "sparse", "psw"), BAG_CASES)
 @pytest.mark.parametrize("padding_idx", [None, 4])
 def test_bag_2d(client: Any, mode: str, sgbf: bool, sparse: bool, psw: bool, padding_idx: int | None) -> None:
-    """``DASK-BAG``, ``DASK-CHUNKS``, ``DASK-GRAD``, ``DASK-SGBF``, ``DASK-SPARSE``: a 2-D input chunked along
+    """``DASK-COMBINE``, ``DASK-CHUNKS``, ``DASK-GRAD``, ``DASK-SGBF``, ``DASK-SPARSE``: a 2-D input chunked along
     bags; output chunked like the input's bags; gradients against torch (BAG-*, GRAD-*)."""
     x = da.from_array(IDX_2D, chunks=(4, 5))
     p = RNG.standard_normal(IDX_2D.shape) if psw else None
@@ -186,7 +186,7 @@ def test_bag_2d(client: Any, mode: str, sgbf: bool, sparse: bool, psw: bool, pad
 @pytest.mark.parametrize(("padding_idx", "ilo"), [(None, False), (4, True)])
 def test_bag_1d_straddling(client: Any, mode: str, sgbf: bool, sparse: bool, psw: bool, padding_idx: int | None,
                            ilo: bool) -> None:
-    """``DASK-BAG``, ``DASK-CHUNKS``: a 1-D input chunked along positions with bags straddling chunk boundaries
+    """``DASK-COMBINE``, ``DASK-CHUNKS``: a 1-D input chunked along positions with bags straddling chunk boundaries
     and empty bags; output chunked like the offsets (BAG-LAYOUT-1D, BAG-LAST-OFFSET, BAG-EMPTY)."""
     offsets = np.r_[OFFSETS, IDX_1D.shape[0]] if ilo else OFFSETS
     x = da.from_array(IDX_1D, chunks=7)
@@ -225,7 +225,7 @@ def test_bag_max_ties_and_nan_across_chunks(client: Any) -> None:
 
 
 def test_bag_zero_bags_and_empty(client: Any) -> None:
-    """``DASK-BAG``: empty offsets (0 bags) and an empty 2-D input (BAG-EMPTY-OFFSETS, BAG-2D-ZERO-COLS)."""
+    """``DASK-COMBINE``: empty offsets (0 bags) and an empty 2-D input (BAG-EMPTY-OFFSETS, BAG-2D-ZERO-COLS)."""
     x = da.from_array(IDX_1D, chunks=7)
     out, pb = xembed.embedding_bag_vjp(x, dweight(), da.from_array(np.zeros(0, dtype=np.int64)), mode="sum",
                                        per_sample_weights=da.from_array(np.ones(40), chunks=7))
@@ -240,7 +240,7 @@ def test_bag_zero_bags_and_empty(client: Any) -> None:
 
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
 def test_bag_low_precision(client: Any, dtype: str) -> None:
-    """``DASK-BAG``: low precision accumulates in float32 (ACC-LOWP), against xembed on NumPy."""
+    """``DASK-COMBINE``: low precision accumulates in float32 (ACC-LOWP), against xembed on NumPy."""
     w = WEIGHT.astype(dtype)
     x = da.from_array(IDX_2D, chunks=(4, 5))
     out, pb = xembed.embedding_bag_vjp(x, dweight(w), mode="mean")

@@ -46,7 +46,7 @@ __all__ = ["DaskSparseGrad", "embedding", "embedding_bag", "involves_dask"]
 
 
 def involves_dask(*arrays: Any) -> bool:
-    """True when any argument is a dask array (the dispatch test of ``_api``; imports nothing)."""
+    """``DASK-DISPATCH``: True when any argument is a dask array (the test of ``_api``; imports no dask)."""
     from array_api_compat import is_dask_array
 
     return any(x is not None and is_dask_array(x) for x in arrays)
@@ -583,7 +583,7 @@ def _sparse_grad(g: _Graph, contribs: Sequence[Key], known: list[int] | None, we
 
 def embedding(input: Any, weight: Any, padding_idx: Any, max_norm: Any, norm_type: Any, scale_grad_by_freq: Any,
               sparse: Any, xp: Any, want_vjp: bool) -> Any:
-    """``DASK-EMB``: ``weight[input]`` chunked like ``input`` (+ one column chunk), and its pullback."""
+    """``DASK-PARTIALS``: ``weight[input]`` chunked like ``input`` (+ one column chunk), and its pullback."""
     xpd = _dask_namespace(xp)
     X, W = _to_dask("input", input), _to_dask("weight", weight)
     v.check_weight(W, xpd)
@@ -700,7 +700,7 @@ def _seg_part(offs: np.ndarray, start: int, num_bags: int, p0: int, p1: int) -> 
 def embedding_bag(input: Any, weight: Any, offsets: Any, max_norm: Any, norm_type: Any, scale_grad_by_freq: Any,
                   mode: Any, sparse: Any, per_sample_weights: Any, include_last_offset: Any, padding_idx: Any,
                   xp: Any, want_vjp: bool) -> Any:
-    """``DASK-BAG``: the bag reduction chunked along bags, and its pullback."""
+    """``DASK-COMBINE``: the bag reduction chunked along bags, and its pullback."""
     xpd = _dask_namespace(xp)
     X, W = _to_dask("input", input), _to_dask("weight", weight)
     Od, P = _to_dask("offsets", offsets), _to_dask("per_sample_weights", per_sample_weights)
