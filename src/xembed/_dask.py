@@ -430,9 +430,19 @@ def _contrib(idx: np.ndarray, seg: np.ndarray | None, psw: np.ndarray | None, ga
     return flat[keep], rows, coef
 
 
+Rows = tuple[np.ndarray, np.ndarray]  # (distinct local rows, their summed values): a sparse gradient partial
+
+
+def _sparse_rows(local: np.ndarray, values: np.ndarray) -> Rows:
+    """Duplicates of ``local`` summed: xembed's NumPy scatter-add primitive over the distinct rows."""
+    uniq, inv = np.unique(local, return_inverse=True)
+    return uniq, _scatter_rows(inv.reshape(-1), values, uniq.shape[0])
+
+
 def _scatter_part(c: tuple[np.ndarray, np.ndarray, np.ndarray | None], lo: int, hi: int,
-                  counts: np.ndarray | None) -> np.ndarray:
-    """``DASK-GRAD``: the gradient rows ``[lo, hi)`` from one input chunk's contributions."""
+                  counts: np.ndarray | None) -> Rows:
+    """``DASK-GRAD``: the gradient rows ``[lo, hi)`` from one input chunk's contributions, kept sparse (their
+    size follows the chunk's share of the batch, not the table chunk)."""
     idx, rows, coef = c
     sel = (idx >= lo) & (idx < hi)
     local = idx[sel] - lo
@@ -443,7 +453,18 @@ def _scatter_part(c: tuple[np.ndarray, np.ndarray, np.ndarray | None], lo: int, 
         k = inv if k is None else k * inv
     if k is not None:
         r = r * k[:, None]
-    return _scatter_rows(local, r, hi - lo)
+    return _sparse_rows(local, r)
+
+
+def _rows_sum(parts: list[Rows]) -> Rows:
+    return _sparse_rows(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+
+
+def _densify(part: Rows, n_rows: int, dtype: np.dtype[Any]) -> np.ndarray:
+    uniq, vals = part
+    out = np.zeros((n_rows, *vals.shape[1:]), dtype=vals.dtype)
+    out[uniq] = vals
+    return out.astype(dtype)
 
 
 def _sum(parts: list[np.ndarray]) -> np.ndarray:
@@ -466,14 +487,18 @@ def _cast(x: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
     return x.astype(dtype)
 
 
-def _max_scatter(final: tuple[np.ndarray, ...], g: np.ndarray, lo: int, hi: int, acc: np.dtype[Any]) -> np.ndarray:
-    """``DASK-GRAD``: ``gW[argrow[b, d], d] += g[b, d]`` for the rows ``[lo, hi)`` of one weight chunk."""
+def _max_scatter(final: tuple[np.ndarray, ...], g: np.ndarray, lo: int, hi: int, acc: np.dtype[Any]) -> Rows:
+    """``DASK-GRAD``: ``gW[argrow[b, d], d] += g[b, d]`` for the rows ``[lo, hi)`` of one weight chunk, as sparse
+    entries of the flattened chunk."""
     argrow = final[2]
     dim = argrow.shape[1]
     sel = (argrow >= lo) & (argrow < hi)
     target = ((argrow - lo) * dim + np.arange(dim)[None, :])[sel]
-    flat = _scatter_rows(target, np.asarray(g).astype(acc)[sel][:, None], (hi - lo) * dim)
-    return flat.reshape(hi - lo, dim)
+    return _sparse_rows(target, np.asarray(g).astype(acc)[sel][:, None])
+
+
+def _densify_flat(part: Rows, n_rows: int, dim: int, dtype: np.dtype[Any]) -> np.ndarray:
+    return _densify(part, n_rows * dim, dtype).reshape(n_rows, dim)
 
 
 def _psw_part(idx: np.ndarray, seg: np.ndarray, gathered: Part, w: np.ndarray, lo: int,
@@ -511,9 +536,7 @@ def _dense_grad(g: _Graph, contribs: Sequence[Key], row_bounds: list[tuple[int, 
     for j, (lo, hi) in enumerate(row_bounds):
         cnt = None if counts is None else counts[j]
         parts = [g.add(g.key("scatter", j, c), _scatter_part, ck, lo, hi, cnt) for c, ck in enumerate(contribs)]
-        total = g.tree("gsum", (j,), parts, _sum) if parts else g.add(
-            g.key("gzero", j), np.zeros, (hi - lo, dim), dtype)
-        tasks[(j, 0)] = (_cast, total, dtype)
+        tasks[(j, 0)] = (_densify, g.tree("gsum", (j,), parts, _rows_sum), hi - lo, dtype)
     chunks = (tuple(hi - lo for lo, hi in row_bounds), (dim,))
     return g.array("grad-weight", chunks, dtype, tasks)
 
@@ -771,11 +794,11 @@ def embedding_bag(input: Any, weight: Any, offsets: Any, max_norm: Any, norm_typ
         g_keys = [(G.name, k, 0) for k in range(len(bag_bounds))]
         if a.mode == "max":
             grad_w: Any = None
-            tasks = {}
+            tasks: dict[tuple[int, ...], tuple[Any, ...]] = {}
             for j, (lo, hi) in enumerate(row_bounds):
                 parts = [b.add(b.key("max-scatter", j, k), _max_scatter, fk, gk, lo, hi, acc)
                          for k, (fk, gk) in enumerate(zip(finals, g_keys, strict=True))]
-                tasks[(j, 0)] = (_cast, b.tree("max-sum", (j,), parts, _sum), dtype)
+                tasks[(j, 0)] = (_densify_flat, b.tree("max-sum", (j,), parts, _rows_sum), hi - lo, dim, dtype)
             grad_w = b.array("grad-weight", (tuple(W.chunks[0]), (dim,)), dtype, tasks)
         gathered = []
         if a.mode != "max" or P is not None:
