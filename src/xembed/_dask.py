@@ -409,25 +409,30 @@ def _route_back(seg: np.ndarray, g: np.ndarray, final: tuple[np.ndarray, ...] | 
     return _slice_part(part, blo, bhi)
 
 
+Contrib = tuple[np.ndarray, np.ndarray, "np.ndarray | None", np.ndarray]
+
+
 def _contrib(idx: np.ndarray, seg: np.ndarray | None, psw: np.ndarray | None, gathered: Any, mode: str,
-             padding_idx: int | None, acc: np.dtype[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Per non-padding position: (row index, its grad_output row in ``acc``, its coefficient or None)."""
+             padding_idx: int | None, acc: np.dtype[Any]) -> Contrib:
+    """One input chunk's gradient contributions, without materialising a row per position: ``(idx, src,
+    coef, G)`` — non-padding position ``i`` adds ``coef[i] * G[src[i]]`` to row ``idx[i]``."""
     flat = np.asarray(idx).reshape(-1).astype(np.int64)
     if seg is None:  # embedding: the gradient row of every position is grad_output's own row
-        g = np.asarray(gathered).reshape(flat.shape[0], -1)
-        keep = np.ones(flat.shape[0], dtype=bool) if padding_idx is None else flat != padding_idx
-        return flat[keep], g[keep].astype(acc), None
+        g = np.asarray(gathered).reshape(flat.shape[0], -1).astype(acc)
+        keep = np.flatnonzero(flat != padding_idx) if padding_idx is not None else np.arange(flat.shape[0])
+        return flat[keep], keep, None, g
     s = np.asarray(seg).reshape(-1)
-    keep = s >= 0
+    keep_mask = s >= 0
     if padding_idx is not None:
-        keep &= flat != padding_idx
+        keep_mask &= flat != padding_idx
+    keep = np.flatnonzero(keep_mask)
     lo, _, f = gathered
-    rows = f["g"][s[keep] - lo].astype(acc)
+    src = s[keep] - lo
     coef = None if psw is None else np.asarray(psw).reshape(-1)[keep].astype(acc)
     if mode == "mean":
-        inv = 1.0 / np.maximum(f["counts"][s[keep] - lo], 1).astype(acc)
+        inv = 1.0 / np.maximum(f["counts"][src], 1).astype(acc)
         coef = inv if coef is None else coef * inv
-    return flat[keep], rows, coef
+    return flat[keep], src, coef, f["g"].astype(acc)
 
 
 Rows = tuple[np.ndarray, np.ndarray]  # (distinct local rows, their summed values): a sparse gradient partial
@@ -439,21 +444,20 @@ def _sparse_rows(local: np.ndarray, values: np.ndarray) -> Rows:
     return uniq, _scatter_rows(inv.reshape(-1), values, uniq.shape[0])
 
 
-def _scatter_part(c: tuple[np.ndarray, np.ndarray, np.ndarray | None], lo: int, hi: int,
-                  counts: np.ndarray | None) -> Rows:
-    """``DASK-GRAD``: the gradient rows ``[lo, hi)`` from one input chunk's contributions, kept sparse (their
-    size follows the chunk's share of the batch, not the table chunk)."""
-    idx, rows, coef = c
-    sel = (idx >= lo) & (idx < hi)
+def _scatter_part(c: Contrib, lo: int, hi: int, counts: np.ndarray | None) -> Rows:
+    """``DASK-GRAD``: the gradient rows ``[lo, hi)`` from one input chunk's contributions (xembed's NumPy
+    gather-scatter-add primitive), kept sparse: their size follows the chunk's share of the batch, not the
+    table chunk."""
+    idx, src, coef, g = c
+    sel = np.flatnonzero((idx >= lo) & (idx < hi))
     local = idx[sel] - lo
-    r = rows[sel]
     k = None if coef is None else coef[sel]
     if counts is not None:
-        inv = 1.0 / counts[local].astype(r.dtype)
+        inv = 1.0 / counts[local].astype(g.dtype)
         k = inv if k is None else k * inv
-    if k is not None:
-        r = r * k[:, None]
-    return _sparse_rows(local, r)
+    uniq, dst = np.unique(local, return_inverse=True)
+    vals = prim.gather_scatter_add(g, src[sel], dst.reshape(-1), k, uniq.shape[0], g.dtype, xp=_np_namespace())
+    return uniq, np.asarray(vals, dtype=g.dtype)
 
 
 def _rows_sum(parts: list[Rows]) -> Rows:
@@ -516,13 +520,15 @@ def _psw_part(idx: np.ndarray, seg: np.ndarray, gathered: Part, w: np.ndarray, l
     return dots.reshape(shape), mask.reshape(shape)
 
 
-def _sparse_values(c: tuple[np.ndarray, np.ndarray, np.ndarray | None], dtype: np.dtype[Any]) -> np.ndarray:
-    _, rows, coef = c
+def _sparse_values(c: Contrib, dtype: np.dtype[Any]) -> np.ndarray:
+    _, src, coef, g = c
+    rows = g[src]
     return (rows if coef is None else rows * coef[:, None]).astype(dtype)
 
 
-def _sparse_pair(idx: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:
-    return np.asarray(idx), np.asarray(values), None
+def _sparse_pair(idx: np.ndarray, values: np.ndarray, acc: np.dtype[Any]) -> Contrib:
+    idx = np.asarray(idx)
+    return idx, np.arange(idx.shape[0]), None, np.asarray(values).astype(acc)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -576,18 +582,13 @@ class DaskSparseGrad(SparseGrad):
         dtype = np.dtype(self.values.dtype)
         acc = _acc(dtype)
         g = _Graph(_token("to-dense", self.indices, self.values, self.row_chunks), [self.indices, self.values])
-        pairs = [g.add(g.key("pair", c), _sparse_pair, ik, vk)
+        pairs = [g.add(g.key("pair", c), _sparse_pair, ik, vk, acc)
                  for c, (ik, (vk,)) in enumerate(zip(self.indices.__dask_keys__(), self.values.__dask_keys__(),
                                                      strict=True))]
-        acc_pairs = [g.add(g.key("pair-acc", c), _acc_pair, p, acc) for c, p in enumerate(pairs)]
-        return _dense_grad(g, acc_pairs, _bounds(self.row_chunks), self.shape[1], None, dtype)
+        return _dense_grad(g, pairs, _bounds(self.row_chunks), self.shape[1], None, dtype)
 
     def __repr__(self) -> str:
         return f"DaskSparseGrad(shape={self.shape}, dtype={self.values.dtype}, row_chunks={self.row_chunks})"
-
-
-def _acc_pair(p: tuple[np.ndarray, np.ndarray, None], acc: np.dtype[Any]) -> tuple[np.ndarray, np.ndarray, None]:
-    return p[0], p[1].astype(acc), None
 
 
 def _sparse_grad(g: _Graph, contribs: Sequence[Key], known: list[int] | None, weight_shape: tuple[int, int],
