@@ -418,7 +418,8 @@ def _contrib(idx: np.ndarray, seg: np.ndarray | None, psw: np.ndarray | None, ga
     coef, G)`` — non-padding position ``i`` adds ``coef[i] * G[src[i]]`` to row ``idx[i]``."""
     flat = np.asarray(idx).reshape(-1).astype(np.int64)
     if seg is None:  # embedding: the gradient row of every position is grad_output's own row
-        g = np.asarray(gathered).reshape(flat.shape[0], -1).astype(acc)
+        block = np.asarray(gathered)
+        g = block.reshape(flat.shape[0], block.shape[-1]).astype(acc)
         keep = np.flatnonzero(flat != padding_idx) if padding_idx is not None else np.arange(flat.shape[0])
         return flat[keep], keep, None, g
     s = np.asarray(seg).reshape(-1)
