@@ -16,9 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from xembed_conformance.backends import Backend, literal
 
 import xembed
+from xembed_conformance.backends import Backend, literal
 
 
 class DaskBackend(Backend):
@@ -33,15 +33,16 @@ class DaskBackend(Backend):
 
     def asarray(self, values: np.ndarray, dtype: str) -> Any:
         a = np.asarray(values).astype(np.dtype(dtype))
-        return self.da.from_array(a, chunks=tuple(max(1, -(-s // 2)) for s in a.shape))
+        chunks = tuple(max(1, -(-s // 2)) for s in a.shape)
+        return self.da.from_array(a, chunks=chunks)  # type: ignore[no-untyped-call]
 
     def to_numpy(self, x: Any) -> np.ndarray:
-        return np.asarray(x.compute() if isinstance(x, self.da.Array) else x)
+        return np.asarray(x.compute() if isinstance(x, self.da.Array) else x)  # type: ignore[no-untyped-call]
 
     def dtype_name(self, x: Any) -> str:
         return str(np.dtype(x.dtype).name)
 
-    def device_of(self, x: Any) -> Any:
+    def device_of(self, x: Any) -> Any:  # noqa: ARG002 - the protocol's signature
         return "cpu"
 
     def is_array(self, x: Any) -> bool:
@@ -68,7 +69,7 @@ def _one_chunk(x: Any) -> Any:
         return DaskSparseGrad(_one_chunk(x.indices), _one_chunk(x.values), x.shape, (x.shape[0],))
     if isinstance(x, tuple):
         return tuple(_one_chunk(y) for y in x)
-    return da.from_array(np.asarray(x.compute()), chunks=-1)
+    return da.from_array(np.asarray(x.compute()), chunks=-1)  # type: ignore[no-untyped-call]
 
 
 def embedding(*args: Any, **kwargs: Any) -> Any:

@@ -370,12 +370,14 @@ def test_conformance_checker_strict_on_dask(client: Any, monkeypatch: pytest.Mon
     (NotImplementedError, DASK-RENORM) and the crash-prone error rows, which the checker runs in a spawned
     process that does not know a backend registered at run time (the checker must register ``dask`` itself)."""
     from dask_conformance import DaskBackend
+
     from xembed_conformance import backends
     from xembed_conformance.runner import run_conformance
 
     monkeypatch.setitem(backends.BACKENDS, "dask", DaskBackend)
     assert distributed.default_client() is client
-    rep = run_conformance("dask_conformance", backend="dask", max_examples=3, seed=0, strict=True)
+    rep = run_conformance(  # type: ignore[no-untyped-call]
+        "dask_conformance", backend="dask", max_examples=3, seed=0, strict=True)
     bad = {r["id"]: r["message"] for r in rep["results"] if r["status"] in ("fail", "error")}
     renorm = {i for i, m in bad.items() if "`max_norm`" in m and "NotImplementedError" in m}
     isolated = {i for i, m in bad.items() if "unknown backend 'dask'" in m or "Broken pipe" in m
