@@ -461,17 +461,6 @@ def _scatter_part(c: Contrib, lo: int, hi: int, counts: np.ndarray | None) -> Ro
     return uniq, np.asarray(vals, dtype=g.dtype)
 
 
-def _rows_sum(parts: list[Rows]) -> Rows:
-    return _sparse_rows(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
-
-
-def _densify(part: Rows, n_rows: int, dtype: np.dtype[Any]) -> np.ndarray:
-    uniq, vals = part
-    out = np.zeros((n_rows, *vals.shape[1:]), dtype=vals.dtype)
-    out[uniq] = vals
-    return out.astype(dtype)
-
-
 def _sum(parts: list[np.ndarray]) -> np.ndarray:
     out = parts[0]
     for p in parts[1:]:
@@ -489,7 +478,7 @@ def _count_part(idx: np.ndarray, seg: np.ndarray | None, lo: int, hi: int) -> np
 
 
 def _cast(x: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
-    return x.astype(dtype)
+    return x.astype(dtype, copy=False)
 
 
 def _max_scatter(final: tuple[np.ndarray, ...], g: np.ndarray, lo: int, hi: int, acc: np.dtype[Any]) -> Rows:
@@ -500,10 +489,6 @@ def _max_scatter(final: tuple[np.ndarray, ...], g: np.ndarray, lo: int, hi: int,
     sel = (argrow >= lo) & (argrow < hi)
     target = ((argrow - lo) * dim + np.arange(dim)[None, :])[sel]
     return _sparse_rows(target, np.asarray(g).astype(acc)[sel][:, None])
-
-
-def _densify_flat(part: Rows, n_rows: int, dim: int, dtype: np.dtype[Any]) -> np.ndarray:
-    return _densify(part, n_rows * dim, dtype).reshape(n_rows, dim)
 
 
 def _psw_part(idx: np.ndarray, seg: np.ndarray, gathered: Part, w: np.ndarray, lo: int,
@@ -538,14 +523,40 @@ def _sparse_pair(idx: np.ndarray, values: np.ndarray, acc: np.dtype[Any]) -> Con
 
 def _dense_grad(g: _Graph, contribs: Sequence[Key], row_bounds: list[tuple[int, int]], dim: int,
                 counts: list[Key] | None, dtype: np.dtype[Any]) -> Array:
-    """``DASK-GRAD``: the dense weight gradient, chunked like the weight's rows."""
+    """``DASK-GRAD``: the dense weight gradient, chunked like the weight's rows.
+
+    Per weight chunk, a chain over the input chunks adds each chunk's contributions into the chunk's
+    accumulator (scatter fused into the step): the only table-sized data alive are the accumulators, i.e. each
+    worker's share of the gradient — partials never pile up ahead of their reduction.
+    """
     tasks = {}
     for j, (lo, hi) in enumerate(row_bounds):
         cnt = None if counts is None else counts[j]
-        parts = [g.add(g.key("scatter", j, c), _scatter_part, ck, lo, hi, cnt) for c, ck in enumerate(contribs)]
-        tasks[(j, 0)] = (_densify, g.tree("gsum", (j,), parts, _rows_sum), hi - lo, dtype)
+        prev: Key | None = None
+        for c, ck in enumerate(contribs):
+            prev = g.add(g.key("gacc", j, c), _scatter_step, prev, ck, lo, hi, cnt, dim)
+        tasks[(j, 0)] = (_cast, prev, dtype)
     chunks = (tuple(hi - lo for lo, hi in row_bounds), (dim,))
     return g.array("grad-weight", chunks, dtype, tasks)
+
+
+def _add_rows(prev: np.ndarray | None, part: Rows, n_rows: int, dim: int) -> np.ndarray:
+    """``prev + part`` densified (a new array: task inputs are never modified)."""
+    uniq, vals = part
+    out = np.zeros((n_rows, dim), dtype=vals.dtype) if prev is None else prev.copy()
+    out.reshape(-1, vals.shape[1])[uniq] += vals
+    return out
+
+
+def _scatter_step(prev: np.ndarray | None, c: Contrib, lo: int, hi: int, counts: np.ndarray | None,
+                  dim: int) -> np.ndarray:
+    return _add_rows(prev, _scatter_part(c, lo, hi, counts), hi - lo, dim)
+
+
+def _max_step(prev: np.ndarray | None, final: tuple[np.ndarray, ...], g: np.ndarray, lo: int, hi: int,
+              acc: np.dtype[Any]) -> np.ndarray:
+    dim = final[2].shape[1]
+    return _add_rows(prev, _max_scatter(final, g, lo, hi, acc), hi - lo, dim)
 
 
 def _frequencies(g: _Graph, idx_keys: Sequence[Key], seg_keys: Sequence[Key | None],
@@ -798,9 +809,10 @@ def embedding_bag(input: Any, weight: Any, offsets: Any, max_norm: Any, norm_typ
             grad_w: Any = None
             tasks: dict[tuple[int, ...], tuple[Any, ...]] = {}
             for j, (lo, hi) in enumerate(row_bounds):
-                parts = [b.add(b.key("max-scatter", j, k), _max_scatter, fk, gk, lo, hi, acc)
-                         for k, (fk, gk) in enumerate(zip(finals, g_keys, strict=True))]
-                tasks[(j, 0)] = (_densify_flat, b.tree("max-sum", (j,), parts, _rows_sum), hi - lo, dim, dtype)
+                prev: Key | None = None
+                for k, (fk, gk) in enumerate(zip(finals, g_keys, strict=True)):
+                    prev = b.add(b.key("max-acc", j, k), _max_step, prev, fk, gk, lo, hi, acc)
+                tasks[(j, 0)] = (_cast, prev, dtype)
             grad_w = b.array("grad-weight", (tuple(W.chunks[0]), (dim,)), dtype, tasks)
         gathered = []
         if a.mode != "max" or P is not None:
@@ -810,8 +822,8 @@ def embedding_bag(input: Any, weight: Any, offsets: Any, max_norm: Any, norm_typ
                     rng = static[c]
                     if not _overlaps(rng, lo, hi):
                         continue
-                    fk = finals[k] if a.mode == "mean" else None  # only the mean needs the forward (bag sizes)
-                    pieces.append(b.add(b.key("gather", c, k), _route_back, segs[c], g_keys[k], fk, lo, hi))
+                    fin = finals[k] if a.mode == "mean" else None  # only the mean needs the forward (bag sizes)
+                    pieces.append(b.add(b.key("gather", c, k), _route_back, segs[c], g_keys[k], fin, lo, hi))
                 gathered.append(b.tree("gather-merge", (c,), pieces, _merge, "put"))
         if a.mode != "max":
             contribs = [b.add(b.key("contrib", c), _contrib, ck, segs[c], psw_keys[c], gathered[c], a.mode,
