@@ -7,10 +7,11 @@ persisted there; the forward (``mode='sum'``) and the dense weight gradient are 
 of worker processes (1 thread each).  The same batch and table run through xembed on NumPy in this process.
 
 Reported: time and throughput (M lookups/s) of both, the task count of the forward and gradient graphs, and
-per worker the peak RSS sampled every 5 ms during each computation, next to the bound of issue 13: the
-worker's baseline RSS before any data arrived, plus its share of the table and of the batch (what it holds),
-plus a working set of a few chunks (5 table chunks: a tree reduction's fan-in of table-chunk-sized gradient
-partials and their sum; 2 batch chunks; its share of the output) — independent of the table's size.
+per worker the peak RSS sampled every 5 ms during each computation (persisted on the workers), next to the
+bound of issue 13: the worker's baseline RSS before any data arrived, plus its share of the table and of the
+batch (what it holds), plus its share of the result (the gradient is table-sized), plus a working set of a few
+chunks (3 table chunks: a gradient step copies its accumulator; 2 batch chunks) — independent of the table's
+size.
 NumPy's peak is the RSS growth of this process over the whole table + batch.  The machines are shared and
 noisy: compare the ratios of one run.
 """
@@ -32,9 +33,9 @@ from distributed import Client, LocalCluster, wait
 import xembed
 
 MiB = 2.0**20
-# working set of a worker beyond the data it holds: a tree reduction of table-chunk-sized partials holds its
-# fan-in (4) of them plus their sum
-WORKING_CHUNKS = 5
+# working set of a worker beyond the data it holds: a gradient step copies its table-chunk accumulator (2),
+# plus one chunk in transfer
+WORKING_CHUNKS = 3
 
 
 def _start_sampler(dask_worker: Any) -> None:
@@ -77,16 +78,19 @@ def _held_bytes(client: Any, arrays: list[Any]) -> dict[str, int]:
     return dict(client.run(_worker_bytes, keys))
 
 
-def measure(client: Any, arr: Any) -> tuple[float, dict[str, int]]:
+def measure(client: Any, arr: Any) -> tuple[float, dict[str, int], dict[str, int]]:
+    """Persist ``arr`` on the workers (the result stays distributed, as for data bigger than the client):
+    wall time, per-worker peak RSS during the computation, per-worker bytes of the result held."""
     client.run(_start_sampler)
     t0 = time.perf_counter()
-    fut = client.compute(arr)
-    wait(fut)
-    fut.result()
+    res = client.persist(arr)
+    wait(res)
     dt = time.perf_counter() - t0
     peaks = client.run(_stop_sampler)
-    del fut
-    return dt, peaks
+    result_held = _held_bytes(client, [res])
+    del res
+    time.sleep(0.5)  # let the workers release it
+    return dt, peaks, result_held
 
 
 def main() -> None:
@@ -129,8 +133,8 @@ def main() -> None:
     tasks_bwd = len(grad.__dask_graph__())
 
     measure(client, out)  # warm-up
-    t_fwd, peak_fwd = measure(client, out)
-    t_bwd, peak_bwd = measure(client, grad)
+    t_fwd, peak_fwd, res_fwd = measure(client, out)
+    t_bwd, peak_bwd, res_bwd = measure(client, grad)
 
     # NumPy, one process, same data
     rss0 = _rss()
@@ -149,7 +153,6 @@ def main() -> None:
     ok_bwd = bool(np.allclose(grad.compute(), gref, rtol=1e-4, atol=1e-3))
 
     table_chunk = table.nbytes / table.numblocks[0]
-    out_share = out.nbytes / args.workers
     batch_chunk = (ids.nbytes + offs.nbytes) / ids.numblocks[0]
     print(f"table {args.vocab}x{args.dim} fp32 = {table.nbytes / MiB:.0f} MiB in {table.numblocks[0]} chunks of "
           f"{table_chunk / MiB:.0f} MiB; batch {args.bags} bags, {n} ids ({ids.nbytes / MiB:.0f} MiB) in "
@@ -162,15 +165,21 @@ def main() -> None:
           f"values match: {ok_bwd}")
     rows = []
     for w in sorted(baseline):
-        bound = baseline[w] + held.get(w, 0) + WORKING_CHUNKS * table_chunk + 2 * batch_chunk + out_share
-        rows.append({"worker": w, "baseline_mib": baseline[w] / MiB, "held_mib": held.get(w, 0) / MiB,
-                     "peak_fwd_mib": peak_fwd[w] / MiB, "peak_bwd_mib": peak_bwd[w] / MiB,
-                     "bound_mib": bound / MiB, "within_bound": max(peak_fwd[w], peak_bwd[w]) <= bound})
-        r = rows[-1]
+        base = baseline[w] + held.get(w, 0) + WORKING_CHUNKS * table_chunk + 2 * batch_chunk
+        b_fwd, b_bwd = base + res_fwd.get(w, 0), base + res_bwd.get(w, 0)
+        r = {"worker": w, "baseline_mib": baseline[w] / MiB, "held_mib": held.get(w, 0) / MiB,
+             "peak_fwd_mib": peak_fwd[w] / MiB, "result_fwd_mib": res_fwd.get(w, 0) / MiB,
+             "bound_fwd_mib": b_fwd / MiB, "peak_bwd_mib": peak_bwd[w] / MiB,
+             "result_bwd_mib": res_bwd.get(w, 0) / MiB, "bound_bwd_mib": b_bwd / MiB,
+             "within_bound": bool(peak_fwd[w] <= b_fwd and peak_bwd[w] <= b_bwd)}
+        rows.append(r)
         print(f"worker {w}: baseline {r['baseline_mib']:.0f} MiB, holds {r['held_mib']:.0f} MiB of table+batch; "
-              f"peak RSS forward {r['peak_fwd_mib']:.0f} MiB, gradient {r['peak_bwd_mib']:.0f} MiB; bound "
-              f"(baseline + held + {WORKING_CHUNKS} table chunks + 2 batch chunks + output share) "
-              f"{r['bound_mib']:.0f} MiB: {'within' if r['within_bound'] else 'EXCEEDED'}")
+              f"forward: peak RSS {r['peak_fwd_mib']:.0f} MiB (result share {r['result_fwd_mib']:.0f} MiB, bound "
+              f"{r['bound_fwd_mib']:.0f}); gradient: peak {r['peak_bwd_mib']:.0f} MiB (result share "
+              f"{r['result_bwd_mib']:.0f} MiB, bound {r['bound_bwd_mib']:.0f}): "
+              f"{'within' if r['within_bound'] else 'EXCEEDED'}")
+    print(f"bound = baseline + held + {WORKING_CHUNKS} table chunks + 2 batch chunks + the worker's share of the "
+          "result")
     print(f"NumPy in one process: RSS growth {np_peak / MiB:.0f} MiB (whole table {w_np.nbytes / MiB:.0f} MiB + "
           f"batch + gradient)")
     if args.json:
