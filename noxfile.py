@@ -4,6 +4,7 @@
     nox -s "tests(cupy)"        # needs a CUDA GPU and CuPy
     nox -s fallback              # every backend through the standard-only primitives
     nox -s conformance           # the conformance report for xembed on every installed backend
+    nox -s dask                  # the dask path on a LocalCluster (tests/test_dask.py, checker included)
     nox -s benchmarks            # the benchmark suite, quick profile (pass --full for the standard sizes)
 """
 
@@ -30,6 +31,13 @@ def fallback(session):
     """The test-suite with the native primitives disabled: proves the standard-only path everywhere."""
     session.install("-e", ".[test]")
     session.run("pytest", "-n", "2", "tests", *session.posargs, env={"XEMBED_PRIMITIVES": "fallback"})
+
+
+@nox.session
+def dask(session):
+    """The dask path on a distributed LocalCluster of 2 worker processes (issue 13)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "tests/test_dask.py", *session.posargs)
 
 
 @nox.session

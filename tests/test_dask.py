@@ -10,16 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dask  # in the `test` extra: a missing install must fail, not skip
+import dask.array as da
+import distributed
 import numpy as np
 import pytest
 import torch  # the oracle: a missing install must fail, not skip
 import torch.nn.functional as F  # noqa: N812 - the usual name
 
 import xembed
-
-da = pytest.importorskip("dask.array")
-distributed = pytest.importorskip("distributed")
-dask = pytest.importorskip("dask")
 
 N, D = 23, 3
 W_CHUNK = 5  # 5 weight chunks: 5, 5, 5, 5, 3 rows

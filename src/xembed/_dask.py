@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from array_api_compat import is_dask_array
 
 from . import _primitives as prim
 from . import _validate as v
@@ -47,8 +48,6 @@ __all__ = ["DaskSparseGrad", "embedding", "embedding_bag", "involves_dask"]
 
 def involves_dask(*arrays: Any) -> bool:
     """``DASK-DISPATCH``: True when any argument is a dask array (the test of ``_api``; imports no dask)."""
-    from array_api_compat import is_dask_array
-
     return any(x is not None and is_dask_array(x) for x in arrays)
 
 
@@ -115,7 +114,6 @@ def _token(*parts: Any) -> str:
 
 def _to_dask(name: str, x: Any) -> Array:
     import dask.array as da
-    from array_api_compat import is_dask_array
 
     if x is None:
         return None
