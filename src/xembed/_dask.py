@@ -12,9 +12,10 @@ tasks, so dask arrays get a dedicated blockwise graph (spec section "Dask", rule
   ``j`` (fan-in :data:`SPLIT_EVERY`), then routed to the output's bag chunks.  A 1-D input's partials go to
   every bag chunk (``C x K`` small slice tasks) since which bags a chunk touches is known only from the
   offsets' values; a 2-D input's go only to their own chunk.
-* Gradients: dense weight gradients are one scatter task per (``c``, ``j``) tree-summed over ``c`` (chunked
-  like the weight); ``scale_grad_by_freq`` frequencies are a global bincount done the same way, per weight
-  chunk; the sparse form is a :class:`DaskSparseGrad` whose arrays are chunked like the input.
+* Gradients: the dense weight gradient (chunked like the weight) is, per weight chunk ``j``, a chain of steps
+  over the input chunks ``c``, each adding ``c``'s contributions to ``j``'s accumulator;
+  ``scale_grad_by_freq`` frequencies are a global bincount, one task per (``c``, ``j``) tree-summed over
+  ``c``; the sparse form is a :class:`DaskSparseGrad` whose arrays are chunked like the input.
 * Value checks (index range, offsets rules) are tasks every block passes through, so ``.compute()`` raises
   the eager path's IndexError / ValueError and never returns a wrong result.
 
