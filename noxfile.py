@@ -6,6 +6,7 @@
     nox -s fallback              # every backend through the standard-only primitives
     nox -s lint                  # ruff check . and mypy (the quality gates of .ci/run)
     nox -s conformance           # the conformance report for xembed on every installed backend
+    nox -s dask                  # the dask path on a LocalCluster (tests/test_dask.py, checker included)
     nox -s benchmarks            # the benchmark suite, quick profile (pass --full for the standard sizes)
 """
 
@@ -57,6 +58,13 @@ def lint(session: nox.Session) -> None:
     session.install("-e", ".[test]", "ruff", "mypy")
     session.run("ruff", "check", ".")
     session.run("mypy")
+
+
+@nox.session
+def dask(session: nox.Session) -> None:
+    """The dask path on a distributed LocalCluster of 2 worker processes (issue 13)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "tests/test_dask.py", *session.posargs)
 
 
 @nox.session
