@@ -19,6 +19,8 @@ from typing import Any
 from array_api_compat import device as _device
 from array_api_compat import is_array_api_obj, is_lazy_array
 
+from . import _primitives as prim
+
 Array = Any
 MODES = ("sum", "mean", "max")
 
@@ -86,13 +88,17 @@ def check_renorm_args(max_norm: Any, norm_type: Any) -> tuple[float | None, floa
 
 
 def check_indices_in_range(x: Array, num_embeddings: int, xp, name: str = "input") -> None:
-    """IndexError naming the first offending value and its position (value check)."""
+    """IndexError naming the first offending value and its position (value check).
+
+    One min/max pass over the indices; the offending position is searched only when one is out of range.
+    """
     if is_lazy_array(x) or math.prod(x.shape) == 0:
+        return
+    lo, hi = prim.index_bounds(x, xp=xp)
+    if lo >= 0 and hi < num_embeddings:
         return
     flat = xp.reshape(x, (-1,))
     bad = (flat < 0) | (flat >= num_embeddings)
-    if not bool(xp.any(bad)):
-        return
     pos = int(xp.argmax(xp.astype(bad, xp.int8)))
     value = int(flat[pos])
     where = _unravel(pos, tuple(x.shape))
@@ -179,13 +185,11 @@ def check_offsets_values(offsets: Array, n: int, include_last_offset: bool, xp) 
     first = int(offsets[0])
     if first != 0:
         raise ValueError(f"`offsets`[0] must be 0, got {first}")
-    if offsets.shape[0] > 1:
-        dec = offsets[1:] < offsets[:-1]
-        if bool(xp.any(dec)):
-            pos = int(xp.argmax(xp.astype(dec, xp.int8))) + 1
-            raise ValueError(
-                f"`offsets` must be non-decreasing, but offsets[{pos}] = {int(offsets[pos])} < "
-                f"offsets[{pos - 1}] = {int(offsets[pos - 1])}")
+    pos = prim.offsets_first_decrease(offsets, xp=xp)
+    if pos > 0:
+        raise ValueError(
+            f"`offsets` must be non-decreasing, but offsets[{pos}] = {int(offsets[pos])} < "
+            f"offsets[{pos - 1}] = {int(offsets[pos - 1])}")
     last = int(offsets[-1])
     if last > n:
         raise ValueError(

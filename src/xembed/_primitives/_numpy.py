@@ -7,6 +7,17 @@ import numpy as np
 from . import _numpy_fast as _fast
 
 
+def index_bounds(x, xp):
+    return int(x.min()), int(x.max())
+
+
+def offsets_first_decrease(offsets, xp):
+    if offsets.shape[0] < 2:
+        return -1
+    dec = offsets[1:] < offsets[:-1]
+    return int(dec.argmax()) + 1 if dec.any() else -1
+
+
 def bincount(idx, num_rows, xp):
     return np.bincount(idx, minlength=num_rows)
 

@@ -12,6 +12,11 @@ import torch
 _MODE_MAX = 2  # torch.embedding_bag mode code
 
 
+def index_bounds(x, xp):
+    lo, hi = torch.aminmax(x.reshape(-1))
+    return tuple(torch.stack([lo, hi]).tolist())  # one device->host transfer
+
+
 def bincount(idx, num_rows, xp):
     return torch.bincount(idx, minlength=num_rows)
 
