@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from array_api_compat import array_namespace, is_torch_namespace
+from array_api_compat import array_namespace, is_numpy_namespace, is_torch_namespace
 
 from . import _core
+from . import _primitives as prim
 from . import _validate as v
 
 Array = Any
@@ -19,19 +20,31 @@ def _library(ns) -> str:
     return getattr(ns, "__name__", repr(ns)).removeprefix("array_api_compat.")
 
 
+_NAMESPACES: dict[tuple[type, ...], tuple[Any, bool]] = {}
+
+
 def _namespace(xp, **arrays):
-    """The array API namespace of all array arguments (TypeError on mixed libraries)."""
+    """The array API namespace of all array arguments (TypeError on mixed libraries).
+
+    The namespace is a function of the argument types only: it is looked up once per type tuple.
+    """
     present = {k: x for k, x in arrays.items() if x is not None}
-    for name, x in present.items():
-        v.check_is_array(name, x)
-    try:
-        ns = array_namespace(*present.values())
-    except TypeError as e:
-        kinds = ", ".join(f"`{k}`: {type(x).__module__}.{type(x).__name__}" for k, x in present.items())
-        raise TypeError(f"all arrays must come from one array library, got {kinds}") from e
+    key = tuple(type(x) for x in present.values())
+    hit = _NAMESPACES.get(key)
+    if hit is None:
+        for name, x in present.items():
+            v.check_is_array(name, x)
+        try:
+            ns = array_namespace(*present.values())
+        except TypeError as e:
+            kinds = ", ".join(f"`{k}`: {type(x).__module__}.{type(x).__name__}" for k, x in present.items())
+            raise TypeError(f"all arrays must come from one array library, got {kinds}") from e
+        hit = _NAMESPACES[key] = (ns, is_numpy_namespace(ns))  # NumPy arrays all live on the CPU
+    ns, cpu_only = hit
     if xp is not None and _library(xp) != _library(ns):
         raise TypeError(f"`xp` is {_library(xp)} but the arrays are {_library(ns)} arrays")
-    v.check_same_device(present)
+    if not cpu_only:
+        v.check_same_device(present)
     return ns
 
 
@@ -85,6 +98,12 @@ def _embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_fr
     xp, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse = _prepare_embedding(
         input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp)
 
+    if not want_vjp and is_torch_namespace(xp) and prim.mode() != "fallback":
+        from ._primitives import _torch as fused
+
+        if fused.can_fuse_embedding(input, weight, max_norm):
+            return fused.fused_embedding(input, weight, padding_idx, scale_grad_by_freq, sparse)
+
     def compute(w, _psw, need_pullback=True):
         return _core.embedding_vjp(input, w, padding_idx, scale_grad_by_freq, sparse, xp)
 
@@ -128,6 +147,12 @@ def _embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_fr
     if input.ndim == 1:
         v.check_offsets_values(offsets, input.shape[0], a.include_last_offset, xp)
     v.check_indices_in_range(input, weight.shape[0], xp)
+
+    if not want_vjp and is_torch_namespace(xp) and prim.mode() != "fallback":
+        from ._primitives import _torch as fused
+
+        if fused.can_fuse_bag(input, weight, offsets, per_sample_weights, a):
+            return fused.fused_bag(input, weight, offsets, per_sample_weights, a)
 
     def compute(w, psw, need_pullback=True):
         return _core.embedding_bag_vjp(input, w, offsets, psw, a, xp, need_pullback)

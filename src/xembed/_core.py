@@ -29,9 +29,16 @@ def _cast(x: Array, dtype) -> Array:
     return x if x.dtype == dtype else array_namespace(x).astype(x, dtype)
 
 
+_ACC: dict[tuple[int, Any], Any] = {}
+
+
 def acc_dtype(dtype, xp):
-    """Accumulation dtype: float32 for float16/bfloat16, else the dtype itself."""
-    return xp.float32 if xp.finfo(dtype).bits < 32 else dtype
+    """Accumulation dtype: float32 for float16/bfloat16, else the dtype itself (cached per dtype)."""
+    key = (id(xp), dtype)
+    acc = _ACC.get(key)
+    if acc is None:
+        acc = _ACC[key] = xp.float32 if xp.finfo(dtype).bits < 32 else dtype
+    return acc
 
 
 def _float64_or_32(xp, dev):
@@ -129,9 +136,8 @@ def embedding_vjp(input: Array, weight: Array, padding_idx: int | None, scale_gr
     return out, pullback
 
 
-def _bag_layout(input: Array, offsets: Array | None, include_last_offset: bool, xp):
+def _bag_layout(input: Array, offsets: Array | None, include_last_offset: bool, xp, dev):
     """Flat indices (n,) and full CSR offsets (B+1,) with offsets[0] = 0 and offsets[B] = n."""
-    dev = _device(input)
     itype = prim.index_dtype(xp, dev)
     if input.ndim == 2:
         num_bags, length = input.shape
@@ -159,7 +165,7 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
     dev = _device(weight)
     n_rows, dim = weight.shape
     acc = acc_dtype(weight.dtype, xp)
-    idx, offs = _bag_layout(input, offsets, a.include_last_offset, xp)
+    idx, offs = _bag_layout(input, offsets, a.include_last_offset, xp, dev)
     n, num_bags = idx.shape[0], offs.shape[0] - 1
     psw = None if per_sample_weights is None else xp.reshape(per_sample_weights, (-1,))[:n]
 
@@ -173,7 +179,7 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
         kept = prim.bincount(prim.segment_ids(offs, n, xp=xp)[valid], num_bags, xp=xp)
         zero = xp.zeros((1,), dtype=offs.dtype, device=dev)
         offs_c = xp.concat([zero, xp.cumulative_sum(_cast(kept, offs.dtype))])
-    bag_size = offs_c[1:] - offs_c[:-1]
+    bag_size = offs_c[1:] - offs_c[:-1] if a.mode == "mean" else None
 
     argrow = None
     if a.mode == "max":

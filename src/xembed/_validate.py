@@ -17,12 +17,36 @@ from dataclasses import dataclass
 from typing import Any
 
 from array_api_compat import device as _device
-from array_api_compat import is_array_api_obj, is_lazy_array
+from array_api_compat import is_array_api_obj, is_cupy_array, is_lazy_array, is_numpy_array, is_torch_array
 
 from . import _primitives as prim
 
 Array = Any
 MODES = ("sum", "mean", "max")
+
+# Per-call speed: answers that depend only on a type or a dtype are computed once.
+_EAGER_TYPES: set[type] = set()
+_ISDTYPE: dict[tuple[int, Any, str], bool] = {}
+
+
+def _is_lazy(x: Array) -> bool:
+    """``is_lazy_array``, remembered for the types that are always eager (NumPy, CuPy, torch)."""
+    t = type(x)
+    if t in _EAGER_TYPES:
+        return False
+    if is_numpy_array(x) or is_cupy_array(x) or is_torch_array(x):
+        _EAGER_TYPES.add(t)
+        return False
+    return bool(is_lazy_array(x))
+
+
+def _isdtype(xp, dtype: Any, kind: str) -> bool:
+    """``xp.isdtype``, cached per (namespace, dtype, kind)."""
+    key = (id(xp), dtype, kind)
+    r = _ISDTYPE.get(key)
+    if r is None:
+        r = _ISDTYPE[key] = bool(xp.isdtype(dtype, kind))
+    return r
 
 
 def check_is_array(name: str, x: Any) -> None:
@@ -44,12 +68,12 @@ def check_same_device(arrays: dict[str, Array]) -> None:
 def check_weight(weight: Array, xp) -> None:
     if weight.ndim != 2:
         raise ValueError(f"`weight` must be 2-D (num_embeddings, embedding_dim), got shape {tuple(weight.shape)}")
-    if not xp.isdtype(weight.dtype, "real floating"):
+    if not _isdtype(xp, weight.dtype, "real floating"):
         raise TypeError(f"`weight` must have a real floating dtype, got {weight.dtype}")
 
 
 def check_index_dtype(name: str, x: Array, xp) -> None:
-    if not xp.isdtype(x.dtype, "integral"):
+    if not _isdtype(xp, x.dtype, "integral"):
         raise TypeError(f"`{name}` must have an integer dtype, got {x.dtype}")
 
 
@@ -92,7 +116,7 @@ def check_indices_in_range(x: Array, num_embeddings: int, xp, name: str = "input
 
     One min/max pass over the indices; the offending position is searched only when one is out of range.
     """
-    if is_lazy_array(x) or math.prod(x.shape) == 0:
+    if _is_lazy(x) or math.prod(x.shape) == 0:
         return
     lo, hi = prim.index_bounds(x, xp=xp)
     if lo >= 0 and hi < num_embeddings:
@@ -180,7 +204,7 @@ def check_bag_metadata(input: Array, weight: Array, offsets: Array | None, per_s
 
 def check_offsets_values(offsets: Array, n: int, include_last_offset: bool, xp) -> None:
     """offsets[0] == 0, non-decreasing, offsets[-1] <= n (== n with include_last_offset) (value check)."""
-    if is_lazy_array(offsets) or offsets.shape[0] == 0:
+    if _is_lazy(offsets) or offsets.shape[0] == 0:
         return
     first = int(offsets[0])
     if first != 0:

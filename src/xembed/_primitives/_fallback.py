@@ -19,9 +19,16 @@ from array_api_compat import device as _device
 Array = Any
 
 
+_INDEX_DTYPES: dict[tuple[int, Any], Any] = {}
+
+
 def index_dtype(xp, dev):
-    """The namespace's default indexing dtype on ``dev`` (int64 on every backend we know)."""
-    return xp.__array_namespace_info__().default_dtypes(device=dev)["indexing"]
+    """The namespace's default indexing dtype on ``dev`` (int64 on every backend we know); cached."""
+    key = (id(xp), dev)
+    dt = _INDEX_DTYPES.get(key)
+    if dt is None:
+        dt = _INDEX_DTYPES[key] = xp.__array_namespace_info__().default_dtypes(device=dev)["indexing"]
+    return dt
 
 
 def index_bounds(x: Array, xp) -> tuple[int, int]:

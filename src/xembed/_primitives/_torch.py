@@ -63,3 +63,43 @@ def put_rows_(weight, uniq, rows, xp):
     with torch.no_grad():
         weight[uniq] = rows
     return weight
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Whole-call fast path (spec ``PRIM-TORCH-NATIVE``): after xembed validated a call, the options for which
+# torch.nn.functional's own fused CPU kernels (forward and autograd backward) have exactly xembed's semantics
+# are handed to them whole.  Everything else (low precision, max_norm, mode='max' under autograd, empty
+# offsets, mixed index dtypes, CUDA) takes xembed's own path.
+_FUSED_DTYPES = (torch.float32, torch.float64)
+_INDEX_DTYPES = (torch.int32, torch.int64)
+
+
+def _fusable(weight, input) -> bool:
+    return (weight.device.type == "cpu" and weight.dtype in _FUSED_DTYPES and input.dtype in _INDEX_DTYPES
+            and not input.requires_grad)
+
+
+def can_fuse_embedding(input, weight, max_norm) -> bool:
+    return max_norm is None and _fusable(weight, input)
+
+
+def fused_embedding(input, weight, padding_idx, scale_grad_by_freq, sparse):
+    return torch.nn.functional.embedding(input, weight, padding_idx=padding_idx,
+                                         scale_grad_by_freq=scale_grad_by_freq, sparse=sparse)
+
+
+def can_fuse_bag(input, weight, offsets, per_sample_weights, a) -> bool:
+    if a.max_norm is not None or not _fusable(weight, input):
+        return False
+    if a.mode == "max" and (a.padding_idx is not None or torch.is_grad_enabled() and weight.requires_grad):
+        return False
+    if per_sample_weights is not None and a.padding_idx is not None:
+        return False
+    return offsets is None or (offsets.dtype == input.dtype and offsets.shape[0] > 0)
+
+
+def fused_bag(input, weight, offsets, per_sample_weights, a):
+    return torch.nn.functional.embedding_bag(
+        input, weight, offsets, mode=a.mode, sparse=a.sparse, per_sample_weights=per_sample_weights,
+        include_last_offset=a.include_last_offset, padding_idx=a.padding_idx,
+        scale_grad_by_freq=a.scale_grad_by_freq)
