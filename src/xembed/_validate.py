@@ -26,6 +26,7 @@ MODES = ("sum", "mean", "max")
 
 # Per-call speed: answers that depend only on a type or a dtype are computed once.
 _EAGER_TYPES: set[type] = set()
+_DEVICE_ATTR_TYPES: set[type] = set()
 _ISDTYPE: dict[tuple[int, Any, str], bool] = {}
 
 
@@ -54,12 +55,22 @@ def check_is_array(name: str, x: Any) -> None:
         raise TypeError(f"`{name}` must be an array, got {type(x).__name__}")
 
 
+def _device_of(x: Array) -> Any:
+    """``array_api_compat.device``; torch and CuPy arrays answer their own ``.device`` (remembered per type)."""
+    t = type(x)
+    if t in _DEVICE_ATTR_TYPES:
+        return x.device
+    if is_torch_array(x) or is_cupy_array(x):
+        _DEVICE_ATTR_TYPES.add(t)
+    return _device(x)
+
+
 def check_same_device(arrays: dict[str, Array]) -> None:
     items = [(k, v) for k, v in arrays.items() if v is not None]
     name0, x0 = items[0]
-    d0 = _device(x0)
+    d0 = _device_of(x0)
     for name, x in items[1:]:
-        if _device(x) != d0:
+        if _device_of(x) != d0:
             raise ValueError(
                 f"`{name}` is on device {_device(x)!r} but `{name0}` is on {d0!r}; "
                 "all arrays must be on the same device")

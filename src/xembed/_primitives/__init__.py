@@ -59,12 +59,13 @@ MODES = ("auto", "native", "numba", "fallback")
 
 def _checked(m: str, what: str) -> str:
     if m not in MODES:
-        raise ValueError(f"{what} must be one of {MODES}, got {m!r}")
+        msg = f"{what} must be one of {MODES}, got {m!r}"
+        raise ValueError(msg)
     return m
 
 
-_mode_var: contextvars.ContextVar[str] = contextvars.ContextVar(
-    "xembed_primitives", default=_checked(os.environ.get("XEMBED_PRIMITIVES", "auto"), "XEMBED_PRIMITIVES"))
+_DEFAULT_MODE: str = _checked(os.environ.get("XEMBED_PRIMITIVES", "auto"), "XEMBED_PRIMITIVES")
+_mode_var: contextvars.ContextVar[str] = contextvars.ContextVar("xembed_primitives", default=_DEFAULT_MODE)
 
 
 def mode() -> str:
@@ -109,20 +110,21 @@ _FALLBACK = Table(
     offsets_first_decrease=_fallback.offsets_first_decrease,
 )
 
-_numba_ok: bool | None = None
+_numba_ok: dict[str, bool] = {}
 
 
 def numba_available() -> bool:
     """Whether numba imports (checked once)."""
-    global _numba_ok
-    if _numba_ok is None:
+    ok = _numba_ok.get("numba")
+    if ok is None:
         try:
             import numba  # noqa: F401
         except ImportError:
-            _numba_ok = False
+            ok = False
         else:
-            _numba_ok = True
-    return _numba_ok
+            ok = True
+        _numba_ok["numba"] = ok
+    return ok
 
 
 def _numpy_table() -> Table:
@@ -136,7 +138,8 @@ def _numpy_table() -> Table:
 
 def _numba_table() -> Table:
     if not numba_available():
-        raise ImportError("XEMBED_PRIMITIVES=numba needs numba: pip install \"xembed[fast]\"")
+        msg = 'the primitive mode "numba" needs numba: pip install "xembed[fast]"'
+        raise ImportError(msg)
     from . import _numba as m
 
     return replace(_numpy_table(), gather_segment_sum=m.gather_segment_sum,

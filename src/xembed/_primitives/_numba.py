@@ -17,7 +17,7 @@ from typing import Any
 
 import numba
 import numpy as np
-from llvmlite import ir
+from llvmlite import ir  # type: ignore[import-untyped]
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
@@ -36,25 +36,27 @@ PREFETCH = 8
 
 
 @intrinsic
-def _prefetch(typingctx: Any, arr: Any, row: Any, col: Any) -> Any:  # pragma: no cover - compiled
+def _prefetch(_typingctx: Any, arr: Any, row: Any, col: Any) -> Any:  # pragma: no cover - compiled
     """``llvm.prefetch`` of the cache line holding ``arr[row, col]`` (read, high locality)."""
     sig = types.void(arr, row, col)
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
         aryty = signature.args[0]
         ary = context.make_array(aryty)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1], args[2]], wraparound=False)
+        ptr = cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
+            context, builder, aryty, ary, [args[1], args[2]], wraparound=False)
         i8p = ir.IntType(8).as_pointer()
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")  # type: ignore[no-untyped-call]
         builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
         return context.get_dummy_value()
 
     return sig, codegen
 
 
-def _segment_sum(weight, idx, offsets, scale, has_scale, out, line):  # pragma: no cover - compiled
+def _segment_sum(weight: Any, idx: Any, offsets: Any, scale: Any, has_scale: bool, out: Any,
+                 line: int) -> None:  # pragma: no cover - compiled
     num_bags = offsets.shape[0] - 1
     dim = weight.shape[1]
     n = idx.shape[0]
@@ -63,7 +65,7 @@ def _segment_sum(weight, idx, offsets, scale, has_scale, out, line):  # pragma: 
             if i + PREFETCH < n:
                 ahead = idx[i + PREFETCH]
                 for c in range(0, dim, line):
-                    _prefetch(weight, ahead, c)
+                    _prefetch(weight, ahead, c)  # type: ignore[call-arg]
             r = idx[i]
             if has_scale:
                 s = scale[i]
@@ -74,7 +76,8 @@ def _segment_sum(weight, idx, offsets, scale, has_scale, out, line):  # pragma: 
                     out[b, d] += weight[r, d]
 
 
-def _segment_max(weight, idx, offsets, out, arg, need_arg, line):  # pragma: no cover - compiled
+def _segment_max(weight: Any, idx: Any, offsets: Any, out: Any, arg: Any, need_arg: bool,
+                 line: int) -> None:  # pragma: no cover - compiled
     num_bags = offsets.shape[0] - 1
     dim = weight.shape[1]
     n = idx.shape[0]
@@ -95,7 +98,7 @@ def _segment_max(weight, idx, offsets, out, arg, need_arg, line):  # pragma: no 
             if i + PREFETCH < n:
                 ahead = idx[i + PREFETCH]
                 for c in range(0, dim, line):
-                    _prefetch(weight, ahead, c)
+                    _prefetch(weight, ahead, c)  # type: ignore[call-arg]
             r = idx[i]
             for d in range(dim):
                 v = weight[r, d]
@@ -105,7 +108,8 @@ def _segment_max(weight, idx, offsets, out, arg, need_arg, line):  # pragma: no 
                         arg[b, d] = r
 
 
-def _gather_scatter(src, src_idx, dst_idx, scale, has_scale, out, blocks):  # pragma: no cover - compiled
+def _gather_scatter(src: Any, src_idx: Any, dst_idx: Any, scale: Any, has_scale: bool, out: Any,
+                    blocks: int) -> None:  # pragma: no cover - compiled
     # One thread per column block: every out[r, d] accumulates in position order, whatever the threads.
     n = dst_idx.shape[0]
     dim = src.shape[1]
@@ -125,7 +129,7 @@ def _gather_scatter(src, src_idx, dst_idx, scale, has_scale, out, blocks):  # pr
                     out[r, d] += src[g, d]
 
 
-def _bounds(x):  # pragma: no cover - compiled
+def _bounds(x: Any) -> tuple[Any, Any]:  # pragma: no cover - compiled
     lo = x[0]
     hi = x[0]
     for i in range(1, x.shape[0]):
@@ -137,7 +141,7 @@ def _bounds(x):  # pragma: no cover - compiled
     return lo, hi
 
 
-def _first_decrease(offsets):  # pragma: no cover - compiled
+def _first_decrease(offsets: Any) -> int:  # pragma: no cover - compiled
     for p in range(1, offsets.shape[0]):
         if offsets[p] < offsets[p - 1]:
             return p
@@ -178,10 +182,11 @@ def _c(a: Array) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def gather_segment_sum(weight, idx, offsets, scale, acc_dtype, xp):
+def gather_segment_sum(weight: Array, idx: Array, offsets: Array, scale: Array | None, acc_dtype: Any,
+                       xp: Any) -> Array:
     if not (_fast(weight.dtype) and np.dtype(acc_dtype) == weight.dtype
             and (scale is None or scale.dtype == weight.dtype)):
-        return _numpy.gather_segment_sum(weight, idx, offsets, scale, acc_dtype, xp)
+        return _numpy.gather_segment_sum(weight, idx, offsets, scale, acc_dtype, xp)  # type: ignore[no-untyped-call]
     num_bags, dim = offsets.shape[0] - 1, weight.shape[1]
     out = np.zeros((num_bags, dim), dtype=weight.dtype)
     has_scale = scale is not None
@@ -191,9 +196,10 @@ def gather_segment_sum(weight, idx, offsets, scale, acc_dtype, xp):
     return out
 
 
-def gather_segment_max(weight, idx, offsets, need_arg, xp):
+def gather_segment_max(weight: Array, idx: Array, offsets: Array, need_arg: bool,
+                       xp: Any) -> tuple[Array, Array | None]:
     if not _fast(weight.dtype):
-        return _numpy.gather_segment_max(weight, idx, offsets, need_arg, xp)
+        return _numpy.gather_segment_max(weight, idx, offsets, need_arg, xp)  # type: ignore[no-untyped-call]
     num_bags, dim = offsets.shape[0] - 1, weight.shape[1]
     out = np.empty((num_bags, dim), dtype=weight.dtype)
     arg = np.empty((num_bags, dim) if need_arg else (0, 0), dtype=np.int64)
@@ -202,10 +208,12 @@ def gather_segment_max(weight, idx, offsets, need_arg, xp):
     return out, (arg if need_arg else None)
 
 
-def gather_scatter_add(src, src_idx, dst_idx, scale, num_rows, acc_dtype, xp):
+def gather_scatter_add(src: Array, src_idx: Array, dst_idx: Array, scale: Array | None, num_rows: int,
+                       acc_dtype: Any, xp: Any) -> Array:
     if not (_fast(src.dtype) and np.dtype(acc_dtype) == src.dtype
             and (scale is None or scale.dtype == src.dtype)):
-        return _numpy.gather_scatter_add(src, src_idx, dst_idx, scale, num_rows, acc_dtype, xp)
+        return _numpy.gather_scatter_add(  # type: ignore[no-untyped-call]
+            src, src_idx, dst_idx, scale, num_rows, acc_dtype, xp)
     dim = src.shape[1]
     out = np.zeros((int(num_rows), dim), dtype=src.dtype)
     has_scale = scale is not None
@@ -218,10 +226,10 @@ def gather_scatter_add(src, src_idx, dst_idx, scale, num_rows, acc_dtype, xp):
     return out
 
 
-def index_bounds(x, xp):
+def index_bounds(x: Array, _xp: Any) -> tuple[int, int]:
     lo, hi = bounds_kernel(_c(x).reshape(-1))
     return int(lo), int(hi)
 
 
-def offsets_first_decrease(offsets, xp):
+def offsets_first_decrease(offsets: Array, _xp: Any) -> int:
     return int(first_decrease_kernel(_c(offsets))) if offsets.shape[0] >= 2 else -1

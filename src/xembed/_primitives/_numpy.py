@@ -7,11 +7,11 @@ import numpy as np
 from . import _numpy_fast as _fast
 
 
-def index_bounds(x, xp):
+def index_bounds(x, _xp):
     return int(x.min()), int(x.max())
 
 
-def offsets_first_decrease(offsets, xp):
+def offsets_first_decrease(offsets, _xp):
     if offsets.shape[0] < 2:
         return -1
     dec = offsets[1:] < offsets[:-1]

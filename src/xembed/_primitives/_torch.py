@@ -12,8 +12,10 @@ import torch
 _MODE_MAX = 2  # torch.embedding_bag mode code
 
 
-def index_bounds(x, xp):
-    lo, hi = torch.aminmax(x.reshape(-1))
+def index_bounds(x, _xp):
+    lo, hi = torch.aminmax(x)
+    if x.device.type == "cpu":
+        return int(lo), int(hi)
     return tuple(torch.stack([lo, hi]).tolist())  # one device->host transfer
 
 
