@@ -187,7 +187,7 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
     else:
         total = prim.gather_segment_sum(weight, idx_c, offs_c, psw_c, acc, xp=xp)
         if a.mode == "mean":
-            total = total / _cast(xp.clip(bag_size, min=1), acc)[:, None]
+            total = total / _cast(xp.maximum(bag_size, 1), acc)[:, None]
         out = _cast(total, weight.dtype)
 
     def pullback(grad_output: Array):
@@ -198,7 +198,7 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
             seg_c = prim.segment_ids(offs_c, idx_c.shape[0], xp=xp)
             coef = None if psw_c is None else _cast(psw_c, acc)
             if a.mode == "mean":
-                inv = 1.0 / _cast(xp.take(xp.clip(bag_size, min=1), seg_c), acc)
+                inv = 1.0 / _cast(xp.take(xp.maximum(bag_size, 1), seg_c), acc)
                 coef = inv if coef is None else coef * inv
             if a.scale_grad_by_freq:
                 inv = _inverse_frequency(idx, idx_c, n_rows, acc, xp)
