@@ -93,9 +93,7 @@ def fused_embedding(input, weight, padding_idx, scale_grad_by_freq, sparse):
 def can_fuse_bag(input, weight, offsets, per_sample_weights, a) -> bool:
     if a.max_norm is not None or not _fusable(weight, input):
         return False
-    if a.mode == "max" and (a.padding_idx is not None or torch.is_grad_enabled() and weight.requires_grad):
-        return False
-    if per_sample_weights is not None and a.padding_idx is not None:
+    if a.mode == "max" and torch.is_grad_enabled() and weight.requires_grad:
         return False
     return offsets is None or (offsets.dtype == input.dtype and offsets.shape[0] > 0)
 
