@@ -48,6 +48,14 @@ def _namespace(xp, **arrays):
     return ns
 
 
+def _torch_rejected(input, weight, xp, torch_error: Exception):
+    """torch's fused CPU kernels check the index range themselves (spec ``PRIM-TORCH-NATIVE``): when one
+    raised, xembed's own value check gives its error (``ERR-INDEX-RANGE``); any other failure is torch's.
+    Nothing was modified either way (the fused path never renorms)."""
+    v.check_indices_in_range(input, weight.shape[0], xp)
+    raise torch_error
+
+
 def _detached(x):
     return None if x is None else x.detach()
 
@@ -72,7 +80,6 @@ def _prepare_embedding(input, weight, padding_idx, max_norm, norm_type, scale_gr
         raise ValueError("`scale_grad_by_freq`=True is not supported with `sparse`=True")
     max_norm, norm_type = v.check_renorm_args(max_norm, norm_type)
     padding_idx = v.normalize_padding_idx(padding_idx, weight.shape[0])
-    v.check_indices_in_range(input, weight.shape[0], xp)
     return xp, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse
 
 
@@ -102,7 +109,12 @@ def _embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_fr
         from ._primitives import _torch as fused
 
         if fused.can_fuse_embedding(input, weight, max_norm):
-            return fused.fused_embedding(input, weight, padding_idx, scale_grad_by_freq, sparse)
+            try:
+                return fused.fused_embedding(input, weight, padding_idx, scale_grad_by_freq, sparse)
+            except (IndexError, RuntimeError) as e:
+                torch_error = e
+            _torch_rejected(input, weight, xp, torch_error)
+    v.check_indices_in_range(input, weight.shape[0], xp)
 
     def compute(w, _psw, need_pullback=True):
         return _core.embedding_vjp(input, w, padding_idx, scale_grad_by_freq, sparse, xp)
@@ -146,13 +158,16 @@ def _embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_fr
                              scale_grad_by_freq, sparse, include_last_offset, padding_idx, xp)
     if input.ndim == 1:
         v.check_offsets_values(offsets, input.shape[0], a.include_last_offset, xp)
-    v.check_indices_in_range(input, weight.shape[0], xp)
-
     if not want_vjp and is_torch_namespace(xp) and prim.mode() != "fallback":
         from ._primitives import _torch as fused
 
         if fused.can_fuse_bag(input, weight, offsets, per_sample_weights, a):
-            return fused.fused_bag(input, weight, offsets, per_sample_weights, a)
+            try:
+                return fused.fused_bag(input, weight, offsets, per_sample_weights, a)
+            except (IndexError, RuntimeError) as e:
+                torch_error = e
+            _torch_rejected(input, weight, xp, torch_error)
+    v.check_indices_in_range(input, weight.shape[0], xp)
 
     def compute(w, psw, need_pullback=True):
         return _core.embedding_bag_vjp(input, w, offsets, psw, a, xp, need_pullback)
