@@ -153,7 +153,7 @@ def _torch_table() -> Table:
     return replace(_FALLBACK, bincount=m.bincount, gather_segment_sum=m.gather_segment_sum,
                    gather_segment_max=m.gather_segment_max, scatter_add_rows=m.scatter_add_rows,
                    gather_scatter_add=m.gather_scatter_add, put_rows_=m.put_rows_,
-                   index_bounds=m.index_bounds)
+                   index_bounds=m.index_bounds, offsets_first_decrease=m.offsets_first_decrease)
 
 
 def _cupy_table() -> Table:

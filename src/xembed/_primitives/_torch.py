@@ -13,10 +13,21 @@ _MODE_MAX = 2  # torch.embedding_bag mode code
 
 
 def index_bounds(x, _xp):
+    if x.device.type == "cpu":  # a zero-copy NumPy view: two SIMD passes cost less than one torch dispatch
+        a = x.detach().numpy()
+        return int(a.min()), int(a.max())
     lo, hi = torch.aminmax(x)
-    if x.device.type == "cpu":
-        return int(lo), int(hi)
     return tuple(torch.stack([lo, hi]).tolist())  # one device->host transfer
+
+
+def offsets_first_decrease(offsets, xp):
+    if offsets.device.type == "cpu":
+        from . import _numpy
+
+        return _numpy.offsets_first_decrease(offsets.detach().numpy(), xp)
+    from . import _fallback
+
+    return _fallback.offsets_first_decrease(offsets, xp)
 
 
 def bincount(idx, num_rows, xp):
