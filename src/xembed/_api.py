@@ -48,7 +48,7 @@ def _namespace(xp, **arrays):
     return ns
 
 
-def _torch_rejected(input, weight, xp, torch_error: Exception):
+def _torch_rejected(input: Array, weight: Array, xp: Any, torch_error: Exception) -> None:
     """torch's fused CPU kernels check the index range themselves (spec ``PRIM-TORCH-NATIVE``): when one
     raised, xembed's own value check gives its error (``ERR-INDEX-RANGE``); any other failure is torch's.
     Nothing was modified either way (the fused path never renorms)."""

@@ -41,7 +41,7 @@ def _is_lazy(x: Array) -> bool:
     return bool(is_lazy_array(x))
 
 
-def _isdtype(xp, dtype: Any, kind: str) -> bool:
+def _isdtype(xp: Any, dtype: Any, kind: str) -> bool:
     """``xp.isdtype``, cached per (namespace, dtype, kind)."""
     key = (id(xp), dtype, kind)
     r = _ISDTYPE.get(key)

@@ -22,7 +22,7 @@ Array = Any
 _INDEX_DTYPES: dict[tuple[int, Any], Any] = {}
 
 
-def index_dtype(xp, dev):
+def index_dtype(xp: Any, dev: Any) -> Any:
     """The namespace's default indexing dtype on ``dev`` (int64 on every backend we know); cached."""
     key = (id(xp), dev)
     dt = _INDEX_DTYPES.get(key)
@@ -31,12 +31,12 @@ def index_dtype(xp, dev):
     return dt
 
 
-def index_bounds(x: Array, xp) -> tuple[int, int]:
+def index_bounds(x: Array, xp: Any) -> tuple[int, int]:
     """``(min, max)`` of a non-empty integer array as Python ints (the one value pass of the range check)."""
     return int(xp.min(x)), int(xp.max(x))
 
 
-def offsets_first_decrease(offsets: Array, xp) -> int:
+def offsets_first_decrease(offsets: Array, xp: Any) -> int:
     """The first position ``p >= 1`` with ``offsets[p] < offsets[p - 1]``, or -1 when non-decreasing."""
     if offsets.shape[0] < 2:
         return -1

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from . import _numpy_fast as _fast
 
 
-def index_bounds(x, _xp):
+def index_bounds(x: np.ndarray, _xp: Any) -> tuple[int, int]:
     return int(x.min()), int(x.max())
 
 
-def offsets_first_decrease(offsets, _xp):
+def offsets_first_decrease(offsets: np.ndarray, _xp: Any) -> int:
     if offsets.shape[0] < 2:
         return -1
     dec = offsets[1:] < offsets[:-1]

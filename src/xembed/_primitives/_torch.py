@@ -7,12 +7,14 @@ scan, ties to the first occurrence, a leading NaN sticks — the reference seman
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 _MODE_MAX = 2  # torch.embedding_bag mode code
 
 
-def index_bounds(x, _xp):
+def index_bounds(x: torch.Tensor, _xp: Any) -> tuple[int, int]:
     if x.device.type == "cpu":  # a zero-copy NumPy view: two SIMD passes cost less than one torch dispatch
         a = x.detach().numpy()
         return int(a.min()), int(a.max())
@@ -20,7 +22,7 @@ def index_bounds(x, _xp):
     return tuple(torch.stack([lo, hi]).tolist())  # one device->host transfer
 
 
-def offsets_first_decrease(offsets, xp):
+def offsets_first_decrease(offsets: torch.Tensor, xp: Any) -> int:
     if offsets.device.type == "cpu":
         from . import _numpy
 
@@ -87,21 +89,23 @@ _FUSED_DTYPES = (torch.float32, torch.float64)
 _INDEX_DTYPES = (torch.int32, torch.int64)
 
 
-def _fusable(weight, input) -> bool:
+def _fusable(weight: torch.Tensor, input: torch.Tensor) -> bool:
     return (weight.device.type == "cpu" and weight.dtype in _FUSED_DTYPES and input.dtype in _INDEX_DTYPES
             and not input.requires_grad)
 
 
-def can_fuse_embedding(input, weight, max_norm) -> bool:
+def can_fuse_embedding(input: torch.Tensor, weight: torch.Tensor, max_norm: float | None) -> bool:
     return max_norm is None and _fusable(weight, input)
 
 
-def fused_embedding(input, weight, padding_idx, scale_grad_by_freq, sparse):
+def fused_embedding(input: torch.Tensor, weight: torch.Tensor, padding_idx: int | None, scale_grad_by_freq: bool,
+                    sparse: bool) -> torch.Tensor:
     return torch.nn.functional.embedding(input, weight, padding_idx=padding_idx,
                                          scale_grad_by_freq=scale_grad_by_freq, sparse=sparse)
 
 
-def can_fuse_bag(input, weight, offsets, per_sample_weights, a) -> bool:
+def can_fuse_bag(input: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor | None,
+                 _per_sample_weights: torch.Tensor | None, a: Any) -> bool:
     if a.max_norm is not None or not _fusable(weight, input):
         return False
     if a.mode == "max" and torch.is_grad_enabled() and weight.requires_grad:
@@ -109,7 +113,8 @@ def can_fuse_bag(input, weight, offsets, per_sample_weights, a) -> bool:
     return offsets is None or (offsets.dtype == input.dtype and offsets.shape[0] > 0)
 
 
-def fused_bag(input, weight, offsets, per_sample_weights, a):
+def fused_bag(input: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor | None,
+              per_sample_weights: torch.Tensor | None, a: Any) -> torch.Tensor:
     return torch.nn.functional.embedding_bag(
         input, weight, offsets, mode=a.mode, sparse=a.sparse, per_sample_weights=per_sample_weights,
         include_last_offset=a.include_last_offset, padding_idx=a.padding_idx,
