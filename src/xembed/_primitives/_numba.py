@@ -13,6 +13,7 @@ gradient) is reduced by one thread in position order.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numba
@@ -30,6 +31,9 @@ Array = Any
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # Work (rows x D) below which the serial build runs: thread start-up costs a few microseconds.
 _PARALLEL_MIN_WORK = 1 << 17
+# numba's default threading layer (workqueue) must not launch parallel kernels from two Python threads at
+# once; parallel launches are serialised (each already uses every thread numba is allowed).
+_PARALLEL_LOCK = threading.Lock()
 # Rows gathered ahead of use: a random row of a large table is a DRAM miss (~100 ns); prefetching the row
 # PREFETCH positions ahead keeps several misses in flight (what fbgemm does), ~15-25 % on V=1e6 tables.
 PREFETCH = 8
@@ -191,8 +195,11 @@ def gather_segment_sum(weight: Array, idx: Array, offsets: Array, scale: Array |
     out = np.zeros((num_bags, dim), dtype=weight.dtype)
     has_scale = scale is not None
     sc = _c(scale) if has_scale else np.empty(0, dtype=weight.dtype)
-    kernel = segment_sum_parallel if _parallel(idx.shape[0] * dim) else segment_sum_serial
-    kernel(weight, _c(idx), _c(offsets), sc, has_scale, out, _line(weight))
+    if _parallel(idx.shape[0] * dim):
+        with _PARALLEL_LOCK:
+            segment_sum_parallel(weight, _c(idx), _c(offsets), sc, has_scale, out, _line(weight))
+    else:
+        segment_sum_serial(weight, _c(idx), _c(offsets), sc, has_scale, out, _line(weight))
     return out
 
 
@@ -203,8 +210,11 @@ def gather_segment_max(weight: Array, idx: Array, offsets: Array, need_arg: bool
     num_bags, dim = offsets.shape[0] - 1, weight.shape[1]
     out = np.empty((num_bags, dim), dtype=weight.dtype)
     arg = np.empty((num_bags, dim) if need_arg else (0, 0), dtype=np.int64)
-    kernel = segment_max_parallel if _parallel(idx.shape[0] * dim) else segment_max_serial
-    kernel(weight, _c(idx), _c(offsets), out, arg, need_arg, _line(weight))
+    if _parallel(idx.shape[0] * dim):
+        with _PARALLEL_LOCK:
+            segment_max_parallel(weight, _c(idx), _c(offsets), out, arg, need_arg, _line(weight))
+    else:
+        segment_max_serial(weight, _c(idx), _c(offsets), out, arg, need_arg, _line(weight))
     return out, (arg if need_arg else None)
 
 
@@ -220,7 +230,8 @@ def gather_scatter_add(src: Array, src_idx: Array, dst_idx: Array, scale: Array 
     sc = _c(scale) if has_scale else np.empty(0, dtype=src.dtype)
     if _parallel(dst_idx.shape[0] * dim):
         blocks = max(1, min(numba.get_num_threads(), dim // 16))
-        gather_scatter_parallel(_c(src), _c(src_idx), _c(dst_idx), sc, has_scale, out, blocks)
+        with _PARALLEL_LOCK:
+            gather_scatter_parallel(_c(src), _c(src_idx), _c(dst_idx), sc, has_scale, out, blocks)
     else:
         gather_scatter_serial(_c(src), _c(src_idx), _c(dst_idx), sc, has_scale, out, 1)
     return out
