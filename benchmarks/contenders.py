@@ -14,7 +14,11 @@ from .workloads import Workload, bag_structure
 BAG_PASSES = ["fwd_sum", "fwd_mean", "fwd_max", "fwd_psw", "bwd_dense", "bwd_sparse"]
 LOOKUP_PASSES = ["fwd", "bwd_dense", "bwd_sparse"]
 
-CPU_CONTENDERS = ["torch", "xembed-numpy", "xembed-torch", "prims-numpy", "prims-numpy+argpos", "prims-numpy+torch", "scipy", "numpy"]
+CPU_CONTENDERS = ["torch", "xembed-numba", "xembed-numpy", "xembed-torch", "numpy-take", "prims-numpy",
+                  "prims-numpy+argpos", "prims-numpy+torch", "scipy", "numpy"]
+# The primitive mode each xembed contender runs under (``xembed._primitives.use``): `xembed-numpy` is the
+# pure-NumPy path (what a user without the `fast` extra gets), `xembed-numba` the compiled one.
+XEMBED_MODES = {"xembed-numpy": "native", "xembed-numba": "numba", "xembed-cupy": "native"}
 GPU_CONTENDERS = ["torch-cuda", "xembed-cupy", "xembed-torch-cuda", "cupy"]
 BASELINE = {"cpu": "torch", "gpu": "torch-cuda"}
 
@@ -113,7 +117,23 @@ def build_torch(w: Workload, pass_: str, ctx: Ctx, device: str, via_xembed: bool
 
 
 # ---------------------------------------------------------------------------------------------------- xembed
-def build_xembed_array(w: Workload, pass_: str, ctx: Ctx, backend: str):
+def build_xembed_array(w: Workload, pass_: str, ctx: Ctx, backend: str, mode: str = "native"):
+    from xembed import _primitives as prim
+
+    if mode == "numba" and not prim.numba_available():
+        print("  (xembed-numba skipped: numba is not installed; pip install \"xembed[fast]\")")
+        return None
+    with prim.use(mode):  # the forward of a backward pass runs here, outside the timing
+        fn = _build_xembed_array(w, pass_, ctx, backend)
+
+    def in_mode():
+        with prim.use(mode):
+            return fn()
+
+    return in_mode
+
+
+def _build_xembed_array(w: Workload, pass_: str, ctx: Ctx, backend: str):
     import xembed
 
     if backend == "numpy":
@@ -392,6 +412,17 @@ def build_prims(w: Workload, pass_: str, ctx: Ctx, need_argpos: bool = False):
     return None
 
 
+def build_take_floor(w: Workload, pass_: str, ctx: Ctx):
+    """The NumPy floor of a forward: ``np.take`` of the rows the call reads (non-padding), nothing else."""
+    if not pass_.startswith("fwd"):
+        return None
+    idx, _, valid = ctx.get(("np_struct",), lambda: bag_structure(w))
+    rows = idx if valid is None else idx[valid]
+    W = w.weight
+    # a 1-tuple: the gathered rows are not the call's result, so the suite does not compare them
+    return lambda: (W.take(rows, axis=0),)
+
+
 def build(contender: str, w: Workload, pass_: str, ctx: Ctx):
     if contender == "prims-numpy":
         return build_prims(w, pass_, ctx)
@@ -422,10 +453,12 @@ def build(contender: str, w: Workload, pass_: str, ctx: Ctx):
         return build_torch(w, pass_, ctx, "cuda", via_xembed=False)
     if contender == "xembed-torch-cuda":
         return build_torch(w, pass_, ctx, "cuda", via_xembed=True)
-    if contender == "xembed-numpy":
-        return build_xembed_array(w, pass_, ctx, "numpy")
+    if contender in ("xembed-numpy", "xembed-numba"):
+        return build_xembed_array(w, pass_, ctx, "numpy", XEMBED_MODES[contender])
     if contender == "xembed-cupy":
         return build_xembed_array(w, pass_, ctx, "cupy")
+    if contender == "numpy-take":
+        return build_take_floor(w, pass_, ctx)
     if contender == "numpy":
         return build_numpy(w, pass_, ctx)
     if contender == "scipy":

@@ -43,9 +43,10 @@ def markdown(payload):
     lines.append("Environment: " + ", ".join(f"{k}={v}" for k, v in env.items()))
     lines.append("")
     lines.append("Times are medians in ms; `ratio` = time / torch native time in the same run and group "
-                 "(torch CPU for the CPU group, torch CUDA for the GPU group); GB/s = (bytes of rows read + "
-                 "output written) / time; `% copy` = that bandwidth relative to a same-run copy moving the same "
-                 "number of bytes.")
+                 "(torch CPU for the CPU group, torch CUDA for the GPU group), each contender's calls alternated "
+                 "one by one with torch's (the ratio divides by the median of those torch calls); GB/s = (bytes of "
+                 "rows read + output written) / time; `% copy` = that bandwidth relative to a same-run copy moving "
+                 "the same number of bytes.")
     by_w = defaultdict(list)
     for r in recs:
         by_w[(r["workload"], r["group"])].append(r)

@@ -28,6 +28,9 @@ def _parse(argv):
     p.add_argument("--budget", type=float, default=None, help="max seconds of repeats per measurement")
     p.add_argument("--no-check", action="store_true", help="skip comparing results against torch")
     p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc measurement")
+    p.add_argument("--small", action="store_true", help="only the small-call (per-call overhead) table")
+    p.add_argument("--compile-latency", action="store_true",
+                   help="only the first-call latency of the numba kernels (cold and warm disk cache)")
     return p.parse_args(argv)
 
 
@@ -35,7 +38,7 @@ def main(argv=None):
     args = _parse(argv)
     # thread counts must be fixed before NumPy / BLAS / torch load
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
+                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(args.threads)
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(here)
@@ -47,7 +50,12 @@ def main(argv=None):
         sys.path.insert(0, os.path.join(root, "src"))
     from benchmarks import suite
 
-    return suite.run(args, default_out=os.path.join(here, "results"))
+    out = os.path.join(here, "results")
+    if args.small:
+        return suite.run_small(args, default_out=out)
+    if args.compile_latency:
+        return suite.run_compile_latency(args, default_out=out)
+    return suite.run(args, default_out=out)
 
 
 if __name__ == "__main__":

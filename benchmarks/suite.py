@@ -38,6 +38,32 @@ def _median_time(fn, repeats, budget, min_repeats=3):
     return float(np.median(times)), float(np.min(times)), len(times), result
 
 
+def _paired_time(fn, base_fn, repeats, budget, min_repeats=3):
+    """Like :func:`_median_time`, alternating each call of ``fn`` with one of ``base_fn`` (torch native).
+
+    Returns ``(median, min, k, result, base_median)``: on a shared machine the load drifts during a run, and a
+    ratio of medians taken call by call alternately is far steadier than one of separately timed blocks.
+    """
+    t0 = time.perf_counter()
+    result = fn()
+    warm = time.perf_counter() - t0
+    base_fn()
+    times, base = [], []
+    start = time.perf_counter()
+    for i in range(max(repeats, 1)):
+        if i >= min_repeats and time.perf_counter() - start > 2 * budget:
+            break
+        if i >= 1 and warm > 4 * budget:  # a very slow contender: one timed pair
+            break
+        t = time.perf_counter()
+        base_fn()
+        base.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times)), float(np.min(times)), len(times), result, float(np.median(base))
+
+
 def _copy_time(nbytes, device, repeats):
     """Seconds to copy nbytes/2 bytes (so nbytes are read + written), same run, same device."""
     n = max(1, nbytes // 8)  # float32 elements in each of src / dst  (n*4 read + n*4 written = nbytes)
@@ -99,7 +125,7 @@ def _env_info(args):
         info["cpus"] = os.cpu_count()
     except OSError:
         pass
-    for mod in ("torch", "scipy", "cupy"):
+    for mod in ("torch", "scipy", "cupy", "numba"):
         try:
             info[mod] = __import__(mod).__version__
         except Exception:  # noqa: BLE001
@@ -130,10 +156,21 @@ def memory_check(quick):
     out_bytes = w.num_bags * w.D * w.weight.dtype.itemsize
     res = {"workload": w.note, "output_bytes": out_bytes, "target_bytes": 2 * out_bytes + (32 << 20)}
     gc.collect()
+    from xembed import _primitives as prim
+
+    def in_mode(mode, bag_mode):
+        def fn():
+            with prim.use(mode):
+                return xembed.embedding_bag(w.input, w.weight, w.offsets, mode=bag_mode)
+        return fn
+
+    numba_rows = [(f"xembed-numba {m}", in_mode("numba", m)) for m in ("sum", "mean", "max")
+                  if prim.numba_available()]
     for label, fn in [
-        ("xembed-numpy sum", lambda: xembed.embedding_bag(w.input, w.weight, w.offsets, mode="sum")),
-        ("xembed-numpy mean", lambda: xembed.embedding_bag(w.input, w.weight, w.offsets, mode="mean")),
-        ("xembed-numpy max", lambda: xembed.embedding_bag(w.input, w.weight, w.offsets, mode="max")),
+        ("xembed-numpy sum", in_mode("native", "sum")),
+        ("xembed-numpy mean", in_mode("native", "mean")),
+        ("xembed-numpy max", in_mode("native", "max")),
+        *numba_rows,
         ("prims-numpy sum", C.build_prims(w, "fwd_sum", C.Ctx(w))),
         ("prims-numpy max", C.build_prims(w, "fwd_max", C.Ctx(w))),
         ("numpy take+reduceat", C.build_numpy(w, "fwd_sum", C.Ctx(w))),
@@ -160,6 +197,12 @@ def run(args, default_out):
     import torch
 
     torch.set_num_threads(args.threads)
+    try:
+        import numba
+
+        numba.set_num_threads(args.threads)
+    except ImportError:
+        pass
     out_dir = args.out or default_out
     os.makedirs(out_dir, exist_ok=True)
     quick = args.quick
@@ -199,6 +242,7 @@ def run(args, default_out):
                 if pass_filter and pass_ not in pass_filter:
                     continue
                 base_t = None
+                base_fn = None
                 ref = None
                 for cont in conts:
                     rec = {"workload": name, "group": group, "pass": pass_, "contender": cont,
@@ -207,14 +251,23 @@ def run(args, default_out):
                         fn = C.build(cont, w, pass_, ctx)
                         if fn is None:
                             continue
-                        med, mn, k, result = _median_time(fn, repeats, budget)
+                        if cont == C.BASELINE[group] or base_fn is None:
+                            med, mn, k, result = _median_time(fn, repeats, budget)
+                            paired = None
+                        else:
+                            med, mn, k, result, paired = _paired_time(fn, base_fn, repeats, budget)
                         rec.update(median_s=med, min_s=mn, repeats=k)
+                        if paired is not None:
+                            rec["torch_paired_s"] = paired
                         if cont == C.BASELINE[group]:
                             base_t = med
+                            base_fn = fn
                             ref = None if args.no_check else C.to_numpy(result)
                         elif not args.no_check:
                             rec["check"] = _check(result, ref, pass_, w)
-                        del result, fn
+                        del result
+                        if fn is not base_fn:
+                            del fn
                     except ImportError as e:
                         rec["error"] = f"unavailable: {e}"
                     except Exception as e:  # noqa: BLE001
@@ -222,13 +275,15 @@ def run(args, default_out):
                         if os.environ.get("XEMBED_BENCH_DEBUG"):
                             traceback.print_exc()
                     if "median_s" in rec:
-                        rec["ratio_to_torch"] = rec["median_s"] / base_t if base_t else None
+                        ref_t = rec.get("torch_paired_s", base_t)  # the torch calls alternated with this one
+                        rec["ratio_to_torch"] = rec["median_s"] / ref_t if ref_t else None
                         if pass_.startswith("fwd"):
                             rec["GBps"] = w.traffic_bytes() / rec["median_s"] / 1e9
                             rec["copy_fraction"] = copy_t / rec["median_s"]
                     records.append(rec)
                     print("  " + report.line(rec), flush=True)
                 ref = None
+                base_fn = None
                 gc.collect()
             if group == "gpu":
                 ctx.drop("cupy")
@@ -253,4 +308,96 @@ def run(args, default_out):
         f.write(md)
     ppath = report.plot(payload, os.path.join(out_dir, f"results{suffix}.png"))
     print(f"\nwrote {jpath}\nwrote {mpath}\n" + (f"wrote {ppath}" if ppath else "plot skipped (matplotlib not installed, or nothing to plot)"))
+    return 0
+
+
+
+def run_small(args, default_out):
+    """The small-call table (``benchmarks/small.py``): per-call overhead against torch native, same run."""
+    import pathlib
+
+    import torch
+
+    from . import small
+
+    torch.set_num_threads(args.threads)
+    out_dir = pathlib.Path(args.out or default_out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = _env_info(args)
+    print("xembed small-call benchmark:", json.dumps(env))
+    records = small.run(repeats=args.repeats or (3 if args.quick else 7),
+                        contenders=args.contenders.split(",") if args.contenders else None)
+    (out_dir / "small.json").write_text(json.dumps({"env": env, "records": records}, indent=1, default=str))
+    (out_dir / "small.md").write_text(small.markdown(records, env))
+    plotted = small.plot(records, str(out_dir / "small.png"))
+    print(f"\nwrote {out_dir}/small.json, small.md" + (", small.png" if plotted else ""))
+    return 0
+
+
+_FIRST_CALLS = r"""
+import json, time
+t0 = time.perf_counter()
+import numpy as np
+import xembed
+from xembed import _primitives as prim
+t_import = time.perf_counter() - t0
+rng = np.random.default_rng(0)
+W = rng.standard_normal((1000, 16), dtype=np.float32)
+idx = rng.integers(0, 1000, 64)
+offs = np.arange(0, 64, 8)
+psw = np.ones(64, np.float32)
+steps = {}
+with prim.use("numba"):
+    for name, fn in [
+        ("embedding_bag sum", lambda: xembed.embedding_bag(idx, W, offs, mode="sum")),
+        ("embedding_bag mean", lambda: xembed.embedding_bag(idx, W, offs, mode="mean")),
+        ("embedding_bag max", lambda: xembed.embedding_bag(idx, W, offs, mode="max")),
+        ("embedding_bag psw", lambda: xembed.embedding_bag(idx, W, offs, mode="sum", per_sample_weights=psw)),
+        ("vjp + dense backward", lambda: xembed.embedding_bag_vjp(idx, W, offs, mode="sum")[1](
+            np.ones((8, 16), np.float32))),
+    ]:
+        t = time.perf_counter()
+        fn()
+        steps[name] = time.perf_counter() - t
+        t = time.perf_counter()
+        fn()
+        steps[name + " (2nd call)"] = time.perf_counter() - t
+print(json.dumps({"import_s": t_import, "steps_s": steps}))
+"""
+
+
+def run_compile_latency(args, default_out):
+    """First-call latency of the numba path in fresh processes: empty on-disk cache, then warm cache.
+
+    The first step also pays ``import numba`` and LLVM's start-up (the kernels themselves: see the
+    per-step rows); the cache lives in ``NUMBA_CACHE_DIR`` (default: ``__pycache__`` next to the sources).
+    """
+    import pathlib
+    import sys
+    import tempfile
+
+    out_dir = pathlib.Path(args.out or default_out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(root / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    results = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env["NUMBA_CACHE_DIR"] = cache
+        for label in ("cold cache (compiles)", "warm cache (loads)"):
+            p = subprocess.run([sys.executable, "-c", _FIRST_CALLS], env=env, capture_output=True, text=True,
+                               check=True)
+            results[label] = json.loads(p.stdout.strip().splitlines()[-1])
+    steps = ["import xembed", *next(iter(results.values()))["steps_s"]]
+    lines = ["# xembed numba first-call latency", "",
+             ("Fresh Python process each; `NUMBA_CACHE_DIR` an empty temporary directory for the first, the "
+              "same directory (now filled) for the second.  Seconds; the first call also imports numba."), "",
+             "| step | " + " | ".join(results) + " |", "|---|" + "---:|" * len(results)]
+    for k in steps:
+        vals = [r["import_s"] if k == "import xembed" else r["steps_s"][k] for r in results.values()]
+        lines.append(f"| {k} | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
+    md = "\n".join(lines) + "\n"
+    print(md)
+    (out_dir / "compile_latency.md").write_text(md)
+    (out_dir / "compile_latency.json").write_text(json.dumps(results, indent=1))
     return 0

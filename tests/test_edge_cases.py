@@ -148,3 +148,21 @@ def test_output_does_not_alias_weight(backend, call):
         out = xembed.embedding_bag(i2, w, mode=call.split("_")[1])
     out[...] = 0
     np.testing.assert_array_equal(to_numpy(w), w_np)
+
+
+def test_torch_inference_path_avoids_torch_divergences():
+    """PRIM-TORCH-NATIVE: calls outside autograd may go to torch's own kernels, but never the inputs where
+    torch crashes or raises (DIV-1, DIV-2, DIV-3): xembed's results (BAG-2D-ZERO-COLS, BAG-EMPTY-OFFSETS,
+    BAG-LAST-OFFSET) and the EXT-* modes come back instead."""
+    w = torch.arange(15, dtype=torch.float32).reshape(5, 3)
+    out = xembed.embedding_bag(torch.zeros((2, 0), dtype=torch.long), w, mode="sum")
+    assert torch.equal(out, torch.zeros((2, 3)))
+    out = xembed.embedding_bag(torch.zeros((0,), dtype=torch.long), w, torch.tensor([0]), include_last_offset=True)
+    assert out.shape == (0, 3)
+    out = xembed.embedding_bag(torch.tensor([1, 2]), w, torch.tensor([], dtype=torch.long))
+    assert out.shape == (0, 3)
+    out = xembed.embedding_bag(torch.tensor([1, 2]), w, torch.tensor([0]), mode="sqrtn")
+    assert torch.allclose(out, (w[1] + w[2])[None] / 2**0.5)
+    out = xembed.embedding_bag(torch.tensor([1, 2]), w, torch.tensor([0]), mode="mean",
+                               per_sample_weights=torch.tensor([1.0, 3.0]))
+    assert torch.allclose(out, (w[1] + 3 * w[2])[None] / 4)

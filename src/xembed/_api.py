@@ -6,9 +6,10 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, SupportsIndex
 
-from array_api_compat import array_namespace, is_torch_namespace
+from array_api_compat import array_namespace, is_numpy_namespace, is_torch_namespace
 
 from . import _core, _dask
+from . import _primitives as prim
 from . import _validate as v
 from ._typing import Array, Namespace, Pullback
 
@@ -22,23 +23,43 @@ def _library(ns: Namespace) -> str:
     return getattr(ns, "__name__", repr(ns)).removeprefix("array_api_compat.")
 
 
+_NAMESPACES: dict[tuple[type, ...], tuple[Namespace, bool]] = {}
+
+
 def _namespace(xp: Namespace | None, **arrays: Array | None) -> Namespace:
     """The array API namespace of all array arguments (ERR-NAMESPACE: TypeError on mixed libraries,
-    ValueError on mixed devices)."""
+    ValueError on mixed devices).
+
+    The namespace is a function of the argument types only: it is looked up once per type tuple.
+    """
     present = {k: x for k, x in arrays.items() if x is not None}
-    for name, x in present.items():
-        v.check_is_array(name, x)
-    try:
-        ns = array_namespace(*present.values())
-    except TypeError as e:
-        kinds = ", ".join(f"`{k}`: {type(x).__module__}.{type(x).__name__}" for k, x in present.items())
-        msg = f"all arrays must come from one array library, got {kinds}"
-        raise TypeError(msg) from e
+    key = tuple(type(x) for x in present.values())
+    hit = _NAMESPACES.get(key)
+    if hit is None:
+        for name, x in present.items():
+            v.check_is_array(name, x)
+        try:
+            ns = array_namespace(*present.values())
+        except TypeError as e:
+            kinds = ", ".join(f"`{k}`: {type(x).__module__}.{type(x).__name__}" for k, x in present.items())
+            msg = f"all arrays must come from one array library, got {kinds}"
+            raise TypeError(msg) from e
+        hit = _NAMESPACES[key] = (ns, is_numpy_namespace(ns))  # NumPy arrays all live on the CPU
+    ns, cpu_only = hit
     if xp is not None and _library(xp) != _library(ns):
         msg = f"`xp` is {_library(xp)} but the arrays are {_library(ns)} arrays"
         raise TypeError(msg)
-    v.check_same_device(present)
+    if not cpu_only:
+        v.check_same_device(present)
     return ns
+
+
+def _torch_rejected(input: Array, weight: Array, xp: Namespace, torch_error: Exception) -> None:
+    """torch's fused CPU kernels check the index range themselves (spec ``PRIM-TORCH-NATIVE``): when one
+    raised, xembed's own value check gives its error (``ERR-INDEX-RANGE``); any other failure is torch's.
+    Nothing was modified either way (the fused path never renorms)."""
+    v.check_indices_in_range(input, weight.shape[0], xp)
+    raise torch_error
 
 
 def _detached(x: Array | None) -> Array | None:
@@ -70,7 +91,6 @@ def _prepare_embedding(input: Array, weight: Array, padding_idx: Any, max_norm: 
         raise ValueError(msg)
     max_norm, norm_type = v.check_renorm_args(max_norm, norm_type)
     padding_idx = v.normalize_padding_idx(padding_idx, weight.shape[0])
-    v.check_indices_in_range(input, weight.shape[0], xp)
     return xp, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse
 
 
@@ -105,6 +125,21 @@ def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, nor
                                xp, want_vjp)
     ns, pad, mnorm, ntype, sgbf, sparse_ = _prepare_embedding(
         input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp)
+
+    if is_torch_namespace(ns):
+        from ._torch_autograd import refuse_func_transforms
+
+        refuse_func_transforms(weight, None, input)
+    if not want_vjp and is_torch_namespace(ns) and prim.mode() != "fallback":
+        from ._primitives import _torch as fused
+
+        if fused.can_fuse_embedding(input, weight, mnorm, pad, sparse_):
+            try:
+                return fused.fused_embedding(input, weight, pad, sgbf, sparse_)
+            except (IndexError, RuntimeError) as e:
+                torch_error = e
+            _torch_rejected(input, weight, ns, torch_error)
+    v.check_indices_in_range(input, weight.shape[0], ns)
 
     def compute(w: Array, _psw: Array | None, need_pullback: bool = True) -> tuple[Array, Pullback]:  # noqa: ARG001
         return _core.embedding_vjp(input, w, pad, sgbf, sparse_, ns)
@@ -161,6 +196,19 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
         offsets, a = _core.lengths_to_offsets(lengths, ns), dataclasses.replace(a, include_last_offset=True)
     elif input.ndim == 1:
         v.check_offsets_values(offsets, input.shape[0], a.include_last_offset, ns)
+    if is_torch_namespace(ns):
+        from ._torch_autograd import refuse_func_transforms
+
+        refuse_func_transforms(weight, per_sample_weights, input)
+    if not want_vjp and is_torch_namespace(ns) and prim.mode() != "fallback":
+        from ._primitives import _torch as fused
+
+        if fused.can_fuse_bag(input, weight, offsets, per_sample_weights, a):
+            try:
+                return fused.fused_bag(input, weight, offsets, per_sample_weights, a)
+            except (IndexError, RuntimeError) as e:
+                torch_error = e
+            _torch_rejected(input, weight, ns, torch_error)
     v.check_indices_in_range(input, weight.shape[0], ns)
 
     def compute(w: Array, psw: Array | None, need_pullback: bool = True) -> tuple[Array, Pullback | None]:

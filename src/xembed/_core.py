@@ -26,9 +26,17 @@ def _cast(x: Array, dtype: DType) -> Array:
     return x if x.dtype == dtype else array_namespace(x).astype(x, dtype)
 
 
+_ACC: dict[tuple[int, DType], DType] = {}
+
+
 def acc_dtype(dtype: DType, xp: Namespace) -> DType:
-    """Accumulation dtype (ACC-LOWP, GRAD-ACC): float32 for float16/bfloat16, else the dtype itself."""
-    return xp.float32 if xp.finfo(dtype).bits < 32 else dtype
+    """Accumulation dtype (ACC-LOWP, GRAD-ACC): float32 for float16/bfloat16, else the dtype itself (cached
+    per dtype)."""
+    key = (id(xp), dtype)
+    acc = _ACC.get(key)
+    if acc is None:
+        acc = _ACC[key] = xp.float32 if xp.finfo(dtype).bits < 32 else dtype
+    return acc
 
 
 def _float64_or_32(xp: Namespace, dev: Device) -> DType:
@@ -131,10 +139,9 @@ def embedding_vjp(input: Array, weight: Array, padding_idx: int | None, scale_gr
     return out, pullback
 
 
-def _bag_layout(input: Array, offsets: Array | None, include_last_offset: bool,
-                xp: Namespace) -> tuple[Array, Array]:
+def _bag_layout(input: Array, offsets: Array | None, include_last_offset: bool, xp: Namespace,
+                dev: Device) -> tuple[Array, Array]:
     """Flat indices (n,) and full CSR offsets (B+1,) with offsets[0] = 0 and offsets[B] = n."""
-    dev = _device(input)
     itype = prim.index_dtype(xp, dev)
     if input.ndim == 2:
         num_bags, length = input.shape
@@ -152,7 +159,7 @@ def _bag_layout(input: Array, offsets: Array | None, include_last_offset: bool,
     return _cast(idx, itype), offs
 
 
-def lengths_to_offsets(lengths: Array, xp: Any) -> Array:
+def lengths_to_offsets(lengths: Array, xp: Namespace) -> Array:
     """EXT-LENGTHS: the full offsets ``[0, cumsum(lengths)]`` (B+1 entries, used with include_last_offset),
     int64 (the bag layout casts them to the index dtype)."""
     dev = _device(lengths)
@@ -160,21 +167,22 @@ def lengths_to_offsets(lengths: Array, xp: Any) -> Array:
     return xp.concat([zero, xp.cumulative_sum(xp.astype(lengths, xp.int64))])
 
 
-def _bag_totals(values: Array, offs: Array, acc: Any, xp: Any) -> Array:
+def _bag_totals(values: Array, offs: Array, acc: DType, xp: Namespace) -> Array:
     """Per-bag sums (B,) of the per-position ``values`` (n,), in ``acc`` (a segment sum of a 1-column table)."""
     n = values.shape[0]
     ident = xp.arange(n, dtype=offs.dtype, device=_device(values))
     return prim.gather_segment_sum(_cast(values, acc)[:, None], ident, offs, None, acc, xp=xp)[:, 0]
 
 
-def _bag_divisor(mode: str, bag_size: Array, psw: Array | None, offs: Array, acc: Any, xp: Any) -> Array | None:
+def _bag_divisor(mode: str, bag_size: Array | None, psw: Array | None, offs: Array, acc: DType,
+                 xp: Namespace) -> Array | None:
     """The per-bag divisor (B,) in ``acc`` of the sum, or None for ``sum`` (a 0 means "output zeros").
 
     BAG-MEAN: max(count, 1); EXT-WMEAN: sum(w); EXT-SQRTN: sqrt(count) or sqrt(sum(w**2)).
     """
     if mode == "mean":
         if psw is None:
-            return _cast(xp.clip(bag_size, min=1), acc)
+            return _cast(xp.maximum(bag_size, 1), acc)
         return _bag_totals(psw, offs, acc, xp)
     if mode == "sqrtn":
         if psw is None:
@@ -197,7 +205,7 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
     dev = _device(weight)
     n_rows, dim = weight.shape
     acc = acc_dtype(weight.dtype, xp)
-    idx, offs = _bag_layout(input, offsets, a.include_last_offset, xp)
+    idx, offs = _bag_layout(input, offsets, a.include_last_offset, xp, dev)
     n, num_bags = idx.shape[0], offs.shape[0] - 1
     psw = None if per_sample_weights is None else xp.reshape(per_sample_weights, (-1,))[:n]
 
@@ -211,7 +219,7 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
         kept = prim.bincount(prim.segment_ids(offs, n, xp=xp)[valid], num_bags, xp=xp)
         zero = xp.zeros((1,), dtype=offs.dtype, device=dev)
         offs_c = xp.concat([zero, xp.cumulative_sum(_cast(kept, offs.dtype))])
-    bag_size = offs_c[1:] - offs_c[:-1]
+    bag_size = offs_c[1:] - offs_c[:-1] if a.mode in ("mean", "sqrtn") else None
 
     argrow = None
     inv = None  # per-bag 1/divisor (0 where the divisor is 0), for the pullback

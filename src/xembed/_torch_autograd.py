@@ -103,6 +103,19 @@ def _has_tangent(t: torch.Tensor | None) -> bool:
     return t is not None and fwad.unpack_dual(t).tangent is not None  # type: ignore[no-untyped-call]
 
 
+def refuse_func_transforms(weight: torch.Tensor, per_sample_weights: torch.Tensor | None,
+                           input: torch.Tensor | None) -> None:
+    """TORCH-FUNC: NotImplementedError for tensors under a ``torch.func`` transform (before any value check
+    reads them), instead of silently detaching them."""
+    is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+    for name, t in (("weight", weight), ("per_sample_weights", per_sample_weights), ("input", input)):
+        if t is not None and is_wrapped(t):
+            msg = (f"`{name}` is a torch.func-transformed tensor: xembed does not support torch.func transforms "
+                   "(grad, vmap, jacrev, jvp, functional_call under them); use torch.autograd (backward, "
+                   "torch.autograd.grad) or torch.autograd.forward_ad instead")
+            raise NotImplementedError(msg)
+
+
 def needs_autograd(weight: torch.Tensor, per_sample_weights: torch.Tensor | None,
                    input: torch.Tensor | None = None, want_vjp: bool = False) -> bool:
     """Whether the call must go through :class:`_XembedFunction` (reverse or forward mode); never for the
@@ -111,13 +124,7 @@ def needs_autograd(weight: torch.Tensor, per_sample_weights: torch.Tensor | None
     Raises NotImplementedError for ``torch.func`` transforms (``TORCH-FUNC``), and for a forward-AD tangent
     given to a ``*_vjp`` function, instead of silently detaching them.
     """
-    is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
-    for name, t in (("weight", weight), ("per_sample_weights", per_sample_weights), ("input", input)):
-        if t is not None and is_wrapped(t):
-            msg = (f"`{name}` is a torch.func-transformed tensor: xembed does not support torch.func transforms "
-                   "(grad, vmap, jacrev, jvp, functional_call under them); use torch.autograd (backward, "
-                   "torch.autograd.grad) or torch.autograd.forward_ad instead")
-            raise NotImplementedError(msg)
+    refuse_func_transforms(weight, per_sample_weights, input)
     if fwad._current_level >= 0 and (_has_tangent(weight) or _has_tangent(per_sample_weights)):
         if want_vjp:
             msg = ("`weight` or `per_sample_weights` carries a forward-AD tangent, which the *_vjp functions "

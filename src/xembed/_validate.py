@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from array_api_compat import device as _device
-from array_api_compat import is_array_api_obj, is_lazy_array
+from array_api_compat import is_array_api_obj, is_cupy_array, is_lazy_array, is_numpy_array, is_torch_array
+
+from . import _primitives as prim
 
 from ._typing import Array, Namespace
 
@@ -34,6 +36,31 @@ def check_mode(mode: Any) -> str:
         raise ValueError(msg)
     return mode
 
+# Per-call speed: answers that depend only on a type or a dtype are computed once.
+_EAGER_TYPES: set[type] = set()
+_DEVICE_ATTR_TYPES: set[type] = set()
+_ISDTYPE: dict[tuple[int, Any, str], bool] = {}
+
+
+def _is_lazy(x: Array) -> bool:
+    """``is_lazy_array``, remembered for the types that are always eager (NumPy, CuPy, torch)."""
+    t = type(x)
+    if t in _EAGER_TYPES:
+        return False
+    if is_numpy_array(x) or is_cupy_array(x) or is_torch_array(x):
+        _EAGER_TYPES.add(t)
+        return False
+    return bool(is_lazy_array(x))
+
+
+def _isdtype(xp: Any, dtype: Any, kind: str) -> bool:
+    """``xp.isdtype``, cached per (namespace, dtype, kind)."""
+    key = (id(xp), dtype, kind)
+    r = _ISDTYPE.get(key)
+    if r is None:
+        r = _ISDTYPE[key] = bool(xp.isdtype(dtype, kind))
+    return r
+
 
 def check_is_array(name: str, x: Any) -> None:
     if not is_array_api_obj(x):
@@ -41,12 +68,22 @@ def check_is_array(name: str, x: Any) -> None:
         raise TypeError(msg)
 
 
+def _device_of(x: Array) -> Any:
+    """``array_api_compat.device``; torch and CuPy arrays answer their own ``.device`` (remembered per type)."""
+    t = type(x)
+    if t in _DEVICE_ATTR_TYPES:
+        return x.device
+    if is_torch_array(x) or is_cupy_array(x):
+        _DEVICE_ATTR_TYPES.add(t)
+    return _device(x)
+
+
 def check_same_device(arrays: dict[str, Array]) -> None:
     items = [(k, v) for k, v in arrays.items() if v is not None]
     name0, x0 = items[0]
-    d0 = _device(x0)
+    d0 = _device_of(x0)
     for name, x in items[1:]:
-        if _device(x) != d0:
+        if _device_of(x) != d0:
             msg = (
                 f"`{name}` is on device {_device(x)!r} but `{name0}` is on {d0!r}; "
                 "all arrays must be on the same device"
@@ -59,14 +96,14 @@ def check_weight(weight: Array, xp: Namespace) -> None:
     if weight.ndim != 2:
         msg = f"`weight` must be 2-D (num_embeddings, embedding_dim), got shape {tuple(weight.shape)}"
         raise ValueError(msg)
-    if not xp.isdtype(weight.dtype, "real floating"):
+    if not _isdtype(xp, weight.dtype, "real floating"):
         msg = f"`weight` must have a real floating dtype, got {weight.dtype}"
         raise TypeError(msg)
 
 
 def check_index_dtype(name: str, x: Array, xp: Namespace) -> None:
     """ERR-INDEX-DTYPE / ERR-OFFSETS-DTYPE: an integer dtype (bool is not one)."""
-    if not xp.isdtype(x.dtype, "integral"):
+    if not _isdtype(xp, x.dtype, "integral"):
         msg = f"`{name}` must have an integer dtype, got {x.dtype}"
         raise TypeError(msg)
 
@@ -116,13 +153,18 @@ def check_renorm_args(max_norm: Any, norm_type: Any) -> tuple[float | None, floa
 
 
 def check_indices_in_range(x: Array, num_embeddings: int, xp: Namespace, name: str = "input") -> None:
-    """ERR-INDEX-RANGE: IndexError naming the first offending value and its position (value check)."""
-    if is_lazy_array(x) or math.prod(x.shape) == 0:
+    """ERR-INDEX-RANGE: IndexError naming the first offending value and its position (value check).
+
+    One min/max pass over the indices (VAL-ONE-PASS); the offending position is searched only when one is
+    out of range.
+    """
+    if _is_lazy(x) or math.prod(x.shape) == 0:
+        return
+    lo, hi = prim.index_bounds(x, xp=xp)
+    if lo >= 0 and hi < num_embeddings:
         return
     flat = xp.reshape(x, (-1,))
     bad = (flat < 0) | (flat >= num_embeddings)
-    if not bool(xp.any(bad)):
-        return
     pos = int(xp.argmax(xp.astype(bad, xp.int8)))
     value = int(flat[pos])
     where = _unravel(pos, tuple(x.shape))
@@ -250,7 +292,7 @@ def check_lengths_metadata(input: Array, offsets: Array | None, lengths: Array, 
 
 def check_lengths_values(lengths: Array, n: int, xp: Namespace) -> None:
     """EXT-LENGTHS-VALUES: every length >= 0 and ``sum(lengths) == len(input)`` (value check)."""
-    if is_lazy_array(lengths):
+    if _is_lazy(lengths):
         return
     if lengths.shape[0] != 0:
         neg = lengths < 0
@@ -266,22 +308,18 @@ def check_lengths_values(lengths: Array, n: int, xp: Namespace) -> None:
 
 def check_offsets_values(offsets: Array, n: int, include_last_offset: bool, xp: Namespace) -> None:
     """offsets[0] == 0 (ERR-OFFSETS-FIRST), non-decreasing (ERR-OFFSETS-DECREASING), offsets[-1] <= n
-    (ERR-OFFSETS-END; == n with include_last_offset, BAG-LAST-OFFSET) (value check)."""
-    if is_lazy_array(offsets) or offsets.shape[0] == 0:
+    (ERR-OFFSETS-END; == n with include_last_offset, BAG-LAST-OFFSET) (value check, one pass: VAL-ONE-PASS)."""
+    if _is_lazy(offsets) or offsets.shape[0] == 0:
         return
     first = int(offsets[0])
     if first != 0:
         msg = f"`offsets`[0] must be 0, got {first}"
         raise ValueError(msg)
-    if offsets.shape[0] > 1:
-        dec = offsets[1:] < offsets[:-1]
-        if bool(xp.any(dec)):
-            pos = int(xp.argmax(xp.astype(dec, xp.int8))) + 1
-            msg = (
-                f"`offsets` must be non-decreasing, but offsets[{pos}] = {int(offsets[pos])} < "
-                f"offsets[{pos - 1}] = {int(offsets[pos - 1])}"
-            )
-            raise ValueError(msg)
+    pos = prim.offsets_first_decrease(offsets, xp=xp)
+    if pos > 0:
+        msg = (f"`offsets` must be non-decreasing, but offsets[{pos}] = {int(offsets[pos])} < "
+               f"offsets[{pos - 1}] = {int(offsets[pos - 1])}")
+        raise ValueError(msg)
     last = int(offsets[-1])
     if last > n:
         msg = f"`offsets`[-1] = {last} is greater than the number of indices in `input` ({n})"

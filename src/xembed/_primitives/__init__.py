@@ -1,95 +1,259 @@
 """The few primitives the array API standard lacks, behind one dispatch point.
 
 Each primitive has a standard-only implementation in :mod:`._fallback` and, where it pays, a native one
-per backend (:mod:`._numpy`, :mod:`._torch`, :mod:`._cupy`).  The core calls only the functions exported
-here, with ``xp`` passed explicitly.  Contracts (what every path must return) are in ``_fallback``'s
-docstrings; the semantics of the embedding options never live here.
+per backend (:mod:`._numpy`, :mod:`._torch`, :mod:`._cupy`) plus the optional compiled CPU kernels of
+:mod:`._numba` (extra ``xembed[fast]``).  The core calls only the functions exported here, with ``xp``
+passed explicitly.  Contracts (what every path must return) are in ``_fallback``'s docstrings; the
+semantics of the embedding options never live here.
 
-``XEMBED_PRIMITIVES=fallback`` in the environment (or :func:`use`) forces the standard-only path on every
-backend, which is how the test-suite proves the fallback on NumPy and torch too.
+Delegation is explicit: one :class:`Table` of functions per (namespace, mode), built once -- the backend
+module is imported only when that backend's arrays are first passed -- and cached.
+
+Modes (``XEMBED_PRIMITIVES`` in the environment, or :func:`use` for a block of code; spec ``PRIM-MODE``):
+
+``auto`` (default)
+    the compiled numba kernels for NumPy arrays when numba is importable, else ``native``;
+``native``
+    each backend's own library (pure NumPy for NumPy arrays, torch's kernels, CuPy RawKernels);
+``numba``
+    like ``auto`` but numba is required (ImportError naming the extra when it is missing);
+``fallback``
+    the standard-only implementations on every backend (how the test-suite proves them).
+
+The mode is a :class:`contextvars.ContextVar`: :func:`use` affects the current thread / task only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
-from types import ModuleType
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
 
 from array_api_compat import is_cupy_namespace, is_numpy_namespace, is_torch_namespace
 
 from . import _fallback
 
 __all__ = [
+    "Table",
     "bincount",
     "gather_scatter_add",
     "gather_segment_max",
     "gather_segment_min",
     "gather_segment_sum",
+    "index_bounds",
     "index_dtype",
     "mode",
+    "numba_available",
     "put_rows_",
     "scatter_add_rows",
     "segment_ids",
+    "table",
     "use",
 ]
 
-_MODES = ("native", "fallback")
-_mode = os.environ.get("XEMBED_PRIMITIVES", "native")
-if _mode not in _MODES:
-    raise ValueError(f"XEMBED_PRIMITIVES must be one of {_MODES}, got {_mode!r}")
+Array = Any
+MODES = ("auto", "native", "numba", "fallback")
 
 
-def mode() -> str:
-    """The current primitive mode: ``"native"`` or ``"fallback"``."""
-    return _mode
-
-
-@contextlib.contextmanager
-def use(new_mode: str):
-    """Context manager selecting ``"native"`` or ``"fallback"`` primitives (not thread-safe)."""
-    global _mode
-    if new_mode not in _MODES:
-        raise ValueError(f"`mode` must be one of {_MODES}, got {new_mode!r}")
-    old, _mode = _mode, new_mode
-    try:
-        yield
-    finally:
-        _mode = old
-
-
-def _native(xp) -> ModuleType | None:
-    # Imported lazily: a backend module is imported only once the user passed its arrays.
-    if _mode == "fallback":
-        return None
-    if is_numpy_namespace(xp):
-        from . import _numpy as m
-    elif is_torch_namespace(xp):
-        from . import _torch as m
-    elif is_cupy_namespace(xp):
-        from . import _cupy as m
-    else:
-        return None
+def _checked(m: str, what: str) -> str:
+    if m not in MODES:
+        msg = f"{what} must be one of {MODES}, got {m!r}"
+        raise ValueError(msg)
     return m
 
 
-def _dispatch(name: str):
-    fallback = getattr(_fallback, name)
-
-    def call(*args, xp):
-        impl = getattr(_native(xp), name, None) or fallback
-        return impl(*args, xp)
-
-    call.__name__ = name
-    call.__doc__ = fallback.__doc__
-    return call
+_DEFAULT_MODE: str = _checked(os.environ.get("XEMBED_PRIMITIVES", "auto"), "XEMBED_PRIMITIVES")
+_mode_var: contextvars.ContextVar[str] = contextvars.ContextVar("xembed_primitives", default=_DEFAULT_MODE)
 
 
-segment_ids = _dispatch("segment_ids")
-bincount = _dispatch("bincount")
-gather_segment_sum = _dispatch("gather_segment_sum")
-gather_segment_max = _dispatch("gather_segment_max")
-gather_segment_min = _dispatch("gather_segment_min")
-scatter_add_rows = _dispatch("scatter_add_rows")
-gather_scatter_add = _dispatch("gather_scatter_add")
-put_rows_ = _dispatch("put_rows_")
+def mode() -> str:
+    """The primitive mode of the current context: one of ``auto``, ``native``, ``numba``, ``fallback``."""
+    return _mode_var.get()
+
+
+@contextlib.contextmanager
+def use(new_mode: str) -> Iterator[None]:
+    """Context manager selecting the primitive mode for the current thread / asyncio task."""
+    token = _mode_var.set(_checked(new_mode, "`mode`"))
+    try:
+        yield
+    finally:
+        _mode_var.reset(token)
+
+
+@dataclass(frozen=True)
+class Table:
+    """The primitives of one backend in one mode (every field a function with ``_fallback``'s contract)."""
+
+    segment_ids: Callable[..., Array]
+    bincount: Callable[..., Array]
+    gather_segment_sum: Callable[..., Array]
+    gather_segment_max: Callable[..., tuple[Array, Array | None]]
+    gather_segment_min: Callable[..., tuple[Array, Array | None]]
+    scatter_add_rows: Callable[..., Array]
+    gather_scatter_add: Callable[..., Array]
+    put_rows_: Callable[..., Array]
+    index_bounds: Callable[..., tuple[int, int]]
+    offsets_first_decrease: Callable[..., int]
+
+
+_FALLBACK = Table(
+    segment_ids=_fallback.segment_ids,
+    bincount=_fallback.bincount,
+    gather_segment_sum=_fallback.gather_segment_sum,
+    gather_segment_max=_fallback.gather_segment_max,
+    gather_segment_min=_fallback.gather_segment_min,
+    scatter_add_rows=_fallback.scatter_add_rows,
+    gather_scatter_add=_fallback.gather_scatter_add,
+    put_rows_=_fallback.put_rows_,
+    index_bounds=_fallback.index_bounds,
+    offsets_first_decrease=_fallback.offsets_first_decrease,
+)
+
+_numba_ok: dict[str, bool] = {}
+
+
+def numba_available() -> bool:
+    """Whether numba imports (checked once)."""
+    ok = _numba_ok.get("numba")
+    if ok is None:
+        try:
+            import numba  # noqa: F401
+        except ImportError:
+            ok = False
+        else:
+            ok = True
+        _numba_ok["numba"] = ok
+    return ok
+
+
+def _numpy_table() -> Table:
+    from . import _numpy as m
+
+    return replace(_FALLBACK, bincount=m.bincount, gather_segment_sum=m.gather_segment_sum,
+                   gather_segment_max=m.gather_segment_max, gather_segment_min=m.gather_segment_min,
+                   scatter_add_rows=m.scatter_add_rows, gather_scatter_add=m.gather_scatter_add,
+                   put_rows_=m.put_rows_, index_bounds=m.index_bounds,
+                   offsets_first_decrease=m.offsets_first_decrease)
+
+
+def _min_via(segment_max: Callable[..., tuple[Array, Array | None]]) -> Callable[..., tuple[Array, Array | None]]:
+    """EXT-MIN through a backend's segment max (on the negated gathered rows, never the whole table)."""
+
+    def gather_segment_min(weight: Array, idx: Array, offsets: Array, need_arg: bool,
+                           xp: Any) -> tuple[Array, Array | None]:
+        return _fallback.segment_min_via_max(segment_max, weight, idx, offsets, need_arg, xp)
+
+    return gather_segment_min
+
+
+def _numba_table() -> Table:
+    if not numba_available():
+        msg = 'the primitive mode "numba" needs numba: pip install "xembed[fast]"'
+        raise ImportError(msg)
+    from . import _numba as m
+
+    return replace(_numpy_table(), gather_segment_sum=m.gather_segment_sum,
+                   gather_segment_max=m.gather_segment_max, gather_segment_min=_min_via(m.gather_segment_max),
+                   gather_scatter_add=m.gather_scatter_add,
+                   index_bounds=m.index_bounds, offsets_first_decrease=m.offsets_first_decrease)
+
+
+def _torch_table() -> Table:
+    from . import _torch as m
+
+    return replace(_FALLBACK, bincount=m.bincount, gather_segment_sum=m.gather_segment_sum,
+                   gather_segment_max=m.gather_segment_max, gather_segment_min=m.gather_segment_min,
+                   scatter_add_rows=m.scatter_add_rows, gather_scatter_add=m.gather_scatter_add,
+                   put_rows_=m.put_rows_, index_bounds=m.index_bounds,
+                   offsets_first_decrease=m.offsets_first_decrease)
+
+
+def _cupy_table() -> Table:
+    from . import _cupy as m
+
+    return replace(_FALLBACK, bincount=m.bincount, gather_segment_sum=m.gather_segment_sum,
+                   gather_segment_max=m.gather_segment_max, scatter_add_rows=m.scatter_add_rows,
+                   gather_scatter_add=m.gather_scatter_add, put_rows_=m.put_rows_)
+
+
+_tables: dict[tuple[int, str], Table] = {}
+
+
+def _build(xp: Any, m: str) -> Table:
+    if m == "fallback":
+        return _FALLBACK
+    if is_numpy_namespace(xp):
+        if m == "numba" or (m == "auto" and numba_available()):
+            return _numba_table()
+        return _numpy_table()
+    if is_torch_namespace(xp):
+        return _torch_table()
+    if is_cupy_namespace(xp):
+        return _cupy_table()
+    return _FALLBACK
+
+
+def table(xp: Any) -> Table:
+    """The primitives for namespace ``xp`` in the current mode (built once per namespace and mode)."""
+    m = _mode_var.get()
+    key = (id(xp), m)
+    t = _tables.get(key)
+    if t is None:
+        t = _tables[key] = _build(xp, m)
+    return t
+
+
+def segment_ids(offsets: Array, n: int, *, xp: Any) -> Array:
+    return table(xp).segment_ids(offsets, n, xp)
+
+
+def bincount(idx: Array, num_rows: int, *, xp: Any) -> Array:
+    return table(xp).bincount(idx, num_rows, xp)
+
+
+def gather_segment_sum(weight: Array, idx: Array, offsets: Array, scale: Array | None, acc_dtype: Any, *,
+                       xp: Any) -> Array:
+    return table(xp).gather_segment_sum(weight, idx, offsets, scale, acc_dtype, xp)
+
+
+def gather_segment_max(weight: Array, idx: Array, offsets: Array, need_arg: bool, *,
+                       xp: Any) -> tuple[Array, Array | None]:
+    return table(xp).gather_segment_max(weight, idx, offsets, need_arg, xp)
+
+
+def gather_segment_min(weight: Array, idx: Array, offsets: Array, need_arg: bool, *,
+                       xp: Any) -> tuple[Array, Array | None]:
+    return table(xp).gather_segment_min(weight, idx, offsets, need_arg, xp)
+
+
+def scatter_add_rows(idx: Array, rows: Array, num_rows: int, *, xp: Any) -> Array:
+    return table(xp).scatter_add_rows(idx, rows, num_rows, xp)
+
+
+def gather_scatter_add(src: Array, src_idx: Array, dst_idx: Array, scale: Array | None, num_rows: int,
+                       acc_dtype: Any, *, xp: Any) -> Array:
+    return table(xp).gather_scatter_add(src, src_idx, dst_idx, scale, num_rows, acc_dtype, xp)
+
+
+def put_rows_(weight: Array, uniq: Array, rows: Array, *, xp: Any) -> Array:
+    return table(xp).put_rows_(weight, uniq, rows, xp)
+
+
+def index_bounds(x: Array, *, xp: Any) -> tuple[int, int]:
+    return table(xp).index_bounds(x, xp)
+
+
+def offsets_first_decrease(offsets: Array, *, xp: Any) -> int:
+    return table(xp).offsets_first_decrease(offsets, xp)
+
+
+for _f in (segment_ids, bincount, gather_segment_sum, gather_segment_max, gather_segment_min, scatter_add_rows, gather_scatter_add,
+           put_rows_, index_bounds, offsets_first_decrease):
+    _f.__doc__ = getattr(_FALLBACK, _f.__name__).__doc__
+del _f
+
 index_dtype = _fallback.index_dtype

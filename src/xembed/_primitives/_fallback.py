@@ -3,7 +3,7 @@
 Every function here uses nothing but the array API standard (2024.12: ``take``, ``searchsorted``,
 ``cumulative_sum``, ``argsort``, ``where``, boolean indexing), with the namespace ``xp`` passed
 explicitly, so it runs on any compliant namespace and is what array-api-strict exercises.  The native
-paths in :mod:`xembed._primitives._native` must agree with these exactly (up to summation order).
+paths (``_numpy``, ``_numba``, ``_torch``, ``_cupy``) must agree with these exactly (up to summation order).
 
 Segment sums use a Hillis–Steele segmented inclusive scan: ``ceil(log2 n)`` steps of whole-array
 ``where`` + add.  It is exact in the sense of tree summation (no prefix subtraction, so no catastrophic
@@ -20,9 +20,31 @@ from array_api_compat import device as _device
 Array = Any
 
 
-def index_dtype(xp, dev):
-    """The namespace's default indexing dtype on ``dev`` (int64 on every backend we know)."""
-    return xp.__array_namespace_info__().default_dtypes(device=dev)["indexing"]
+_INDEX_DTYPES: dict[tuple[int, Any], Any] = {}
+
+
+def index_dtype(xp: Any, dev: Any) -> Any:
+    """The namespace's default indexing dtype on ``dev`` (int64 on every backend we know); cached."""
+    key = (id(xp), dev)
+    dt = _INDEX_DTYPES.get(key)
+    if dt is None:
+        dt = _INDEX_DTYPES[key] = xp.__array_namespace_info__().default_dtypes(device=dev)["indexing"]
+    return dt
+
+
+def index_bounds(x: Array, xp: Any) -> tuple[int, int]:
+    """``(min, max)`` of a non-empty integer array as Python ints (the one value pass of the range check)."""
+    return int(xp.min(x)), int(xp.max(x))
+
+
+def offsets_first_decrease(offsets: Array, xp: Any) -> int:
+    """The first position ``p >= 1`` with ``offsets[p] < offsets[p - 1]``, or -1 when non-decreasing."""
+    if offsets.shape[0] < 2:
+        return -1
+    dec = offsets[1:] < offsets[:-1]
+    if not bool(xp.any(dec)):
+        return -1
+    return int(xp.argmax(xp.astype(dec, xp.int8))) + 1
 
 
 def segment_ids(offsets: Array, n: int, xp) -> Array:

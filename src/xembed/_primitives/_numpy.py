@@ -9,6 +9,17 @@ import numpy as np
 from . import _numpy_fast as _fast
 
 
+def index_bounds(x: np.ndarray, _xp: Any) -> tuple[int, int]:
+    return int(x.min()), int(x.max())
+
+
+def offsets_first_decrease(offsets: np.ndarray, _xp: Any) -> int:
+    if offsets.shape[0] < 2:
+        return -1
+    dec = offsets[1:] < offsets[:-1]
+    return int(dec.argmax()) + 1 if dec.any() else -1
+
+
 def bincount(idx, num_rows, xp):
     return np.bincount(idx, minlength=num_rows)
 
