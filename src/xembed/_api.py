@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from array_api_compat import array_namespace, is_torch_namespace
+from array_api_compat import array_namespace, is_jax_namespace, is_torch_namespace
 
 from . import _core
 from . import _validate as v
 
 Array = Any
 
-__all__ = ["embedding", "embedding_bag", "embedding_bag_vjp", "embedding_vjp"]
+__all__ = ["embedding", "embedding_bag", "embedding_bag_vjp", "embedding_vjp", "jit_value_checks", "renorm"]
+
+jit_value_checks = v.jit_value_checks
 
 
 def _library(ns) -> str:
@@ -84,6 +86,11 @@ def _run(xp, weight, per_sample_weights, input, max_norm, norm_type, compute, is
 def _embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp, want_vjp):
     xp, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse = _prepare_embedding(
         input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp)
+    if is_jax_namespace(xp):  # JAX hook (issue 12): autodiff, functional renorm, traced values
+        from . import _jax_autodiff
+
+        return _jax_autodiff.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq,
+                                       sparse, xp, want_vjp)
 
     def compute(w, _psw, need_pullback=True):
         return _core.embedding_vjp(input, w, padding_idx, scale_grad_by_freq, sparse, xp)
@@ -128,6 +135,10 @@ def _embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_fr
     if input.ndim == 1:
         v.check_offsets_values(offsets, input.shape[0], a.include_last_offset, xp)
     v.check_indices_in_range(input, weight.shape[0], xp)
+    if is_jax_namespace(xp):  # JAX hook (issue 12): autodiff, functional renorm, traced values
+        from . import _jax_autodiff
+
+        return _jax_autodiff.embedding_bag(input, weight, offsets, per_sample_weights, a, xp, want_vjp)
 
     def compute(w, psw, need_pullback=True):
         return _core.embedding_bag_vjp(input, w, offsets, psw, a, xp, need_pullback)
@@ -167,6 +178,32 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None = None,
     """
     return _embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse,
                           per_sample_weights, include_last_offset, padding_idx, xp, True)
+
+
+def renorm(weight: Array, input: Array, max_norm: float, norm_type: float = 2.0, *, xp=None) -> Array:
+    """The max_norm renorm as a function (RENORM-FUNCTIONAL): returns a new table in which every row of
+    ``weight`` referenced by ``input`` whose ``norm_type``-norm exceeds ``max_norm`` (strictly) is scaled
+    by ``max_norm / (norm + 1e-7)``; the other rows are copied bit for bit.  ``weight`` is never modified.
+
+    The same rows and values as the in-place renorm that ``embedding(..., max_norm=...)`` applies on
+    mutable arrays; on immutable arrays (JAX) that call renorms only the copy it reads, and a training
+    loop applies ``weight = xembed.renorm(weight, input, max_norm)`` itself.  Any backend; on torch the
+    result is a new tensor outside autograd; on traced JAX arrays out-of-range indices change nothing.
+    """
+    xp = _namespace(xp, input=input, weight=weight)
+    v.check_weight(weight, xp)
+    v.check_index_dtype("input", input, xp)
+    max_norm, norm_type = v.check_renorm_args(max_norm, norm_type)
+    if max_norm is None:
+        raise TypeError("`max_norm` must be a real number, got None")
+    v.check_indices_in_range(input, weight.shape[0], xp)
+    if is_torch_namespace(xp):
+        weight, input = weight.detach(), input.detach()
+    if is_jax_namespace(xp):
+        from . import _jax_autodiff
+
+        return _jax_autodiff.renorm(weight, input, max_norm, norm_type, xp)
+    return _core.renorm(weight, input, max_norm, norm_type, xp)
 
 
 for _f in (embedding, embedding_bag):

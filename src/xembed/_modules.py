@@ -49,8 +49,9 @@ class _Base:
         if _weight is None:
             ns = _standard_namespace(xp)
             weight = _init_weight(ns, (self.num_embeddings, self.embedding_dim), dtype, device, seed)
-            if self.padding_idx is not None:
-                weight[self.padding_idx, ...] = 0
+            if self.padding_idx is not None:  # zeroed without item assignment (immutable JAX arrays)
+                rows = ns.arange(self.num_embeddings, device=device)[:, None]
+                weight = ns.where(rows == self.padding_idx, ns.zeros((), dtype=weight.dtype), weight)
         else:
             v.check_is_array("_weight", _weight)
             ns = array_namespace(_weight)

@@ -2,8 +2,9 @@
 
 * Metadata checks (types, shapes, dtypes, option combinations, scalars) need no array values and run
   everywhere, lazy and traced arrays included.
-* Value checks (index range, offsets rules) read array values.  They run only on eager arrays
-  (``array_api_compat.is_lazy_array`` false): on lazy backends (Dask, JAX under ``jit``) they are skipped.
+* Value checks (index range, offsets rules) read array values.  They run only on arrays whose values
+  can be read (:func:`has_values`): on lazy / traced arrays (Dask, JAX under ``jit`` / ``vmap``) they are
+  skipped (JAX under ``jit``: see ``xembed._jax_autodiff`` and spec JIT-*).
 
 Every check runs before anything is computed or modified, so a failing call never touches the weight.
 Errors name the argument in backticks and the offending value.
@@ -11,16 +12,49 @@ Errors name the argument in backticks and the offending value.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import numbers
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from array_api_compat import device as _device
-from array_api_compat import is_array_api_obj, is_lazy_array
+from array_api_compat import is_array_api_obj, is_jax_array, is_lazy_array
 
 Array = Any
 MODES = ("sum", "mean", "max")
+
+
+TRACED_CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("xembed_jit_value_checks", default=False)
+
+
+@contextlib.contextmanager
+def jit_value_checks(enabled: bool = True) -> Iterator[None]:
+    """Opt-in value checks for traced JAX calls (spec JIT-CHECKIFY).
+
+    Calls *traced* inside this context (``jax.jit``, ``jax.vmap``) emit ``jax.experimental.checkify``
+    checks of the index range and offsets rules instead of the NaN rows of JIT-INVALID-*; the traced
+    function must then be wrapped with ``checkify.checkify`` (``err.throw()`` raises the first failed
+    check, naming the argument and the offending value).  It acts at trace time: a function traced
+    (and cached by ``jit``) outside the context keeps that trace.
+    """
+    token = TRACED_CHECKS.set(bool(enabled))
+    try:
+        yield
+    finally:
+        TRACED_CHECKS.reset(token)
+
+
+def has_values(x: Array) -> bool:
+    """Whether ``x``'s values can be read now: eager arrays yes; Dask and traced JAX arrays
+    (``jit``, ``vmap``) no.  Eager JAX arrays are concrete although ``is_lazy_array`` says lazy."""
+    if is_jax_array(x):
+        import jax
+
+        return not isinstance(x, jax.core.Tracer)
+    return not is_lazy_array(x)
 
 
 def check_is_array(name: str, x: Any) -> None:
@@ -29,7 +63,10 @@ def check_is_array(name: str, x: Any) -> None:
 
 
 def check_same_device(arrays: dict[str, Array]) -> None:
-    items = [(k, v) for k, v in arrays.items() if v is not None]
+    # A traced JAX array has no device (None) until it is placed: nothing to compare it with.
+    items = [(k, v) for k, v in arrays.items() if v is not None and _device(v) is not None]
+    if not items:
+        return
     name0, x0 = items[0]
     d0 = _device(x0)
     for name, x in items[1:]:
@@ -87,7 +124,7 @@ def check_renorm_args(max_norm: Any, norm_type: Any) -> tuple[float | None, floa
 
 def check_indices_in_range(x: Array, num_embeddings: int, xp, name: str = "input") -> None:
     """IndexError naming the first offending value and its position (value check)."""
-    if is_lazy_array(x) or math.prod(x.shape) == 0:
+    if not has_values(x) or math.prod(x.shape) == 0:
         return
     flat = xp.reshape(x, (-1,))
     bad = (flat < 0) | (flat >= num_embeddings)
@@ -174,7 +211,7 @@ def check_bag_metadata(input: Array, weight: Array, offsets: Array | None, per_s
 
 def check_offsets_values(offsets: Array, n: int, include_last_offset: bool, xp) -> None:
     """offsets[0] == 0, non-decreasing, offsets[-1] <= n (== n with include_last_offset) (value check)."""
-    if is_lazy_array(offsets) or offsets.shape[0] == 0:
+    if not has_values(offsets) or offsets.shape[0] == 0:
         return
     first = int(offsets[0])
     if first != 0:

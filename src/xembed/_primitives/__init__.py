@@ -15,7 +15,7 @@ import contextlib
 import os
 from types import ModuleType
 
-from array_api_compat import is_cupy_namespace, is_numpy_namespace, is_torch_namespace
+from array_api_compat import is_cupy_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
 
 from . import _fallback
 
@@ -66,6 +66,8 @@ def _native(xp) -> ModuleType | None:
         from . import _torch as m
     elif is_cupy_namespace(xp):
         from . import _cupy as m
+    elif is_jax_namespace(xp):  # JAX hook (issue 12): static-shape primitives in _jax.py
+        from . import _jax as m
     else:
         return None
     return m
