@@ -134,6 +134,8 @@ def test_float_weight_values_preserved_exactly(backend):
 @pytest.mark.parametrize("call", ["embedding", "bag_sum_L1", "bag_mean_L1", "bag_max_L1", "bag_max"])
 def test_output_does_not_alias_weight(backend, call):
     """Writing into the output must never write into the weight (no view of the table is returned)."""
+    if backend.is_immutable:
+        pytest.skip("immutable arrays (JAX): nothing can be written into the output")
     w_np = np.random.default_rng(4).standard_normal((4, 3))
     w = backend.asarray(w_np)
     i2 = backend.asarray(np.array([[0], [1], [2], [3]]))

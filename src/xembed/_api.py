@@ -180,7 +180,7 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None = None,
                           per_sample_weights, include_last_offset, padding_idx, xp, True)
 
 
-def renorm(weight: Array, input: Array, max_norm: float, norm_type: float = 2.0, *, xp=None) -> Array:
+def renorm(weight: Array, input: Array, max_norm: float, norm_type: float = 2.0, *, xp: Any = None) -> Array:
     """The max_norm renorm as a function (RENORM-FUNCTIONAL): returns a new table in which every row of
     ``weight`` referenced by ``input`` whose ``norm_type``-norm exceeds ``max_norm`` (strictly) is scaled
     by ``max_norm / (norm + 1e-7)``; the other rows are copied bit for bit.  ``weight`` is never modified.
@@ -193,8 +193,8 @@ def renorm(weight: Array, input: Array, max_norm: float, norm_type: float = 2.0,
     xp = _namespace(xp, input=input, weight=weight)
     v.check_weight(weight, xp)
     v.check_index_dtype("input", input, xp)
-    max_norm, norm_type = v.check_renorm_args(max_norm, norm_type)
-    if max_norm is None:
+    checked_max, p = v.check_renorm_args(max_norm, norm_type)
+    if checked_max is None:
         raise TypeError("`max_norm` must be a real number, got None")
     v.check_indices_in_range(input, weight.shape[0], xp)
     if is_torch_namespace(xp):
@@ -202,8 +202,8 @@ def renorm(weight: Array, input: Array, max_norm: float, norm_type: float = 2.0,
     if is_jax_namespace(xp):
         from . import _jax_autodiff
 
-        return _jax_autodiff.renorm(weight, input, max_norm, norm_type, xp)
-    return _core.renorm(weight, input, max_norm, norm_type, xp)
+        return _jax_autodiff.renorm(weight, input, checked_max, p, xp)
+    return _core.renorm(weight, input, checked_max, p, xp)
 
 
 for _f in (embedding, embedding_bag):

@@ -49,11 +49,14 @@ def jit_value_checks(enabled: bool = True) -> Iterator[None]:
 
 def has_values(x: Array) -> bool:
     """Whether ``x``'s values can be read now: eager arrays yes; Dask and traced JAX arrays
-    (``jit``, ``vmap``) no.  Eager JAX arrays are concrete although ``is_lazy_array`` says lazy."""
+    (``jit``, ``vmap``) no.  Eager JAX arrays are concrete although ``is_lazy_array`` says lazy, except
+    inside a ``jit`` trace (a concrete array closed over by a jitted function): there every operation on
+    it is staged, which a tiny probe array reveals (under ``grad`` / ``vmap`` alone it stays concrete)."""
     if is_jax_array(x):
         import jax
+        import jax.numpy as jnp
 
-        return not isinstance(x, jax.core.Tracer)
+        return not isinstance(x, jax.core.Tracer) and not isinstance(jnp.zeros((), dtype=bool), jax.core.Tracer)
     return not is_lazy_array(x)
 
 
