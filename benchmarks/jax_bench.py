@@ -53,12 +53,12 @@ def _torch_grad(mode: str, w: torch.Tensor, i: torch.Tensor, o: torch.Tensor, g:
     return wt.grad
 
 
-def _loss(f: Callable[[Any], Any], g: Any) -> Callable[[Any], Any]:
-    return lambda w: jnp.sum(f(w) * g)
+def _loss(f: Callable[..., Any], g: Any) -> Callable[..., Any]:
+    return lambda w, *ins: jnp.sum(f(w, *ins) * g)
 
 
-def _runner(f: Callable[[Any], Any], w: Any) -> Callable[[], Any]:
-    return lambda: _block(f(w))
+def _runner(f: Callable[..., Any], w: Any, ins: tuple[Any, ...]) -> Callable[[], Any]:
+    return lambda: _block(f(w, *ins))
 
 
 def main() -> None:
@@ -82,14 +82,15 @@ def main() -> None:
     wj, ij, oj, gj, sj = (jnp.asarray(a) for a in (w, idx, offsets, g, seg))
     w_t, i_t, o_t, g_t = (torch.from_numpy(a) for a in (w, idx.astype(np.int64), offsets.astype(np.int64), g))
 
-    def xe(mode: str) -> Callable[[Any], Any]:
-        return lambda wj: xembed.embedding_bag(ij, wj, oj, mode=mode)
+    # Index arrays are jit *arguments* (not closed-over constants, which XLA would constant-fold).
+    def xe(mode: str) -> Callable[..., Any]:
+        return lambda wj, ij, oj, _sj: xembed.embedding_bag(ij, wj, oj, mode=mode)
 
-    def hand(mode: str) -> Callable[[Any], Any]:
-        if mode == "sum":
-            return lambda wj: jax.ops.segment_sum(jnp.take(wj, ij, axis=0), sj, num_segments=b, indices_are_sorted=True)
-        return lambda wj: jax.ops.segment_max(jnp.take(wj, ij, axis=0), sj, num_segments=b, indices_are_sorted=True)
+    def hand(mode: str) -> Callable[..., Any]:
+        seg = jax.ops.segment_sum if mode == "sum" else jax.ops.segment_max
+        return lambda wj, ij, _oj, sj: seg(jnp.take(wj, ij, axis=0), sj, num_segments=b, indices_are_sorted=True)
 
+    ins = (ij, oj, sj)
     rows = []
     for mode in ("sum", "max"):
         ref_out = tfn.embedding_bag(i_t, w_t, o_t, mode=mode)
@@ -105,10 +106,10 @@ def main() -> None:
         for name, f in (("xembed-jax-jit", xe(mode)), ("hand-written jnp", hand(mode))):
             fwd = jax.jit(f)
             grad = jax.jit(jax.grad(_loss(f, gj)))
-            err_out = float(np.max(np.abs(np.asarray(fwd(wj)) - ref_out.numpy())))
-            err_grad = float(np.max(np.abs(np.asarray(grad(wj)) - ref_grad)))
+            err_out = float(np.max(np.abs(np.asarray(fwd(wj, *ins)) - ref_out.numpy())))
+            err_grad = float(np.max(np.abs(np.asarray(grad(wj, *ins)) - ref_grad)))
             print(f"{mode} {name}: max |out - torch| = {err_out:.2e}, max |grad - torch| = {err_grad:.2e}")
-            timings[name] = (_time(_runner(fwd, wj), repeats), _time(_runner(grad, wj), repeats))
+            timings[name] = (_time(_runner(fwd, wj, ins), repeats), _time(_runner(grad, wj, ins), repeats))
         for name, (tf, tb) in timings.items():
             rows.append((mode, name, tf, tb, tf / timings["torch"][0], tb / timings["torch"][1]))
 
