@@ -143,6 +143,43 @@ def test_embedding_values_and_grads(padding_idx: int | None, scale_grad_by_freq:
     close(jax.grad(lambda wj: jnp.sum(f(wj, jnp.asarray(IDX2)) * g))(jnp.asarray(w)), ref_gw)
 
 
+EDGE_BAGS = [
+    pytest.param(np.array([], dtype=np.int64), np.array([0, 0]), {}, id="empty-input"),
+    pytest.param(np.array([3, 2, 2]), np.array([0, 1, 3]), {"include_last_offset": True}, id="include-last"),
+    pytest.param(np.array([2, 2, 5, 2]), np.array([0, 2]), {"padding_idx": 2}, id="all-padding-bag"),
+    pytest.param(np.array([[2, 2], [2, 2]]), None, {"padding_idx": 2}, id="2d-all-padding"),
+    pytest.param(np.array([4, 1, 4, 1]), np.array([0, 0, 0, 2]), {}, id="leading-empty-bags"),
+]
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+@pytest.mark.parametrize(("idx", "offs", "extra"), EDGE_BAGS)
+def test_bag_edge_layouts_under_jit(idx: np.ndarray, offs: np.ndarray | None, extra: dict[str, Any],
+                                    mode: str) -> None:
+    """BAG-EMPTY, BAG-LAST-OFFSET, BAG-PAD under jit (JIT-STATIC): output and jax.grad equal torch's."""
+    w = _w(30)
+    b = idx.shape[0] if offs is None else offs.shape[0] - int(extra.get("include_last_offset", False))
+    g = np.random.default_rng(31).standard_normal((b, D))
+    ref_out, ref_gw, _ = torch_bag(idx, w, offs, g, mode=mode, **extra)
+    o = None if offs is None else jnp.asarray(offs)
+    f = jax.jit(lambda wj, ij, oj: xembed.embedding_bag(ij, wj, oj, mode=mode, **extra))
+    close(f(jnp.asarray(w), jnp.asarray(idx), o), ref_out)
+    close(jax.grad(lambda wj: jnp.sum(f(wj, jnp.asarray(idx), o) * g))(jnp.asarray(w)), ref_gw)
+
+
+def test_spec_choices_under_jit() -> None:
+    """BAG-EMPTY-OFFSETS (0 bags) and BAG-2D-ZERO-COLS (B zero rows), where torch fails, under jit; a 0-d and an
+    empty embedding input."""
+    wj = jnp.asarray(_w(32))
+    out = jax.jit(lambda wj, ij, oj: xembed.embedding_bag(ij, wj, oj, mode="max"))(
+        wj, jnp.asarray([1, 2, 3]), jnp.zeros((0,), dtype=int))
+    assert out.shape == (0, D)
+    out = jax.jit(lambda wj, ij: xembed.embedding_bag(ij, wj, mode="mean"))(wj, jnp.zeros((4, 0), dtype=int))
+    close(out, np.zeros((4, D)), 0, 0)
+    close(jax.jit(lambda wj, ij: xembed.embedding(ij, wj))(wj, jnp.asarray(5)), _w(32)[5], 0, 0)
+    assert jax.jit(lambda wj, ij: xembed.embedding(ij, wj))(wj, jnp.zeros((2, 0), dtype=int)).shape == (2, 0, D)
+
+
 def test_max_ties_first_occurrence_not_split() -> None:
     """BAG-MAX-TIES: the issue's example: two equal rows in a max bag, upstream gradient 0.25: torch (and xembed)
     give all of it to the first occurrence, where the hand-written jax.ops.segment_max gradient splits it
