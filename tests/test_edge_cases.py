@@ -135,6 +135,7 @@ def test_float_weight_values_preserved_exactly(backend):
 
 
 @pytest.mark.parametrize("call", ["embedding", "bag_sum_L1", "bag_mean_L1", "bag_max_L1", "bag_max"])
+@pytest.mark.skip_backend("jax", reason="immutable arrays: nothing can be written into the output")
 def test_output_does_not_alias_weight(backend, call):
     """Writing into the output must never write into the weight (no view of the table is returned)."""
     w_np = np.random.default_rng(4).standard_normal((4, 3))

@@ -216,6 +216,7 @@ def test_does_not_modify_input(backend):
 
 
 @pytest.mark.skip_backend("array_api_strict", reason="the standard has no view semantics for slices")
+@pytest.mark.skip_backend("jax", reason="immutable arrays: no views, no in-place renorm (RENORM-FUNCTIONAL, test_jax.py)")
 @pytest.mark.parametrize("layout", ["strided_view", "transposed"])
 def test_max_norm_in_place_on_non_contiguous_weight(backend, layout):
     """Renorm happens in place on the caller's array, also when it is a non-contiguous view."""
@@ -256,6 +257,8 @@ def test_low_precision_renorm_matches_torch_same_dtype(backend, dtype, norm_type
     wt = torch.tensor(to_numpy(w)).to(getattr(torch, dtype))
     idx = np.arange(40)
     xembed.embedding(backend.asarray(idx), w, max_norm=1.0, norm_type=norm_type)
+    if backend.is_immutable:  # RENORM-FUNCTIONAL: the table the call read is xembed.renorm's
+        w = xembed.renorm(w, backend.asarray(idx), max_norm=1.0, norm_type=norm_type)
     torch.nn.functional.embedding(torch.tensor(idx), wt, max_norm=1.0, norm_type=norm_type)
     # float32: the norms differ by an ulp or two between summation orders, hence 4 ulps
     ulp = {"float16": 2.0**-10, "bfloat16": 2.0**-7, "float32": 2.0**-21}[dtype]

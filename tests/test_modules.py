@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch  # the oracle: a missing install must fail, not skip
-from xembed_testutils import assert_like_weight, dtype_name, to_numpy, to_torch64, xp_assert_close
+from xembed_testutils import assert_like_weight, assert_weight_after, dtype_name, to_numpy, to_torch64, xp_assert_close
 
 import xembed
 
@@ -110,7 +110,7 @@ def test_embedding_call_and_vjp(backend, options):
     out, pullback = m.vjp(idx)
     assert_like_weight(out, m.weight, (2, 3, D))
     xp_assert_close(out, ref, like=m.weight)
-    xp_assert_close(m.weight, wt.detach(), like=m.weight, err_msg="module weight after call")
+    assert_weight_after(m.weight, w0, idx, wt, options, "module weight after call")
     gw = pullback(backend.asarray(g_np))
     gdense = gw.to_dense() if options.get("sparse") else gw
     assert wt.grad is not None
@@ -142,7 +142,7 @@ def test_embedding_bag_call_and_vjp(backend, options):
     out, pullback = m.vjp(backend.asarray(idx_np), backend.asarray(offs_np), psw)
     assert_like_weight(out, m.weight, (3, D))
     xp_assert_close(out, ref, like=m.weight)
-    xp_assert_close(m.weight, wt.detach(), like=m.weight, err_msg="module weight after call")
+    assert_weight_after(m.weight, w0, backend.asarray(idx_np), wt, options, "module weight after call")
     gw, gp = pullback(backend.asarray(g_np))
     gdense = gw.to_dense() if options.get("sparse") else gw
     assert wt.grad is not None
@@ -163,6 +163,7 @@ def test_embedding_bag_module_2d_input(backend):
 
 
 @pytest.mark.parametrize("cls", MODULES, ids=lambda c: c.__name__)
+@pytest.mark.skip_backend("jax", reason="immutable arrays: no shared storage to write through")
 def test_from_pretrained_shares_storage_and_keeps_padding_row(backend, cls):
     emb_np = np.arange(N * D, dtype=np.float64).reshape(N, D) + 1.0
     emb = backend.asarray(emb_np)
@@ -176,6 +177,7 @@ def test_from_pretrained_shares_storage_and_keeps_padding_row(backend, cls):
 
 
 @pytest.mark.parametrize("cls", MODULES, ids=lambda c: c.__name__)
+@pytest.mark.skip_backend("jax", reason="immutable arrays: the caller's array is never renormed (RENORM-FUNCTIONAL)")
 def test_from_pretrained_max_norm_renorms_callers_array(backend, cls):
     emb_np = np.full((N, D), 3.0)
     emb = backend.asarray(emb_np)

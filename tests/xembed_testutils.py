@@ -35,6 +35,7 @@ class Backend(enum.Enum):
     TORCH = "torch"
     TORCH_CUDA = "torch_cuda"
     CUPY = "cupy"
+    JAX = "jax"  # CPU, float64 enabled (jax_enable_x64) so the float64 oracle comparisons apply
 
     @property
     def modname(self) -> str:
@@ -47,6 +48,11 @@ class Backend(enum.Enum):
     @property
     def is_torch(self) -> bool:
         return self in (Backend.TORCH, Backend.TORCH_CUDA)
+
+    @property
+    def is_immutable(self) -> bool:
+        """JAX: no in-place writes, no views (RENORM-FUNCTIONAL instead of RENORM-INPLACE)."""
+        return self is Backend.JAX
 
     def unavailable_reason(self) -> str | None:
         """Why this backend cannot run here (None when it can).  Only checks availability, never hides errors."""
@@ -70,7 +76,12 @@ class Backend(enum.Enum):
 
     @property
     def xp(self) -> Any:
-        """The raw namespace users pass arrays from (numpy, array_api_strict, torch, cupy)."""
+        """The raw namespace users pass arrays from (numpy, array_api_strict, torch, cupy, jax.numpy)."""
+        if self is Backend.JAX:
+            import jax
+
+            jax.config.update("jax_enable_x64", True)
+            return importlib.import_module("jax.numpy")
         return importlib.import_module(self.modname)
 
     @property
@@ -82,7 +93,7 @@ class Backend(enum.Enum):
             return xp.device("cuda", xp.cuda.current_device())
         if self is Backend.CUPY:
             return xp.cuda.Device()
-        if self is Backend.ARRAY_API_STRICT:
+        if self is Backend.ARRAY_API_STRICT or self is Backend.JAX:
             return xp.asarray(0).device
         return "cpu"
 
@@ -90,7 +101,7 @@ class Backend(enum.Enum):
     def float_dtypes(self) -> tuple[str, ...]:
         if self is Backend.ARRAY_API_STRICT:
             return ("float32", "float64")
-        if self.is_torch:
+        if self.is_torch or self is Backend.JAX:
             return FLOAT_DTYPES
         return ("float16", "float32", "float64")  # numpy, cupy: no bfloat16
 
@@ -197,6 +208,10 @@ def from_numpy(xp: Any, a: Any, device: Any = None, dtype: str | None = None) ->
             return xp.array(a.astype(dtype), copy=True)
         with device:
             return xp.array(a.astype(dtype), copy=True)
+    if name == "jax.numpy":
+        if dtype == "bfloat16":
+            return xp.asarray(a.astype(np.float32), device=device).astype(xp.bfloat16)
+        return xp.asarray(a.astype(dtype), device=device)
     if name == "array_api_strict":
         if dtype not in ("float32", "float64") and dtype.startswith("float"):
             pytest.skip(f"array_api_strict has no {dtype} dtype")
@@ -229,6 +244,8 @@ def to_numpy(x: Any) -> np.ndarray:
         return x.get()
     if mod.startswith("array_api_strict"):
         return np.array(np.from_dlpack(x), copy=True)
+    if mod.startswith("jax") and str(x.dtype) == "bfloat16":
+        return np.array(x.astype("float32"), copy=True)
     return np.array(x, copy=True)
 
 
@@ -353,6 +370,23 @@ def check_weight_grad(gw: Any, wt: Any, w: Any, sparse: bool) -> None:
     xp_assert_close(gw.to_dense(), ref.to_dense(), like=w, err_msg="SparseGrad.to_dense()")
 
 
+def assert_weight_after(w: Any, weight: np.ndarray, i: Any, wt: Any, kw: dict[str, Any], what: str) -> Any:
+    """RENORM-INPLACE on mutable arrays: ``w`` equals torch's weight after the call; returns ``w``.
+    On immutable arrays (JAX, RENORM-FUNCTIONAL) ``w`` is unchanged, ``xembed.renorm`` gives torch's
+    renormed weight, and that renormed table (the weight the call read) is returned."""
+    import xembed
+
+    if not type(w).__module__.startswith("jax"):
+        xp_assert_close(w, wt.detach(), like=w, err_msg=what)
+        return w
+    xp_assert_close(w, weight, like=w, err_msg=f"{what} (immutable: unchanged)")
+    if kw.get("max_norm") is None:
+        return w
+    renormed = xembed.renorm(w, i, kw["max_norm"], kw.get("norm_type", 2.0))
+    xp_assert_close(renormed, wt.detach(), like=w, err_msg=f"xembed.renorm vs torch's {what}")
+    return renormed
+
+
 def check_embedding(
     backend: Backend,
     idx: Any,
@@ -387,13 +421,13 @@ def check_embedding(
 
     out, pullback = xembed.embedding_vjp(i, w, **kw)
     xp_assert_close(out, ref, like=w, err_msg="embedding_vjp output")
-    xp_assert_close(w, wt.detach(), like=w, err_msg="weight after embedding_vjp")
+    w = assert_weight_after(w, weight, i, wt, kw, "weight after embedding_vjp")
     gw = pullback(g)
     check_weight_grad(gw, wt, w, sparse=kw.get("sparse", False))
 
     out_plain = xembed.embedding(i, w_plain, **kw)
     xp_assert_close(out_plain, ref, like=w_plain, err_msg="embedding output")
-    xp_assert_close(w_plain, wt.detach(), like=w_plain, err_msg="weight after embedding")
+    assert_weight_after(w_plain, weight, i, wt, kw, "weight after embedding")
     return out, gw, w
 
 
@@ -442,7 +476,7 @@ def check_embedding_bag(
 
     out, pullback = xembed.embedding_bag_vjp(i, w, o, per_sample_weights=p, **kw)
     xp_assert_close(out, ref, like=w, err_msg="embedding_bag_vjp output")
-    xp_assert_close(w, wt.detach(), like=w, err_msg="weight after embedding_bag_vjp")
+    w = assert_weight_after(w, weight, i, wt, kw, "weight after embedding_bag_vjp")
     res = pullback(g)
     assert isinstance(res, tuple), "embedding_bag_vjp pullback must return (grad_weight, grad_psw)"
     assert len(res) == 2, "embedding_bag_vjp pullback must return (grad_weight, grad_psw)"
@@ -456,7 +490,7 @@ def check_embedding_bag(
 
     out_plain = xembed.embedding_bag(i, w_plain, o, per_sample_weights=p, **kw)
     xp_assert_close(out_plain, ref, like=w_plain, err_msg="embedding_bag output")
-    xp_assert_close(w_plain, wt.detach(), like=w_plain, err_msg="weight after embedding_bag")
+    assert_weight_after(w_plain, weight, i, wt, kw, "weight after embedding_bag")
     return out, gw, gp, w
 
 

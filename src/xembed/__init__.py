@@ -4,7 +4,7 @@ Runs unchanged on NumPy, CuPy, torch and array-api-strict arrays, with torch.nn.
 and gradients (``*_vjp`` pullbacks, or torch autograd on torch tensors).
 """
 
-from ._api import embedding, embedding_bag, embedding_bag_vjp, embedding_vjp
+from ._api import embedding, embedding_bag, embedding_bag_vjp, embedding_vjp, jit_value_checks, renorm
 from ._modules import Embedding, EmbeddingBag
 from ._sparse import SparseGrad
 
@@ -12,5 +12,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Embedding", "EmbeddingBag", "SparseGrad", "embedding", "embedding_bag", "embedding_bag_vjp",
-    "embedding_vjp",
+    "embedding_vjp", "jit_value_checks", "renorm",
 ]

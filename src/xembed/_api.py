@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, SupportsIndex
 
-from array_api_compat import array_namespace, is_numpy_namespace, is_torch_namespace
+from array_api_compat import array_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
 
 from . import _core, _dask
 from . import _primitives as prim
@@ -16,7 +16,9 @@ from ._typing import Array, Namespace, Pullback
 # compute(weight, per_sample_weights, need_pullback=True) -> (output, pullback or None)
 _Compute = Callable[..., tuple[Array, Pullback | None]]
 
-__all__ = ["embedding", "embedding_bag", "embedding_bag_vjp", "embedding_vjp"]
+__all__ = ["embedding", "embedding_bag", "embedding_bag_vjp", "embedding_vjp", "jit_value_checks", "renorm"]
+
+jit_value_checks = v.jit_value_checks
 
 
 def _library(ns: Namespace) -> str:
@@ -125,7 +127,11 @@ def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, nor
                                xp, want_vjp)
     ns, pad, mnorm, ntype, sgbf, sparse_ = _prepare_embedding(
         input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp)
+    if is_jax_namespace(ns):  # JAX (issue 12): autodiff, functional renorm, traced values
+        from . import _jax_autodiff
 
+        v.check_indices_in_range(input, weight.shape[0], ns)
+        return _jax_autodiff.embedding(input, weight, pad, mnorm, ntype, sgbf, sparse_, ns, want_vjp)
     if is_torch_namespace(ns):
         from ._torch_autograd import refuse_func_transforms
 
@@ -210,6 +216,10 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
                 torch_error = e
             _torch_rejected(input, weight, ns, torch_error)
     v.check_indices_in_range(input, weight.shape[0], ns)
+    if is_jax_namespace(ns):  # JAX (issue 12): autodiff, functional renorm, traced values
+        from . import _jax_autodiff
+
+        return _jax_autodiff.embedding_bag(input, weight, offsets, per_sample_weights, a, ns, want_vjp)
 
     def compute(w: Array, psw: Array | None, need_pullback: bool = True) -> tuple[Array, Pullback | None]:
         return _core.embedding_bag_vjp(input, w, offsets, psw, a, ns, need_pullback)
@@ -265,6 +275,34 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None = None,
     """
     return _embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse,
                           per_sample_weights, include_last_offset, padding_idx, xp, True, lengths)
+
+
+def renorm(weight: Array, input: Array, max_norm: float, norm_type: float = 2.0, *,
+           xp: Namespace | None = None) -> Array:
+    """The max_norm renorm as a function (RENORM-FUNCTIONAL): returns a new table in which every row of
+    ``weight`` referenced by ``input`` whose ``norm_type``-norm exceeds ``max_norm`` (strictly) is scaled
+    by ``max_norm / (norm + 1e-7)``; the other rows are copied bit for bit.  ``weight`` is never modified.
+
+    The same rows and values as the in-place renorm that ``embedding(..., max_norm=...)`` applies on
+    mutable arrays; on immutable arrays (JAX) that call renorms only the copy it reads, and a training
+    loop applies ``weight = xembed.renorm(weight, input, max_norm)`` itself.  Any backend; on torch the
+    result is a new tensor outside autograd; on traced JAX arrays out-of-range indices change nothing.
+    """
+    xp = _namespace(xp, input=input, weight=weight)
+    v.check_weight(weight, xp)
+    v.check_index_dtype("input", input, xp)
+    checked_max, p = v.check_renorm_args(max_norm, norm_type)
+    if checked_max is None:
+        msg = "`max_norm` must be a real number, got None"
+        raise TypeError(msg)
+    v.check_indices_in_range(input, weight.shape[0], xp)
+    if is_torch_namespace(xp):
+        weight, input = weight.detach(), input.detach()
+    if is_jax_namespace(xp):
+        from . import _jax_autodiff
+
+        return _jax_autodiff.renorm(weight, input, checked_max, p, xp)
+    return _core.renorm(weight, input, checked_max, p, xp)
 
 
 # Under ``python -OO`` docstrings are stripped (``__doc__`` is None): append only when there is one.

@@ -18,7 +18,7 @@ from array_api_compat import device as _device
 from . import _primitives as prim
 from ._sparse import SparseGrad
 from ._typing import Array, Device, DType, Namespace, Pullback
-from ._validate import BagArgs
+from ._validate import BagArgs, has_values
 
 
 def _cast(x: Array, dtype: DType) -> Array:
@@ -73,16 +73,45 @@ def renorm_(weight: Array, indices: Array, max_norm: float, norm_type: float, xp
     if flat.shape[0] == 0:
         return weight
     uniq = xp.sort(_cast(xp.unique_values(flat), prim.index_dtype(xp, dev)))
-    rows = xp.take(weight, uniq, axis=0)
-    f64 = _float64_or_32(xp, dev)
-    norm = _cast(_pnorm_rows(rows, norm_type, xp), f64)
-    bite = norm > max_norm
+    new_rows, bite = _renormed_rows(xp.take(weight, uniq, axis=0), max_norm, norm_type, xp)
     if not bool(xp.any(bite)):
         return weight
-    acc = acc_dtype(weight.dtype, xp)
-    scale = _cast(max_norm / (norm[bite] + 1e-7), acc)
-    new_rows = _cast(_cast(rows[bite], acc) * scale[:, None], weight.dtype)
-    return prim.put_rows_(weight, uniq[bite], new_rows, xp=xp)
+    return prim.put_rows_(weight, uniq[bite], new_rows[bite], xp=xp)
+
+
+def _renormed_rows(rows: Array, max_norm: float, norm_type: float, xp: Any) -> tuple[Array, Array]:
+    """``rows`` renormed as RENORM-STRICT / RENORM-SCALE / RENORM-LOWP say (rows that do not bite are
+    returned bit for bit), and the (n,) mask of rows that bite."""
+    f64 = _float64_or_32(xp, _device(rows))
+    norm = _cast(_pnorm_rows(rows, norm_type, xp), f64)
+    bite = norm > max_norm
+    acc = acc_dtype(rows.dtype, xp)
+    scale = _cast(max_norm / (norm + 1e-7), acc)
+    scaled = _cast(_cast(rows, acc) * scale[:, None], rows.dtype)
+    return xp.where(bite[:, None], scaled, rows), bite
+
+
+def renorm(weight: Array, indices: Array, max_norm: float, norm_type: float, xp: Any) -> Array:
+    """Functional max_norm renorm (RENORM-FUNCTIONAL): a new table equal to what :func:`renorm_` would
+    leave in ``weight``; ``weight`` itself is never modified.
+
+    Static shapes only (no ``unique``, no boolean mask, no value read), so it runs under ``jax.jit``:
+    every referenced position's row is renormed (duplicates give identical rows), then each table row
+    takes the renormed row of its first occurrence in the sorted indices, or keeps its own.  Indices
+    outside ``[0, N)`` (possible only when values cannot be checked) match no row and change nothing.
+    """
+    n_rows = weight.shape[0]
+    flat = _cast(xp.reshape(indices, (-1,)), prim.index_dtype(xp, _device(weight)))
+    if flat.shape[0] == 0 or n_rows == 0:
+        return xp.asarray(weight, copy=True)
+    order = xp.argsort(flat)
+    sflat = xp.take(flat, order)
+    rows = xp.take(weight, xp.clip(sflat, 0, n_rows - 1), axis=0)
+    new_rows, _ = _renormed_rows(rows, max_norm, norm_type, xp)
+    r = xp.arange(n_rows, dtype=flat.dtype, device=_device(weight))
+    p = xp.clip(xp.searchsorted(sflat, r), max=flat.shape[0] - 1)
+    present = xp.take(sflat, p) == r
+    return xp.where(present[:, None], xp.take(new_rows, p, axis=0), weight)
 
 
 def _check_grad(grad: Array, shape: tuple[int, ...], xp: Namespace) -> Array:
@@ -132,7 +161,11 @@ def embedding_vjp(input: Array, weight: Array, padding_idx: int | None, scale_gr
         idx, rows = flat, g
         if padding_idx is not None:
             keep = flat != padding_idx
-            idx, rows = flat[keep], g[keep]
+            if has_values(flat):
+                idx, rows = flat[keep], g[keep]
+            else:  # traced (JIT-STATIC): no boolean mask; padding positions add exact zeros
+                _no_traced_sparse_padding(sparse)
+                rows = xp.where(keep[:, None], g, xp.zeros((), dtype=g.dtype, device=dev))
         coef = _inverse_frequency(flat, idx, n_rows, acc, xp) if scale_grad_by_freq else None
         return _weight_grad(idx, _cast(rows, acc), coef, weight, sparse, xp)
 
@@ -212,7 +245,13 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
     # Padding entries leave the bag entirely (reduction, mean divisor, max scan): compact them out.
     valid = None
     idx_c, offs_c, psw_c = idx, offs, psw
-    if a.padding_idx is not None:
+    parked = False  # traced arrays (JIT-STATIC): padding positions parked in one extra, last bag
+    if a.padding_idx is not None and not has_values(idx):
+        _no_traced_sparse_padding(a.sparse)
+        valid = idx != a.padding_idx
+        idx_c, offs_c, psw_c = _park_padding(idx, offs, psw, valid, xp)
+        parked = True
+    elif a.padding_idx is not None:
         valid = idx != a.padding_idx
         idx_c = idx[valid]
         psw_c = None if psw is None else psw[valid]
@@ -241,9 +280,13 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
             inv = xp.where(zero_div, zero, 1.0 / safe)
             total = xp.where(zero_div[:, None], zero, total / safe[:, None])
         out = _cast(total, weight.dtype)
+    if parked:
+        out = out[:num_bags, ...]
 
     def pullback(grad_output: Array) -> tuple[Array | SparseGrad, Array | None]:
         g = _cast(_check_grad(grad_output, (num_bags, dim), xp), acc)
+        if parked:  # the parked padding bag gets a zero gradient row
+            g = xp.concat([g, xp.zeros((1, dim), dtype=acc, device=dev)], axis=0)
         if a.mode in ("max", "min"):
             grad_w = _max_weight_grad(g, argrow, weight, xp)
         else:
@@ -303,7 +346,40 @@ def _max_weight_grad(g: Array, argrow: Array, weight: Array, xp: Namespace) -> A
     n_rows, dim = weight.shape
     won = argrow >= 0
     cols = xp.arange(dim, dtype=argrow.dtype, device=dev)
-    target = (argrow * dim + cols[None, :])[won]
-    values = g[won][:, None]
+    target = argrow * dim + cols[None, :]
+    if has_values(argrow):
+        target, values = target[won], g[won][:, None]
+    else:  # traced (JIT-STATIC): empty bags scatter an exact zero to entry 0
+        zero = xp.zeros((), dtype=argrow.dtype, device=dev)
+        target = xp.reshape(xp.where(won, target, zero), (-1,))
+        values = xp.reshape(xp.where(won, g, xp.zeros((), dtype=g.dtype, device=dev)), (-1, 1))
     dense = prim.scatter_add_rows(target, values, n_rows * dim, xp=xp)
     return _cast(xp.reshape(dense, (n_rows, dim)), weight.dtype)
+
+
+def _no_traced_sparse_padding(sparse: bool) -> None:
+    if sparse:
+        raise NotImplementedError(
+            "`sparse`=True with `padding_idx` needs the input's values (the number of sparse entries is "
+            "the number of non-padding positions), which traced arrays (jax.jit / vmap) do not have; use "
+            "`sparse`=False under jit, or call outside jit (spec JIT-SPARSE-PAD)")
+
+
+def _park_padding(idx: Array, offs: Array, psw: Array | None, valid: Array,
+                  xp: Any) -> tuple[Array, Array, Array | None]:
+    """Static-shape padding compaction (JIT-STATIC): non-padding positions first, in input order, as
+    the B bags; the padding positions after them as one extra bag B (its psw zeroed), so every
+    primitive's contract (``offsets[-1] == n``) holds.  The caller drops bag B's output."""
+    dev = _device(idx)
+    n, num_bags = idx.shape[0], offs.shape[0] - 1
+    order = xp.argsort(_cast(~valid, xp.int8), stable=True)
+    seg = prim.segment_ids(offs, n, xp=xp)
+    nb = xp.asarray(num_bags, dtype=seg.dtype, device=dev)
+    kept = prim.bincount(xp.where(valid, seg, nb), num_bags + 1, xp=xp)[:num_bags]
+    zero = xp.zeros((1,), dtype=offs.dtype, device=dev)
+    end = xp.asarray([n], dtype=offs.dtype, device=dev)
+    offs_c = xp.concat([zero, xp.cumulative_sum(_cast(kept, offs.dtype)), end])
+    psw_c = None
+    if psw is not None:
+        psw_c = xp.take(xp.where(valid, psw, xp.zeros((), dtype=psw.dtype, device=dev)), order)
+    return xp.take(idx, order), offs_c, psw_c

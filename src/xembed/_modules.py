@@ -6,6 +6,7 @@ import numbers
 from typing import Any, SupportsIndex
 
 import numpy as np
+import array_api_compat
 from array_api_compat import array_namespace, is_torch_namespace
 
 from . import _api
@@ -57,8 +58,10 @@ class _Base:
         if _weight is None:
             ns = _standard_namespace(xp)
             weight = _init_weight(ns, (self.num_embeddings, self.embedding_dim), dtype, device, seed)
-            if self.padding_idx is not None:
-                weight[self.padding_idx, ...] = 0
+            if self.padding_idx is not None:  # zeroed without item assignment (immutable JAX arrays)
+                dev = array_api_compat.device(weight)
+                rows = ns.arange(self.num_embeddings, device=dev)[:, None]
+                weight = ns.where(rows == self.padding_idx, ns.zeros((), dtype=weight.dtype, device=dev), weight)
         else:
             v.check_is_array("_weight", _weight)
             ns = array_namespace(_weight)

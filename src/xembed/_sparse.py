@@ -43,5 +43,12 @@ class SparseGrad:
         dense = prim.scatter_add_rows(self.indices, xp.astype(self.values, acc), self.shape[0], xp=xp)
         return xp.astype(dense, self.values.dtype)
 
+    def to_bcoo(self) -> Any:
+        """This gradient as a ``jax.experimental.sparse.BCOO`` (jax arrays only): ``indices`` (nnz, 1),
+        ``values`` (nnz, D), shape (N, D), duplicates kept (``.sum_duplicates()`` coalesces)."""
+        from jax.experimental import sparse
+
+        return sparse.BCOO((self.values, self.indices[:, None]), shape=self.shape)
+
     def __repr__(self) -> str:
         return f"SparseGrad(nnz={self.nnz}, shape={self.shape}, dtype={self.values.dtype})"

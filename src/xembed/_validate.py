@@ -2,8 +2,9 @@
 
 * Metadata checks (types, shapes, dtypes, option combinations, scalars) need no array values and run
   everywhere, lazy and traced arrays included.
-* Value checks (index range, offsets rules) read array values.  They run only on eager arrays
-  (``array_api_compat.is_lazy_array`` false): on lazy backends (Dask, JAX under ``jit``) they are skipped.
+* Value checks (index range, offsets rules) read array values.  They run only on arrays whose values
+  can be read (:func:`has_values`): on lazy / traced arrays (Dask, JAX under ``jit`` / ``vmap``) they are
+  skipped (JAX under ``jit``: see ``xembed._jax_autodiff`` and spec JIT-*).
 
 Every check runs before anything is computed or modified, so a failing call never touches the weight.
 Errors name the argument in backticks and the offending value.
@@ -11,13 +12,23 @@ Errors name the argument in backticks and the offending value.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import numbers
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from array_api_compat import device as _device
-from array_api_compat import is_array_api_obj, is_cupy_array, is_lazy_array, is_numpy_array, is_torch_array
+from array_api_compat import (
+    is_array_api_obj,
+    is_cupy_array,
+    is_jax_array,
+    is_lazy_array,
+    is_numpy_array,
+    is_torch_array,
+)
 
 from . import _primitives as prim
 
@@ -62,6 +73,41 @@ def _isdtype(xp: Any, dtype: Any, kind: str) -> bool:
     return r
 
 
+TRACED_CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("xembed_jit_value_checks", default=False)
+
+
+@contextlib.contextmanager
+def jit_value_checks(enabled: bool = True) -> Iterator[None]:
+    """Opt-in value checks for traced JAX calls (spec JIT-CHECKIFY).
+
+    Calls *traced* inside this context (``jax.jit``, ``jax.vmap``) emit ``jax.experimental.checkify``
+    checks of the index range and offsets rules instead of the NaN rows of JIT-INVALID-*; the traced
+    function must then be wrapped with ``checkify.checkify`` (``err.throw()`` raises the first failed
+    check, naming the argument and the offending value).  It acts at trace time: a function traced
+    (and cached by ``jit``) outside the context keeps that trace.
+    """
+    token = TRACED_CHECKS.set(bool(enabled))
+    try:
+        yield
+    finally:
+        TRACED_CHECKS.reset(token)
+
+
+def has_values(x: Array) -> bool:
+    """Whether ``x``'s values can be read now: eager arrays yes; Dask and traced JAX arrays
+    (``jit``, ``vmap``) no.  Eager JAX arrays are concrete although ``is_lazy_array`` says lazy, except
+    inside a ``jit`` trace (a concrete array closed over by a jitted function): there every operation on
+    it is staged, which a tiny probe array reveals (under ``grad`` / ``vmap`` alone it stays concrete)."""
+    if type(x) in _EAGER_TYPES:
+        return True
+    if is_jax_array(x):
+        import jax
+        import jax.numpy as jnp
+
+        return not isinstance(x, jax.core.Tracer) and not isinstance(jnp.zeros((), dtype=bool), jax.core.Tracer)
+    return not _is_lazy(x)
+
+
 def check_is_array(name: str, x: Any) -> None:
     if not is_array_api_obj(x):
         msg = f"`{name}` must be an array, got {type(x).__name__}"
@@ -79,7 +125,10 @@ def _device_of(x: Array) -> Any:
 
 
 def check_same_device(arrays: dict[str, Array]) -> None:
-    items = [(k, v) for k, v in arrays.items() if v is not None]
+    # A traced JAX array has no device (None) until it is placed: nothing to compare it with.
+    items = [(k, v) for k, v in arrays.items() if v is not None and _device(v) is not None]
+    if not items:
+        return
     name0, x0 = items[0]
     d0 = _device_of(x0)
     for name, x in items[1:]:
@@ -158,7 +207,7 @@ def check_indices_in_range(x: Array, num_embeddings: int, xp: Namespace, name: s
     One min/max pass over the indices (VAL-ONE-PASS); the offending position is searched only when one is
     out of range.
     """
-    if _is_lazy(x) or math.prod(x.shape) == 0:
+    if not has_values(x) or math.prod(x.shape) == 0:
         return
     lo, hi = prim.index_bounds(x, xp=xp)
     if lo >= 0 and hi < num_embeddings:
@@ -292,7 +341,7 @@ def check_lengths_metadata(input: Array, offsets: Array | None, lengths: Array, 
 
 def check_lengths_values(lengths: Array, n: int, xp: Namespace) -> None:
     """EXT-LENGTHS-VALUES: every length >= 0 and ``sum(lengths) == len(input)`` (value check)."""
-    if _is_lazy(lengths):
+    if not has_values(lengths):
         return
     if lengths.shape[0] != 0:
         neg = lengths < 0
@@ -309,7 +358,7 @@ def check_lengths_values(lengths: Array, n: int, xp: Namespace) -> None:
 def check_offsets_values(offsets: Array, n: int, include_last_offset: bool, xp: Namespace) -> None:
     """offsets[0] == 0 (ERR-OFFSETS-FIRST), non-decreasing (ERR-OFFSETS-DECREASING), offsets[-1] <= n
     (ERR-OFFSETS-END; == n with include_last_offset, BAG-LAST-OFFSET) (value check, one pass: VAL-ONE-PASS)."""
-    if _is_lazy(offsets) or offsets.shape[0] == 0:
+    if not has_values(offsets) or offsets.shape[0] == 0:
         return
     first = int(offsets[0])
     if first != 0:

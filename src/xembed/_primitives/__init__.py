@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from array_api_compat import is_cupy_namespace, is_numpy_namespace, is_torch_namespace
+from array_api_compat import is_cupy_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
 
 from . import _fallback
 
@@ -180,6 +180,16 @@ def _cupy_table() -> Table:
                    gather_scatter_add=m.gather_scatter_add, put_rows_=m.put_rows_)
 
 
+def _jax_table() -> Table:
+    # static-shape primitives (jit / vmap / autodiff friendly; issue 12)
+    from . import _jax as m
+
+    return replace(_FALLBACK, segment_ids=m.segment_ids, bincount=m.bincount,
+                   gather_segment_sum=m.gather_segment_sum, gather_segment_max=m.gather_segment_max,
+                   gather_segment_min=_min_via(m.gather_segment_max), scatter_add_rows=m.scatter_add_rows,
+                   gather_scatter_add=m.gather_scatter_add, put_rows_=m.put_rows_)
+
+
 _tables: dict[tuple[int, str], Table] = {}
 
 
@@ -194,6 +204,8 @@ def _build(xp: Any, m: str) -> Table:
         return _torch_table()
     if is_cupy_namespace(xp):
         return _cupy_table()
+    if is_jax_namespace(xp):
+        return _jax_table()
     return _FALLBACK
 
 

@@ -24,11 +24,14 @@ _INDEX_DTYPES: dict[tuple[int, Any], Any] = {}
 
 
 def index_dtype(xp: Any, dev: Any) -> Any:
-    """The namespace's default indexing dtype on ``dev`` (int64 on every backend we know); cached."""
+    """The namespace's default indexing dtype on ``dev`` (int64 on every backend we know); cached, except on
+    JAX, whose default dtypes follow the run-time ``jax_enable_x64`` flag (JAX-DTYPES)."""
     key = (id(xp), dev)
     dt = _INDEX_DTYPES.get(key)
     if dt is None:
-        dt = _INDEX_DTYPES[key] = xp.__array_namespace_info__().default_dtypes(device=dev)["indexing"]
+        dt = xp.__array_namespace_info__().default_dtypes(device=dev)["indexing"]
+        if "jax" not in getattr(xp, "__name__", ""):
+            _INDEX_DTYPES[key] = dt
     return dt
 
 
