@@ -42,13 +42,14 @@ with no registration at all, ``--backend mypkg.backends:JaxBackend``.
 Gradients: a backend whose ``autograd`` is True implements :meth:`Backend.requires_grad`,
 :meth:`Backend.backward`, :meth:`Backend.grad` and :meth:`Backend.sparse_parts` (torch-style autograd);
 otherwise gradients come from the target's ``embedding_vjp`` / ``embedding_bag_vjp`` functions
-(docs/conformance.md › Gradients).
+(docs/conformance.md > Gradients).
 """
 
 from __future__ import annotations
 
 import base64
 import importlib
+import math
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -75,7 +76,7 @@ class UnknownBackendError(ValueError):
 def _fmt_float(x: Any) -> str:
     if isinstance(x, list):
         return "[" + ", ".join(_fmt_float(v) for v in x) + "]"
-    if x != x:
+    if math.isnan(x):
         return "float('nan')"
     if x in (float("inf"), float("-inf")):
         return "float('inf')" if x > 0 else "-float('inf')"
@@ -164,21 +165,25 @@ class Backend:
     # gradient protocol (only when autograd is True) --------------------------------------------
     def requires_grad(self, x: Any) -> Any:
         """Mark `x` as a leaf that needs a gradient; return the array to pass to the target."""
-        raise NotImplementedError(f"backend {self.name!r} has no autograd")
+        raise NotImplementedError(self._no_autograd())
 
     def is_connected(self, out: Any) -> bool:
         """Whether `out` carries a gradient history."""
-        raise NotImplementedError(f"backend {self.name!r} has no autograd")
+        raise NotImplementedError(self._no_autograd())
 
     def backward(self, out: Any, grad_out: Any) -> None:
-        raise NotImplementedError(f"backend {self.name!r} has no autograd")
+        raise NotImplementedError(self._no_autograd())
 
     def grad(self, x: Any) -> Any:
         """The gradient accumulated on leaf `x` (None if none)."""
-        raise NotImplementedError(f"backend {self.name!r} has no autograd")
+        raise NotImplementedError(self._no_autograd())
+
+    def _no_autograd(self) -> str:
+        return f"backend {self.name!r} has no autograd"
 
     def sparse_parts(self, g: Any) -> tuple[NDArray, Any, tuple[int, ...], Any] | None:
         """(row indices, values array, shape, dense array) of a sparse gradient; None if `g` is dense."""
+        del g  # no sparse gradients by default
         return None
 
     def detach(self, x: Any) -> Any:
@@ -215,7 +220,7 @@ class NumpyBackend(Backend):
     def dtype_name(self, x: Any) -> str:
         return np.asarray(x).dtype.name if isinstance(x, np.ndarray) else type(x).__name__
 
-    def device_of(self, x: Any) -> str:
+    def device_of(self, x: Any) -> str:  # noqa: ARG002 - NumPy arrays live on the CPU
         return "cpu"
 
     def is_array(self, x: Any) -> bool:
@@ -386,7 +391,7 @@ def resolve_backend(name: str) -> BackendFactory:
         if not callable(obj):
             msg = f"backend {name!r} is not a Backend class or factory"
             raise UnknownBackendError(msg)
-        return obj  # type: ignore[no-any-return]
+        return obj
     msg = f"unknown backend {name!r}; choose from {registered_backends()} or give module:BackendClass"
     raise UnknownBackendError(msg)
 

@@ -7,6 +7,7 @@ draw cases live in :mod:`xembed_conformance.strategies`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,7 +63,7 @@ class Case:
     def __repr__(self) -> str:
         return f"{self.fn}({self.describe()})"
 
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # hypothesis's labelled draws print this
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # noqa: ARG002 - hypothesis's labelled draws print this
         p.text(repr(self))
 
     def describe(self) -> str:
@@ -78,7 +79,8 @@ class Case:
         for k, v in self.kwargs.items():
             parts.append(f"{k}={v!r}")
         if self.fn == "embedding_bag" and self.input.size > SHOW_VALUES:
-            parts.append(f"longest bag {max((len(r) for r in bag_ranges(self)), default=0)}")
+            with contextlib.suppress(ValueError, TypeError, IndexError):  # an invalid case (error rows): no bags
+                parts.append(f"longest bag {max((len(r) for r in bag_ranges(self)), default=0)}")
         if self.input.size > SHOW_VALUES and self.input.dtype.kind in "iu":
             flat = self.input.reshape(-1)
             counts = np.bincount(flat[flat >= 0]) if flat.size else np.zeros(0, np.int64)
@@ -93,7 +95,10 @@ def _short(values: NDArray) -> str:
 
 
 def _length_summary(offsets: NDArray, case: Case) -> str:
-    lens = [len(r) for r in bag_ranges(case)] if offsets.ndim == 1 else []
+    try:
+        lens = [len(r) for r in bag_ranges(case)] if offsets.ndim == 1 else []
+    except (ValueError, TypeError, IndexError):  # an invalid case (error rows)
+        return "invalid offsets"
     if not lens:
         return "none"
     return f"{len(lens)} bags, {min(lens)}..{max(lens)}"

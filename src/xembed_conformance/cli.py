@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import sys
 import time
 from pathlib import Path
@@ -65,8 +64,8 @@ def _fail(msg: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    sys.path.insert(0, os.getcwd())
-    from xembed_conformance import report as R
+    sys.path.insert(0, str(Path.cwd()))
+    from xembed_conformance import report
     from xembed_conformance.backends import UnknownBackendError, make_backend
     from xembed_conformance.runner import Result, SetupError, run_conformance
 
@@ -110,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         except SetupError as e:
             return _fail(str(e))
         print()
-        print(R.markdown(rep))
+        print(report.markdown(rep))
         if args.report:
-            for p in R.write(rep, _report_path(args.report, backend, device, len(runs) > 1)):
+            for p in report.write(rep, _report_path(args.report, backend, device, len(runs) > 1)):
                 print(f"report written to {p}")
         code = 2 if rep["summary"]["error"] else (0 if rep["conforms"] else 1)
         worst = max(worst, code)
@@ -143,7 +142,7 @@ def _backend_runs(spec: str, device: str | None) -> list[tuple[str, Any]]:
 
             if cupy.cuda.runtime.getDeviceCount() > 0:
                 runs.append(("cupy", None))
-        except Exception:  # noqa: BLE001 - no usable GPU
+        except Exception:  # noqa: BLE001, S110 - no usable GPU: cupy is left out
             pass
     if importlib.util.find_spec("torch"):
         import torch

@@ -5,6 +5,8 @@ Everything here runs where the target runs -- in the worker process by default
 :class:`Observed` records).  The verdicts are taken in the checker's process (``checks``).
 """
 
+# ruff: noqa: EM101  # Violation(what, message, case): `what` is a label, not the exception's message
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -81,7 +83,7 @@ class _Stop(Exception):  # noqa: N818 - internal control flow
 def _call(f: Any, args: list[Any], kw: dict[str, Any], what: str = "call") -> Any:
     try:
         return f(*args, **kw)
-    except Exception as e:  # noqa: BLE001 - any exception on a valid input is the verdict
+    except Exception as e:
         raise _Stop(what, f"raised {type(e).__name__}: {e} on a valid input") from e
 
 
@@ -106,6 +108,7 @@ def _run_valid(t: Target, case: Case, with_grad: bool) -> dict[str, Any]:
         out = _call(f, args, kw)
         res.update(output=observe(be, out), weight_after=_weight_after(be, w))
         return res
+    assert case.grad_out is not None
     g = be.asarray(case.grad_out, case.wdtype)
     if t.grad_mode == "autograd":
         args, kw, w, p = build_call(be, case, requires_grad=True)
@@ -115,7 +118,7 @@ def _run_valid(t: Target, case: Case, with_grad: bool) -> dict[str, Any]:
                         "(weight.requires_grad=True but out.requires_grad is False)")
         try:
             be.backward(out, g)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise _Stop("backward", f"out.backward(grad_output) raised {type(e).__name__}: {e}") from e
         gw = be.grad(w)
         gp = be.grad(p) if p is not None else None
@@ -129,18 +132,18 @@ def _run_valid(t: Target, case: Case, with_grad: bool) -> dict[str, Any]:
         rv = _call(t.fn(case.fn + "_vjp"), args, kw, what="vjp call")
         try:
             out, pullback = rv
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise _Stop("vjp call", f"{case.fn}_vjp must return (output, pullback), got {type(rv).__name__}") from e
         try:
             grads = pullback(g)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise _Stop("pullback", f"pullback(grad_output) raised {type(e).__name__}: {e}") from e
         if case.fn == "embedding":
             gw, gp = grads, None
         else:
             try:
                 gw, gp = grads
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 raise _Stop("pullback", "embedding_bag pullback must return "
                             "(grad_weight, grad_per_sample_weights)") from e
             if case.psw is not None and gp is None:

@@ -95,7 +95,7 @@ def _worker_main(conn: Any, target_ref: str | bytes, factory: BackendFactory, de
     from xembed_conformance.runner import load_target
 
     try:
-        obj = load_target(target_ref) if isinstance(target_ref, str) else pickle.loads(target_ref)  # noqa: S301
+        obj = load_target(target_ref) if isinstance(target_ref, str) else pickle.loads(target_ref)
         be: Backend = factory(device)
     except BaseException as e:  # noqa: BLE001 - reported to the checker as its own error
         setup_error = f"worker could not load the target: {type(e).__name__}: {e}"

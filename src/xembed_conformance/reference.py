@@ -8,20 +8,22 @@ gradient instead, so the oracle's bug never turns into a verdict.
 
 from __future__ import annotations
 
+# ruff: noqa: N812  # torch.nn.functional as F, as torch writes it
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
-from collections.abc import Callable
-
-from xembed_conformance.cases import Case, p_norm, NDArray, bag_of_position, bag_ranges, normalized_padding
+from xembed_conformance.cases import Case, NDArray, bag_of_position, bag_ranges, normalized_padding, p_norm
 
 
-def _torch():
+def _torch() -> Any:
     import torch
 
     return torch
 
 
-def torch_version_tuple():
+def torch_version_tuple() -> tuple[int, ...]:
     v = _torch().__version__.split("+")[0].split(".")
     return tuple(int("".join(c for c in p if c.isdigit()) or 0) for p in v[:2])
 
@@ -31,12 +33,13 @@ def bag_sgbf_grad_bug() -> bool:
     return torch_version_tuple() < (2, 14)
 
 
-def _t(values, dtype):
+def _t(values: Any, dtype: str) -> Any:
     torch = _torch()
     return torch.tensor(np.array(values, copy=True)).to(getattr(torch, dtype))
 
 
-def oracle_args(case: Case, weight=None, *, max_norm=True, sparse=None, exact_dtypes=False):
+def oracle_args(case: Case, weight: NDArray | None = None, *, max_norm: bool = True, sparse: bool | None = None,
+                exact_dtypes: bool = False) -> tuple[list[Any], dict[str, Any]]:
     """(args, kwargs) for torch.nn.functional, float64 CPU (indices keep their int dtype)."""
     w = _t(case.weight if weight is None else weight, case.wdtype if exact_dtypes else "float64")
     inp = _t(case.input, case.idtype)
@@ -52,11 +55,11 @@ def oracle_args(case: Case, weight=None, *, max_norm=True, sparse=None, exact_dt
         if case.offsets is not None:
             kw["offsets"] = _t(case.offsets, case.odtype)
         if case.psw is not None:
-            kw["per_sample_weights"] = _t(case.psw, case.pdtype if exact_dtypes else "float64")
+            kw["per_sample_weights"] = _t(case.psw, (case.pdtype or case.wdtype) if exact_dtypes else "float64")
     return [inp, w], kw
 
 
-def oracle_forward(case: Case, weight=None, *, max_norm=True):
+def oracle_forward(case: Case, weight: NDArray | None = None, *, max_norm: bool = True) -> tuple[NDArray, NDArray]:
     """Output and weight after the call (both float64 NumPy)."""
     import torch.nn.functional as F
 
@@ -65,7 +68,7 @@ def oracle_forward(case: Case, weight=None, *, max_norm=True):
     return out.numpy(), args[1].numpy()
 
 
-def oracle_raises(case: Case):
+def oracle_raises(case: Case) -> tuple[Exception | None, NDArray]:
     """Run the oracle on an invalid case: (exception or None, weight after as NumPy)."""
     import torch.nn.functional as F
 
@@ -87,7 +90,7 @@ def oracle_raises(case: Case):
     return exc, w.to(_torch().float64).numpy() if w.dtype.is_floating_point else w.numpy()
 
 
-def oracle_grads(case: Case, weight):
+def oracle_grads(case: Case, weight: NDArray) -> tuple[NDArray, NDArray | None]:
     """Dense weight gradient and psw gradient (float64 NumPy) for grad_out, computed on
     `weight` (the renormed weight as the target left it) without max_norm, as RENORM-GRAD says:
     the gradient is the plain lookup gradient as if the renormed weight were the leaf."""
@@ -106,7 +109,7 @@ def oracle_grads(case: Case, weight):
     gw = w.grad.to_dense() if w.grad is not None else _torch().zeros_like(w)
     gp = None
     if psw is not None:
-        gp = psw.grad.numpy() if psw.grad is not None else np.zeros(case.psw.shape)
+        gp = psw.grad.numpy() if psw.grad is not None else np.zeros(np.shape(np.asarray(case.psw)))
     return gw.numpy(), gp
 
 

@@ -1,10 +1,9 @@
-"""Markdown and JSON reports: a table options × functions with pass / fail / skip / extension."""
+"""Markdown and JSON reports: a table options x functions with pass / fail / skip / extension."""
 
 from __future__ import annotations
 
 import json
-import os
-
+from pathlib import Path
 from typing import Any
 
 CELL = {"pass": "pass", "fail": "**FAIL**", "skip": "skip", "extension": "extension", "not offered": "not offered",
@@ -61,7 +60,8 @@ def markdown(report: dict[str, Any], with_repros: bool = True) -> str:
     if xf:
         out += ["", "## Known deviations (xfails file)", ""]
         for r in xf:
-            out.append(f"- `{r['id']}`: {r['status']} — {r['xfail_reason']}" + (f" ({r['message']})" if r["message"] else ""))
+            msg = f" ({r['message']})" if r["message"] else ""
+            out.append(f"- `{r['id']}`: {r['status']} — {r['xfail_reason']}{msg}")
     stale = report.get("stale_xfails") or []
     if stale:
         out += ["", "## Stale xfails entries (absorbed no failure)", ""]
@@ -72,7 +72,7 @@ def markdown(report: dict[str, Any], with_repros: bool = True) -> str:
             skips.setdefault(r["message"], 0)
             skips[r["message"]] += 1
     if skips:
-        out += ["", "## Skipped", ""] + [f"- {n} × {m}" for m, n in skips.items()]
+        out += ["", "## Skipped", "", *[f"- {n} x {m}" for m, n in skips.items()]]
     return "\n".join(out) + "\n"
 
 
@@ -86,8 +86,8 @@ def write(report: dict[str, Any], path: str) -> list[str]:
     else:
         targets = [("md", path + ".md"), ("json", path + ".json")]
     for kind, p in targets:
-        os.makedirs(os.path.dirname(p) or ".", exist_ok=True)
-        with open(p, "w", encoding="utf-8") as fh:
+        Path(p).parent.mkdir(parents=True, exist_ok=True)
+        with Path(p).open("w", encoding="utf-8") as fh:
             if kind == "json":
                 json.dump(report, fh, indent=1, default=str)
             else:

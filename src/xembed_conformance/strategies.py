@@ -7,7 +7,7 @@ sizes); :func:`cases` draws a case from it in steps, each its own ``@st.composit
 offsets) → ``padding`` → ``duplicates`` → ``flags`` (scale_grad_by_freq, sparse, per_sample_weights)
 → ``max_norm`` → ``grad_output``.
 
-Sizes (see docs/conformance.md › Sizes): every row mixes tiny cases (the ones hypothesis shrinks to)
+Sizes (see docs/conformance.md, Sizes): every row mixes tiny cases (the ones hypothesis shrinks to)
 with kernel-scale ones -- embedding dims 4..320 (every residue modulo 4, 8 and 32), bags of up to
 3,000 entries, up to 3,000 bags, tables of more than 65,536 rows, inputs of up to 20,000 positions with
 a few hot rows.  Small arrays are drawn element by element (hypothesis shrinks their values); arrays
@@ -17,7 +17,9 @@ sizes still shrink).  Every value is a small dyadic rational (``k / 4``), exact 
 
 from __future__ import annotations
 
+# ruff: noqa: N803  # N, D: the spec's notation for the table's rows and dim
 import functools
+import itertools
 import math
 from dataclasses import dataclass, replace
 from typing import Any
@@ -322,7 +324,7 @@ def _max_norm_candidates(norms: NDArray) -> list[float]:
     if not u.size:
         return []
     out = [float(f"{0.5 * u[0]:.4g}")]
-    for a, b in zip(u[:-1], u[1:], strict=True):
+    for a, b in itertools.pairwise(u):
         if b / a > 1.12:
             out.append(float(f"{math.sqrt(a * b):.4g}"))
     return [m for m in out if np.all(np.abs(norms / m - 1.0) > 0.05)]

@@ -5,6 +5,8 @@ the defect and the check ids (globs) that must report it.  Import as
 ``checker_targets.broken:<NAME>`` (e.g. ``--impl checker_targets.broken:pad_in_mean_divisor``).
 """
 
+# ruff: noqa: ARG001, ARG004, N812  # torch.nn.functional's signatures and its customary `F`
+
 from __future__ import annotations
 
 import types

@@ -1,5 +1,7 @@
 """What every check shares: the verdict exception, the run context, the comparison with tolerances."""
 
+# Violation(what, message, case): `what` is a label, not the exception's message
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,7 +16,7 @@ from xembed_conformance.execute import Observed
 LOW_PRECISION = ("float16", "bfloat16")
 
 
-class Violation(AssertionError):
+class Violation(AssertionError):  # noqa: N818 - a verdict, not an error of the checker
     """The target does not conform on this case."""
 
     def __init__(self, what: str, message: str, case: Case, **extra: Any):
@@ -23,6 +25,18 @@ class Violation(AssertionError):
         self.message = message
         self.case = case
         self.extra = extra
+
+
+class CrashBudgetSpent(BaseException):
+    """The target crashed the worker `CRASH_BUDGET` times in one check: stop shrinking (every crash costs a
+    worker restart) and report the last crashing case."""
+
+    def __init__(self, violation: Violation):
+        super().__init__(str(violation))
+        self.violation = violation
+
+
+CRASH_BUDGET = 4
 
 
 class InternalError(Exception):
@@ -45,13 +59,18 @@ class Context:
     grad_mode: str | None = None  # "autograd" | "vjp" | None
     expected_device: str = "cpu"
     outcome: str = ""  # set by extension checks: "offered" / "not offered"
+    crashes: int = 0  # worker crashes in the current check
     grad_f32: bool = False  # this row: float16 / bfloat16 gradients must accumulate in float32 (GRAD-ACC)
 
     def call(self, kind: str, case: Case, **kw: Any) -> dict[str, Any]:
         res = self.executor.call(kind, case, **kw)
         if "crashed" in res:
-            raise Violation("crash", f"the target crashed the worker process ({res['crashed']}); "
-                            "the checker restarted it", case, crashed=True)
+            v = Violation("crash", f"the target crashed the worker process ({res['crashed']}); "
+                          "the checker restarted it", case, crashed=True)
+            self.crashes += 1
+            if self.crashes >= CRASH_BUDGET:
+                raise CrashBudgetSpent(v)
+            raise v
         return res
 
 

@@ -5,6 +5,8 @@ exactly one way.  Rows whose verdict is this spec's own decision (torch crashes 
 else) are marked ``strict`` and live in :mod:`xembed_conformance.checks.strict`.
 """
 
+# ruff: noqa: EM101, ARG001  # Violation's `what` is a label; every mutation has the (data, case, backend) signature
+
 from __future__ import annotations
 
 import math
@@ -114,6 +116,7 @@ def _bool_input(data: st.DataObject, c: Case, be: Backend) -> Case:
 
 
 def _float_offsets(data: st.DataObject, c: Case, be: Backend) -> Case:
+    assert c.offsets is not None
     c.offsets = c.offsets.astype(np.float64)
     c.odtype = _d(data, st.sampled_from(be.float_dtypes), "float dtype of the offsets")
     return c
@@ -157,6 +160,7 @@ def _sparse_sgbf(data: st.DataObject, c: Case, be: Backend) -> Case:
 
 
 def _off0(data: st.DataObject, c: Case, be: Backend) -> Case:
+    assert c.offsets is not None
     c.offsets = c.offsets.copy()
     c.offsets[0] = _d(data, st.integers(1, max(int(c.input.shape[0]), 1)), "offsets[0] (must be 0)")
     c.offsets = np.maximum.accumulate(c.offsets)
@@ -164,6 +168,7 @@ def _off0(data: st.DataObject, c: Case, be: Backend) -> Case:
 
 
 def _off_last(data: st.DataObject, c: Case, be: Backend) -> Case:
+    assert c.offsets is not None
     c.offsets = np.append(c.offsets, c.input.shape[0] + _d(data, st.integers(1, 3), "offsets[-1] - len(input)"))
     return c
 
@@ -179,6 +184,7 @@ def _off_decreasing(data: st.DataObject, c: Case, be: Backend) -> Case:
 
 def _ilo_short(data: st.DataObject, c: Case, be: Backend) -> Case:
     c.kwargs["include_last_offset"] = True
+    assert c.offsets is not None
     c.offsets = np.append(c.offsets[c.offsets < c.input.shape[0]], [])
     c.offsets = c.offsets.astype(np.int64)
     assume(c.offsets.size >= 1 and c.offsets[-1] < c.input.shape[0])
@@ -214,6 +220,7 @@ def _1d_without_offsets(data: st.DataObject, c: Case, be: Backend) -> Case:
 
 
 def _offsets_2d(data: st.DataObject, c: Case, be: Backend) -> Case:
+    assert c.offsets is not None
     c.offsets = c.offsets.reshape(1, -1)
     return c
 

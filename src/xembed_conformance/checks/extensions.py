@@ -3,7 +3,7 @@ semantics (EXT-*).  An implementation that does not offer an extension (it raise
 NotImplementedError, ValueError or TypeError, leaving the weight untouched) gets
 "not offered" -- never a failure; one that offers it must match the reference.
 
-Adding an extension is one :func:`register_extension` call (docs/conformance.md › Extensions)::
+Adding an extension is one :func:`register_extension` call (docs/conformance.md > Extensions)::
 
     from xembed_conformance.checks.extensions import Extension, register_extension
     from xembed_conformance import reference as ref
@@ -18,6 +18,8 @@ Adding an extension is one :func:`register_extension` call (docs/conformance.md 
     register_extension(Extension("mode='sqrtn'", "embedding_bag", ("EXT-SQRTN",),
                                  Want("embedding_bag", mode="sum"), _sqrtn, _sqrtn_ref))
 """
+
+# ruff: noqa: EM101  # Violation(what, message, case): `what` is a label, not the exception's message
 
 from __future__ import annotations
 
@@ -95,7 +97,7 @@ def run_extension(ctx: Context, case: Case, ext: Extension) -> None:
 # built-in: per_sample_weights with mode='mean' / 'max' (torch: NotImplementedError) ------------------
 
 
-def _psw_mode(data: st.DataObject, case: Case) -> Case:
+def _psw_mode(data: st.DataObject, case: Case) -> Case:  # noqa: ARG001 - the drawn case already has it
     return case
 
 

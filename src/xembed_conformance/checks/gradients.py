@@ -3,6 +3,8 @@
 Non-strict, float16 / bfloat16 gradients may accumulate in the weight's dtype (torch CPU does);
 with --strict they must accumulate in float32 (GRAD-ACC)."""
 
+# ruff: noqa: EM101  # Violation(what, message, case): `what` is a label, not the exception's message
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,7 +20,8 @@ from xembed_conformance.checks.values import check_weight_after, judge_output
 def run_grad(ctx: Context, case: Case) -> None:
     res = ctx.call("valid", case, with_grad=True)
     if res["violation"]:
-        raise Violation(*res["violation"], case)
+        what, message = res["violation"]
+        raise Violation(what, message, case)
     judge_output(ctx, case, res)
     w_after = check_weight_after(ctx, case, res["weight_after"])
     judge_grads(ctx, case, res, w_after)
@@ -27,6 +30,7 @@ def run_grad(ctx: Context, case: Case) -> None:
 def judge_grads(ctx: Context, case: Case, res: dict[str, Any], w_after: Any) -> None:
     exp_gw, exp_gp = ref.oracle_grads(case, w_after)
     is_max = case.mode == "max" and case.fn == "embedding_bag"
+    assert case.grad_out is not None
     abs_go = np.abs(case.grad_out)
     abs_psw = None if case.psw is None else np.abs(case.psw)
     mag_gw, mag_gp, _, mag_vals = ref.numpy_grads(case, w_after if is_max else np.abs(w_after), abs_go, abs_psw)
@@ -56,7 +60,8 @@ def judge_grads(ctx: Context, case: Case, res: dict[str, Any], w_after: Any) -> 
             raise Violation("grad_weight", "sparse=False: expected a dense gradient, got a sparse one", case)
         check_array(ctx, case, res["grad_weight"], exp_gw, mag_gw, "grad_weight", tol)
     if case.psw is not None:
-        assert exp_gp is not None and mag_gp is not None
+        assert exp_gp is not None
+        assert mag_gp is not None
         check_array(ctx, case, res["grad_psw"], exp_gp, mag_gp, "grad_per_sample_weights",
                     Tolerance.for_case(case, case.weight.shape[1], accumulate_f32=ctx.grad_f32))
 

@@ -1,5 +1,7 @@
 """The rows of the report: what each row draws, which aspects it checks, which spec rules it cites."""
 
+# ruff: noqa: RUF001, ARG001  # row labels use the multiplication sign; every strategy factory has the (backend, grad) signature
+
 from __future__ import annotations
 
 import math
@@ -41,8 +43,8 @@ class Row:
         return data.draw(self.strategy(backend, grad), label="case (final arguments)")
 
 
-def valid(option: str, fn: str, spec: tuple[str, ...], budget: float = 0.6, aspects: tuple[str, ...] = ("values", "grad"),
-          **want: Any) -> Row:
+def valid(option: str, fn: str, spec: tuple[str, ...], budget: float = 0.6,
+          aspects: tuple[str, ...] = ("values", "grad"), **want: Any) -> Row:
     w = Want(fn, **want)
 
     def strategy(be: Backend, grad: bool) -> st.SearchStrategy[Case]:
@@ -88,7 +90,7 @@ MODES = ("sum", "mean", "max")
 
 
 def embedding_rows(be: Backend) -> list[Row]:
-    rows = [
+    return [
         valid("defaults (1-D input)", E, ("EMB-SHAPE", "EMB-LOOKUP", "GRAD-EMB"), shape="1d"),
         valid("input 0-d", E, ("EMB-SHAPE",), shape="0d", budget=0.6),
         valid("input empty", E, ("EMB-SHAPE",), shape="empty", budget=0.6),
@@ -103,12 +105,12 @@ def embedding_rows(be: Backend) -> list[Row]:
         valid("scale: long input on hot rows", E, ("EMB-LOOKUP", "GRAD-EMB"), scale="hot rows",
               shape=("1d", "nd"), budget=0.6),
     ]
-    return rows
 
 
 def bag_rows(be: Backend) -> list[Row]:
     return [
-        valid("defaults (mode='mean', 1-D + offsets)", B, ("BAG-LAYOUT-1D", "BAG-MEAN", "GRAD-BAG"), shape="offsets"),
+        valid("defaults (mode='mean', 1-D + offsets)", B, ("BAG-LAYOUT-1D", "BAG-MEAN", "GRAD-BAG"),
+              shape="offsets"),
         valid("mode='sum'", B, ("BAG-SUM", "GRAD-BAG"), mode="sum"),
         valid("mode='mean'", B, ("BAG-MEAN", "GRAD-BAG"), mode="mean"),
         valid("mode='max'", B, ("BAG-MAX", "BAG-MAX-TIES", "GRAD-MAX"), mode="max"),
@@ -132,7 +134,8 @@ def bag_rows(be: Backend) -> list[Row]:
               scale="long bags", mode="any", psw="any", shape=("offsets", "2d"), budget=1.0),
         valid("scale: thousands of bags", B, ("BAG-LAYOUT-1D", "BAG-EMPTY"), scale="many bags", mode="any",
               shape="offsets", budget=0.6),
-        valid("scale: table > 65,536 rows", B, ("BAG-SUM", "BAG-MEAN", "BAG-MAX"), scale="big table", mode="any", budget=1.0),
+        valid("scale: table > 65,536 rows", B, ("BAG-SUM", "BAG-MEAN", "BAG-MAX"), scale="big table", mode="any",
+              budget=1.0),
         valid("scale: hot rows", B, ("BAG-SUM", "GRAD-BAG", "GRAD-MAX"), scale="hot rows", mode="any", budget=0.6),
         # combinations
         valid("per_sample_weights × padding_idx", B, ("BAG-PSW", "BAG-PAD", "GRAD-PSW", "GRAD-PAD"), mode="sum",
@@ -160,18 +163,18 @@ def shared_rows(be: Backend, fn: str) -> list[Row]:
         if dt not in be.float_dtypes:
             continue
         if fn == E:
-            rows.append(valid(f"weight {dt}", fn, ("EMB-SHAPE", "ACC-LOWP" if dt in LOW_PRECISION else "TOL-COMPARE"),
-                              dtype=dt))
+            acc = "ACC-LOWP" if dt in LOW_PRECISION else "TOL-COMPARE"
+            rows.append(valid(f"weight {dt}", fn, ("EMB-SHAPE", acc), dtype=dt))
             continue
         for mode in MODES:
-            rows.append(valid(f"weight {dt} × mode='{mode}'", fn, ("ACC-LOWP" if dt in LOW_PRECISION else "TOL-COMPARE",
-                                                                   "BAG-SUM" if mode == "sum" else f"BAG-{mode.upper()}"),
+            spec = ("ACC-LOWP" if dt in LOW_PRECISION else "TOL-COMPARE", f"BAG-{mode.upper()}")
+            rows.append(valid(f"weight {dt} × mode='{mode}'", fn, spec,
                               dtype=dt, mode=mode, psw="any" if mode == "sum" else False,
                               scale=("tiny", "wide", "long bags"), budget=0.4))
+    bag_any: dict[str, Any] = {"mode": "any", "psw": "any", "ilo": "any", "odtype": "any"} if fn == B else {}
     rows.append(valid(
         "all options combined", fn, ("REF-TORCH-VERSION",), shape="any", idtype="any", padding="any", norm_type="any",
-        sgbf="any", sparse="any", bite=False,
-        **({"mode": "any", "psw": "any", "ilo": "any", "odtype": "any"} if fn == B else {})))
+        sgbf="any", sparse="any", bite=False, **bag_any))
     lowp = tuple(d for d in LOW_PRECISION if d in be.float_dtypes)
     if lowp:
         r = valid(STRICT_GRAD_ACC, fn, ("GRAD-ACC",), aspects=("grad",), dtype=lowp, scale="hot rows",

@@ -2,6 +2,8 @@
 (EMB-*, BAG-*, RENORM-INPLACE / RENORM-STRICT / RENORM-SCALE: the rows the spec says, by the factor it
 says, nothing else; ACC-LOWP: float16 / bfloat16 sums and means accumulate in float32)."""
 
+# ruff: noqa: EM101  # Violation(what, message, case): `what` is a label, not the exception's message
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -81,5 +83,6 @@ def judge_output(ctx: Context, case: Case, res: dict[str, Any]) -> None:
 def run_values(ctx: Context, case: Case) -> None:
     res = ctx.call("valid", case, with_grad=False)
     if res["violation"]:
-        raise Violation(*res["violation"], case)
+        what, message = res["violation"]
+        raise Violation(what, message, case)
     judge_output(ctx, case, res)
