@@ -53,9 +53,9 @@ class Worker:
         child.close()
 
     def call(self, kind: str, case: Case, **kw: Any) -> dict[str, Any]:
-        if self.proc is None or not self.proc.is_alive():
-            if self.proc is not None:
-                self.restarts += 1
+        if self.proc is not None and not self.proc.is_alive():
+            self.proc = None
+        if self.proc is None:
             self._start()
         try:
             self.conn.send((kind, case, kw))
@@ -72,12 +72,14 @@ class Worker:
         self.proc.kill()
         self.proc.join()
         self.proc = None
+        self.restarts += 1
         return {"crashed": f"no answer within {self.timeout:g} s (hang)"}
 
     def _crashed(self) -> dict[str, Any]:
         self.proc.join(10)
         code = self.proc.exitcode
         self.proc = None
+        self.restarts += 1  # the next call starts a fresh worker
         return {"crashed": f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"}
 
     def close(self) -> None:

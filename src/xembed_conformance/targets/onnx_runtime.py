@@ -12,7 +12,7 @@ Needs ``onnx`` and ``onnxruntime``.
 
 from __future__ import annotations
 
-# ruff: noqa: N812, ARG001  # torch's `F`; torch.nn.functional's signatures (gradient-only options unused)
+# ruff: noqa: N812  # torch's customary `F`
 import io
 import logging
 import warnings
@@ -77,7 +77,8 @@ def _run(fn: str, args: list[torch.Tensor], names: list[str], kwargs: dict[str, 
 def embedding(input: torch.Tensor, weight: torch.Tensor, padding_idx: int | None = None,
               max_norm: float | None = None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
               sparse: bool = False) -> torch.Tensor:
-    kwargs = {"padding_idx": padding_idx, "max_norm": max_norm, "norm_type": norm_type}
+    kwargs = {"padding_idx": padding_idx, "max_norm": max_norm, "norm_type": norm_type,
+              "scale_grad_by_freq": scale_grad_by_freq, "sparse": sparse}
     return _run("embedding", [input, weight], [], kwargs)
 
 
@@ -92,6 +93,6 @@ def embedding_bag(input: torch.Tensor, weight: torch.Tensor, offsets: torch.Tens
     if per_sample_weights is not None:
         names.append("per_sample_weights")
         extra.append(per_sample_weights)
-    kwargs = {"max_norm": max_norm, "norm_type": norm_type, "mode": mode,
-              "include_last_offset": include_last_offset, "padding_idx": padding_idx}
+    kwargs = {"max_norm": max_norm, "norm_type": norm_type, "mode": mode, "scale_grad_by_freq": scale_grad_by_freq,
+              "sparse": sparse, "include_last_offset": include_last_offset, "padding_idx": padding_idx}
     return _run("embedding_bag", [input, weight, *extra], names, kwargs)
