@@ -209,7 +209,7 @@ class Backend:
 
 class NumpyBackend(Backend):
     name = "numpy"
-    float_dtypes = ("float16", "float32", "float64")
+    float_dtypes: tuple[str, ...] = ("float16", "float32", "float64")
 
     def asarray(self, values: NDArray, dtype: str) -> Any:
         return np.asarray(values).astype(np.dtype(dtype))
@@ -232,7 +232,7 @@ class NumpyBackend(Backend):
 
 class TorchBackend(Backend):
     name = "torch"
-    float_dtypes = ("float16", "bfloat16", "float32", "float64")
+    float_dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
     autograd = True
 
     def __init__(self, device: str | None = None):
@@ -295,7 +295,7 @@ class TorchBackend(Backend):
 
 class ArrayApiStrictBackend(Backend):
     name = "array_api_strict"
-    float_dtypes = ("float32", "float64")
+    float_dtypes: tuple[str, ...] = ("float32", "float64")
 
     def __init__(self, device: str | None = None):
         import array_api_strict
@@ -327,7 +327,7 @@ class ArrayApiStrictBackend(Backend):
 
 class CupyBackend(Backend):
     name = "cupy"
-    float_dtypes = ("float16", "float32", "float64")
+    float_dtypes: tuple[str, ...] = ("float16", "float32", "float64")
 
     def __init__(self, device: str | None = None):
         import cupy

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-untyped-call, no-untyped-def"
+# (deliberately torch.nn.functional-shaped, untyped targets: the checker must cope with any signature style)
 """Deliberately broken implementations (torch backend), each wrong in exactly one documented way.
 
 Every one wraps torch.nn.functional and changes one behaviour; `BROKEN[name]` gives the target,
@@ -5,7 +7,7 @@ the defect and the check ids (globs) that must report it.  Import as
 ``checker_targets.broken:<NAME>`` (e.g. ``--impl checker_targets.broken:pad_in_mean_divisor``).
 """
 
-# ruff: noqa: ARG001, ARG004, N812  # torch.nn.functional's signatures and its customary `F`
+# ruff: noqa: ARG001, ARG004, N812, N803, RUF001, E501  # torch.nn.functional's signatures, its customary `F`, the notation D, check ids with the multiplication sign
 
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ def _bag_lengths(input, offsets, include_last_offset):
     n = input.shape[0]
     if include_last_offset:
         return torch.tensor([off[i + 1] - off[i] for i in range(len(off) - 1)], dtype=torch.long)
-    ends = off[1:] + [n]
-    return torch.tensor([e - s for s, e in zip(off, ends)], dtype=torch.long)
+    ends = [*off[1:], n]
+    return torch.tensor([e - s for s, e in zip(off, ends, strict=False)], dtype=torch.long)
 
 
 def _bag_positions(input, offsets, include_last_offset):
@@ -32,7 +34,7 @@ def _bag_positions(input, offsets, include_last_offset):
         L = input.shape[1]
         return [list(range(b * L, (b + 1) * L)) for b in range(input.shape[0])]
     starts = offsets.long().tolist()
-    return [list(range(s, s + n)) for s, n in zip(starts, lens)]
+    return [list(range(s, s + n)) for s, n in zip(starts, lens, strict=False)]
 
 
 def _target(doc, embedding=F.embedding, embedding_bag=F.embedding_bag):
@@ -81,7 +83,7 @@ def _renorm_ge(weight, input, max_norm, norm_type):
     with torch.no_grad():
         for r in torch.unique(input.reshape(-1)).tolist():
             n = torch.linalg.vector_norm(weight[r].double(), ord=norm_type)
-            if n >= max_norm:  # BUG: SPEC says strict >
+            if n >= max_norm:  # BUG: RENORM-STRICT says strict >
                 weight[r] *= (max_norm / (n + 1e-7)).to(weight.dtype)
 
 
@@ -261,7 +263,8 @@ def _bag_first32(input, weight, offsets=None, max_norm=None, norm_type=2, scale_
         if per_sample_weights is not None:
             per_sample_weights = per_sample_weights[:, :32]
     elif input.numel():
-        keep, new_off = [], []
+        keep: list[int] = []
+        new_off: list[int] = []
         for pos in _bag_positions(input, offsets, include_last_offset):
             new_off.append(len(keep))
             keep += pos[:32]  # BUG: as above
