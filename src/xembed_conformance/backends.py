@@ -104,7 +104,7 @@ def numpy_literal(values: NDArray) -> str:
     if v.size > LITERAL_MAX:
         blob = base64.b64encode(zlib.compress(v.tobytes(), 9)).decode("ascii")
         return (f"np.frombuffer(zlib.decompress(base64.b64decode({blob!r})), dtype={base})"
-                f".reshape({tuple(v.shape)!r})")
+                f".reshape({tuple(v.shape)!r}).copy()")
     expr = f"np.asarray({literal(v)}, dtype={base})"
     if v.size == 0 or v.ndim == 0:
         expr += f".reshape({tuple(v.shape)!r})"
