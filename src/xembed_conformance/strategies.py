@@ -345,7 +345,7 @@ def max_norm(draw: st.DrawFn, want: Want, case: Case) -> Case:
     # L1 / max-abs norms of these dyadic rows are exact in the weight's dtype while every partial sum of
     # quarters fits its mantissa: a row whose norm equals max_norm exactly must NOT be renormed (RENORM-STRICT)
     exact_up_to = {"float16": 2.0**9, "bfloat16": 2.0**6}.get(case.wdtype, 2.0**20)
-    exact = [float(n) for n in norms if 0 < n and (nt == math.inf or n <= exact_up_to)]
+    exact = [float(n) for n in norms if n > 0 and (nt == math.inf or n <= exact_up_to)]
     if nt in (1.0, math.inf) and exact:
         tie = draw(st.booleans(), label="max_norm equal to a used row's norm (exact tie: no renorm)")
     if tie:

@@ -168,9 +168,12 @@ def shared_rows(be: Backend, fn: str) -> list[Row]:
             continue
         for mode in MODES:
             spec = ("ACC-LOWP" if dt in LOW_PRECISION else "TOL-COMPARE", f"BAG-{mode.upper()}")
+            # 16-bit accumulation goes wrong over long bags: half of the low-precision examples are long bags
+            sizes = ("tiny", "long bags", "wide", "long bags") if dt in LOW_PRECISION else ("tiny", "wide")
+            budget = 0.5 if dt in LOW_PRECISION else 0.3
             rows.append(valid(f"weight {dt} × mode='{mode}'", fn, spec,
                               dtype=dt, mode=mode, psw="any" if mode == "sum" else False,
-                              scale=("tiny", "wide", "long bags"), budget=0.3))
+                              scale=sizes, budget=budget))
     bag_any: dict[str, Any] = {"mode": "any", "psw": "any", "ilo": "any", "odtype": "any"} if fn == B else {}
     rows.append(valid(
         "all options combined", fn, ("REF-TORCH-VERSION",), shape="any", idtype="any", padding="any", norm_type="any",
