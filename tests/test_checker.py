@@ -55,7 +55,7 @@ def test_torch_reference_conforms() -> None:
 
 
 def test_torch_strict_with_known_deviations_conforms() -> None:
-    rep = run_conformance("torch.nn.functional", backend="torch", max_examples=8, strict=True,
+    rep = run_conformance("torch.nn.functional", backend="torch", max_examples=20, strict=True,
                           xfails=XFAILS, only=["*::error", "*NotImplementedError*"])
     st_ = _status(rep)
     assert rep["conforms"], {k: v for k, v in st_.items() if v in ("fail", "error")}
