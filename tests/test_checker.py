@@ -7,79 +7,122 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from checker_targets.broken import BROKEN
+from checker_targets.broken import BROKEN, CRASHING
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xembed_conformance import reference as ref
-from xembed_conformance.cases import Case, draw_case
+from xembed_conformance.cases import Case
+from xembed_conformance.checks.core import Violation
 from xembed_conformance.report import markdown, write
-from xembed_conformance.runner import load_xfails, run_conformance
+from xembed_conformance.runner import SetupError, load_xfails, run_conformance
+from xembed_conformance.strategies import Want, cases
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-XFAILS = os.path.join(ROOT, "src", "xembed_conformance", "xfails", "torch_strict.txt")
+ROOT = Path(__file__).resolve().parent.parent
+XFAILS = str(ROOT / "src" / "xembed_conformance" / "xfails" / "torch_strict.txt")
 # subprocesses import the checker targets from tests/ (the package itself is installed)
-_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.path.join(ROOT, "tests"), os.environ.get("PYTHONPATH")]))}
+_ENV = {**os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))}
 
 
-def _status(rep):
+def _status(rep: dict[str, Any]) -> dict[str, str]:
     return {r["id"]: r["status"] for r in rep["results"]}
 
 
-def test_torch_reference_conforms():
+def test_torch_reference_conforms() -> None:
     rep = run_conformance("torch.nn.functional", backend="torch", max_examples=12)
     bad = {k: v for k, v in _status(rep).items() if v in ("fail", "error")}
     if ref.bag_sgbf_grad_bug():
         # torch < 2.14 (the GPU machine's 2.11): the target is torch CPU itself, whose embedding_bag
-        # scale_grad_by_freq gradient is wrong (SPEC.md). Exactly those gradients must fail, nothing else.
+        # scale_grad_by_freq gradient is wrong (docs/spec.md). Exactly those gradients must fail, nothing else.
         failing = [r for r in rep["results"] if r["status"] in ("fail", "error")]
         assert failing, "torch < 2.14 has the scale_grad_by_freq bug: the checker must report it"
         for r in failing:
-            assert r["function"] == "embedding_bag" and r["aspect"] == "grad", r["id"]
+            assert r["function"] == "embedding_bag", r["id"]
+            assert r["aspect"] == "grad", r["id"]
             assert "scale_grad_by_freq=True" in r["case"], (r["id"], r["case"])
         return
     assert rep["conforms"], bad
     skipped = [r for r in rep["results"] if r["status"] == "skip"]
-    assert skipped and all("strict" in r["option"] for r in skipped)
+    assert skipped
+    assert all("strict" in r["option"] for r in skipped)
     assert rep["summary"]["pass"] > 100
 
 
-def test_torch_strict_with_known_deviations_conforms():
-    rep = run_conformance("torch.nn.functional", backend="torch", max_examples=8, strict=True,
+def test_torch_strict_with_known_deviations_conforms() -> None:
+    rep = run_conformance("torch.nn.functional", backend="torch", max_examples=20, strict=True,
                           xfails=XFAILS, only=["*::error", "*NotImplementedError*"])
     st_ = _status(rep)
     assert rep["conforms"], {k: v for k, v in st_.items() if v in ("fail", "error")}
     assert st_["embedding_bag::strict: empty offsets with non-empty input::error"] == "xfail"  # segfault caught
 
 
-def test_torch_strict_without_xfails_fails():
+def test_torch_strict_without_xfails_fails() -> None:
     rep = run_conformance("torch.nn.functional", backend="torch", max_examples=5, strict=True,
                           only=["embedding::strict: max_norm <= 0::error"])
     assert not rep["conforms"]
 
 
+def _exec_repro(repro: str) -> None:
+    exec(compile(repro, "<repro>", "exec"), {"__name__": "__repro__"})  # noqa: S102 - the generated snippet
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("name", sorted(BROKEN))
-def test_broken_target_is_caught(name):
+def test_broken_target_is_caught(name: str, seed: int) -> None:
+    """Every deliberately broken target is caught at the default profile (50 examples) from several seeds,
+    and every generated repro reproduces the same failure (recheck raises the same Violation)."""
     target, ids = BROKEN[name]
-    rep = run_conformance(target, backend="torch", max_examples=50, only=ids)
+    rep = run_conformance(f"checker_targets.broken:{name}", backend="torch", max_examples=50, only=ids, seed=seed,
+                          isolate=False)
     st_ = _status(rep)
-    assert set(st_) == set(ids), st_  # the ids exist
-    assert not rep["conforms"], f"{name} ({target.__doc__}) was not caught: {st_}"
+    assert not rep["conforms"], f"{name} ({target.__doc__}) was not caught with seed {seed}: {st_}"
     assert "error" not in st_.values(), st_
     failing = [r for r in rep["results"] if r["status"] == "fail"]
-    assert all(r["repro"] and "import" in r["repro"] for r in failing)
+    for r in failing:
+        assert "checker_targets.broken" in r["repro"]
+        assert "recheck(" in r["repro"]
+        assert r["case"]
+        assert r["hypothesis_notes"]
+        assert any(n.startswith("Draw 1 (case (final arguments)): ") for n in r["hypothesis_notes"])
+        if seed == 0:
+            with pytest.raises(Violation) as exc:
+                _exec_repro(r["repro"])
+            assert r["message"].startswith(exc.value.what + ":"), (r["message"], str(exc.value))
 
 
-def test_independent_numpy_target_conforms_via_vjp():
+def test_crashing_target_is_isolated(tmp_path: Path) -> None:
+    """A segfaulting target: the crash is a failing check with case and repro, the run goes on, the report is
+    written, and the repro crashes the same way."""
+    _target, ids = CRASHING
+    rep = run_conformance("checker_targets.broken:segfaults_on_long_inputs", backend="torch", max_examples=20,
+                          only=[*ids, "embedding_bag::mode='max'::values"])
+    st_ = _status(rep)
+    crashed = [r for r in rep["results"] if r["message"].startswith("crash:")]
+    assert crashed, st_
+    assert st_["embedding_bag::mode='max'::values"] in ("pass", "fail")  # the run went on after the crash
+    assert rep["worker_restarts"] >= 1
+    paths = write(rep, str(tmp_path / "crash.md"))
+    assert all(Path(p).exists() for p in paths)
+    script = tmp_path / "repro.py"
+    script.write_text(crashed[0]["repro"])
+    out = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=_ENV, check=False, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode < 0, (out.returncode, out.stderr[-2000:])  # killed by a signal, as in the run
+
+
+def test_independent_numpy_target_conforms_via_vjp() -> None:
     rep = run_conformance("checker_targets.np_target", backend="numpy", max_examples=8)
     assert rep["gradients"] == "vjp"
     assert rep["conforms"], {k: v for k, v in _status(rep).items() if v in ("fail", "error")}
 
 
-def test_target_without_gradients_reports_skip():
+def test_target_without_gradients_reports_skip() -> None:
     rep = run_conformance("checker_targets.np_target:no_grad", backend="numpy", max_examples=5,
                           only=["embedding::sparse::*", "embedding_bag::mode='max'::*"])
     st_ = _status(rep)
@@ -89,7 +132,7 @@ def test_target_without_gradients_reports_skip():
     assert rep["conforms"]
 
 
-def test_missing_function_reports_skip():
+def test_missing_function_reports_skip() -> None:
     rep = run_conformance("checker_targets.np_target:sparse_coalesced", backend="numpy", max_examples=20,
                           only=["embedding::sparse::grad", "embedding_bag::mode='sum'::values"])
     st_ = _status(rep)
@@ -97,81 +140,178 @@ def test_missing_function_reports_skip():
     assert st_["embedding::sparse::grad"] == "fail"  # coalesced sparse gradient through the vjp protocol
 
 
-def test_array_api_strict_backend_runs():
+def test_array_api_strict_backend_runs() -> None:
     rep = run_conformance("torch.nn.functional", backend="array_api_strict", max_examples=3,
                           only=["embedding::defaults (1-D input)::values"])
     # torch cannot take array_api_strict arrays: a clear failure, not a checker error
     assert _status(rep)["embedding::defaults (1-D input)::values"] == "fail"
 
 
-def test_repro_is_self_contained_and_runs(tmp_path):
-    target, ids = BROKEN["pad_in_mean_divisor"]
+def test_repro_is_self_contained_and_runs(tmp_path: Path) -> None:
+    """A repro pasted into `python -` reproduces the failure: it exits non-zero with the same Violation."""
     rep = run_conformance("checker_targets.broken:pad_in_mean_divisor", backend="torch", max_examples=50,
-                          only=ids)
+                          only=BROKEN["pad_in_mean_divisor"][1])
     fail = next(r for r in rep["results"] if r["status"] == "fail")
-    script = tmp_path / "repro.py"
-    script.write_text(fail["repro"])
-    # pasted into `python -` with the targets importable, as a user would
-    out = subprocess.run([sys.executable, "-"], input=script.read_text(), cwd=ROOT, env=_ENV, capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "reference output" in out.stdout and "output:" in out.stdout
-    assert "checker_targets.broken" in fail["repro"]
+    out = subprocess.run([sys.executable, "-"], input=fail["repro"], cwd=tmp_path, env=_ENV, check=False,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1, out.stderr
+    assert "reference output" in out.stdout
+    assert "output:" in out.stdout
+    assert "Violation: " + fail["message"].split(":")[0] in out.stderr
 
 
-def test_report_markdown_and_json(tmp_path):
+def test_repro_literals_keep_shape_and_dtype() -> None:
+    from xembed_conformance.backends import make_backend, numpy_literal
+
+    for a in (np.zeros((0, 1), np.int64), np.zeros((2, 0, 3)), np.asarray(5), np.arange(1000).reshape(10, 100),
+              np.asarray([True, False])):
+        b = eval(numpy_literal(a), {"np": np, "zlib": __import__("zlib"), "base64": __import__("base64")})
+        assert b.shape == a.shape
+        assert b.dtype.kind == a.dtype.kind
+        assert np.array_equal(a, b)
+    for name in ("numpy", "torch", "array_api_strict"):
+        be = make_backend(name)
+        expr = be.repro_array(np.zeros((0, 1)), "float32")
+        ns = {"np": np}
+        exec(be.repro_import(), ns)  # noqa: S102
+        x = eval(expr, ns)
+        assert tuple(x.shape) == (0, 1)
+        assert be.dtype_name(x) == "float32"
+
+
+def test_report_markdown_and_json(tmp_path: Path) -> None:
     rep = run_conformance(BROKEN["include_last_offset_ignored"][0], backend="torch", max_examples=5,
                           only=["embedding_bag::include_last_offset::*", "embedding::input 0-d::values"])
     md = markdown(rep)
     assert "| option | embedding | embedding grad | embedding_bag | embedding_bag grad |" in md
-    assert "**FAIL**" in md and "## Failures" in md and "```python" in md
+    assert "**FAIL**" in md
+    assert "## Failures" in md
+    assert "```python" in md
     paths = write(rep, str(tmp_path / "r.md"))
-    assert sorted(os.path.basename(p) for p in paths) == ["r.json", "r.md"]
+    assert sorted(Path(p).name for p in paths) == ["r.json", "r.md"]
     data = json.loads((tmp_path / "r.json").read_text())
-    assert data["conforms"] is False and data["summary"]["fail"] >= 1
+    assert data["conforms"] is False
+    assert data["summary"]["fail"] >= 1
 
 
-def test_cli_exit_status(tmp_path):
+def test_cli_exit_status(tmp_path: Path) -> None:
     base = [sys.executable, "-m", "xembed_conformance", "--backend", "torch", "--max-examples", "5", "-q"]
-    ok = subprocess.run(base + ["--impl", "torch.nn.functional", "--only", "embedding::input N-D::*",
-                                "--report", str(tmp_path / "ok")], cwd=ROOT, env=_ENV, capture_output=True, text=True)
+    ok = subprocess.run([*base, "--impl", "torch.nn.functional", "--only", "embedding::input N-D::*",
+                         "--report", str(tmp_path / "ok")], cwd=ROOT, env=_ENV, check=False, capture_output=True,
+                        text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert (tmp_path / "ok.md").exists() and (tmp_path / "ok.json").exists()
-    bad = subprocess.run(base + ["--impl", "checker_targets.broken:include_last_offset_ignored",
-                                 "--only", "embedding_bag::include_last_offset::values"],
-                         cwd=ROOT, env=_ENV, capture_output=True, text=True)
+    assert (tmp_path / "ok.md").exists()
+    assert (tmp_path / "ok.json").exists()
+    bad = subprocess.run([*base, "--impl", "checker_targets.broken:include_last_offset_ignored",
+                          "--only", "embedding_bag::include_last_offset::values"],
+                         cwd=ROOT, env=_ENV, check=False, capture_output=True, text=True)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "```python" in bad.stdout or "import" in bad.stdout
 
 
-def test_xfails_file(tmp_path):
+@pytest.mark.parametrize("argv", [
+    ["--impl", "no_such_module_xyz"],
+    ["--impl", "torch.nn.functional:no_such_attr"],
+    ["--impl", "torch.nn.functional", "--backend", "no_such_backend"],
+    ["--impl", "torch.nn.functional", "--only", "embedding::no such row::*"],
+    ["--impl", "/nonexistent/target.py"],
+])
+def test_cli_checker_side_errors_exit_2(argv: list[str]) -> None:
+    out = subprocess.run([sys.executable, "-m", "xembed_conformance", "--max-examples", "2", *argv], cwd=ROOT,
+                         env=_ENV, check=False, capture_output=True, text=True)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "xembed-conformance: error:" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_cli_file_target_quiet_progress_and_stale_xfails(tmp_path: Path) -> None:
+    """--impl takes a .py path (run from another directory); -q prints progress lines; a stale xfails entry is
+    reported, and --fail-on-stale turns it into exit status 1; an entry matching no check id exits 2."""
+    target = tmp_path / "t" / "my_target.py"
+    target.parent.mkdir()
+    target.write_text("from torch.nn.functional import embedding, embedding_bag\n")
+    xf = tmp_path / "x.txt"
+    xf.write_text("embedding::input N-D::values | output: *  # stale: it passes\n")
+    base = [sys.executable, "-m", "xembed_conformance", "--impl", str(target), "--backend", "torch",
+            "--max-examples", "3", "-q", "--only", "embedding::input N-D::*", "--xfails", str(xf)]
+    ok = subprocess.run(base, cwd=tmp_path, env=_ENV, check=False, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "[2/2 checks" in ok.stdout
+    assert "Stale xfails" in ok.stdout
+    stale = subprocess.run([*base, "--fail-on-stale"], cwd=tmp_path, env=_ENV, check=False, capture_output=True,
+                           text=True)
+    assert stale.returncode == 1, stale.stdout + stale.stderr
+    xf.write_text("embedding::no such check::values | *  # matches nothing\n")
+    assert subprocess.run(base, cwd=tmp_path, env=_ENV, check=False, capture_output=True, text=True).returncode == 2
+    xf.write_text("embedding::input N-D::values  # no message glob\n")
+    assert subprocess.run(base, cwd=tmp_path, env=_ENV, check=False, capture_output=True, text=True).returncode == 2
+
+
+def test_xfails_file_is_scoped_by_check_and_message(tmp_path: Path) -> None:
     f = tmp_path / "x.txt"
-    f.write_text("# comment\nembedding_bag::include_last_offset::values  # deliberate\n"
-                 "embedding::input 0-d::*  # passes: xpass\n")
-    assert load_xfails(str(f))[0] == ("embedding_bag::include_last_offset::values", "deliberate")
-    rep = run_conformance(BROKEN["include_last_offset_ignored"][0], backend="torch", max_examples=5,
-                          xfails=str(f), only=["embedding_bag::include_last_offset::values",
-                                               "embedding::input 0-d::values"])
+    f.write_text("# comment\nembedding_bag::include_last_offset::values | output: shape *  # deliberate\n"
+                 "embedding::input 0-d::* | *  # passes: xpass\n")
+    x = load_xfails(str(f))[0]
+    assert (x.check, x.message, x.reason) == ("embedding_bag::include_last_offset::values", "output: shape *",
+                                              "deliberate")
+    ids = ["embedding_bag::include_last_offset::values", "embedding::input 0-d::values"]
+    rep = run_conformance("checker_targets.broken:include_last_offset_ignored", backend="torch", max_examples=5,
+                          xfails=str(f), only=ids, isolate=False)
     st_ = _status(rep)
-    assert st_ == {"embedding_bag::include_last_offset::values": "xfail", "embedding::input 0-d::values": "xpass"}
+    assert st_ == {ids[0]: "xfail", ids[1]: "xpass"}
+    assert rep["conforms"]
+    assert [s["entry"] for s in rep["stale_xfails"]] == ["embedding::input 0-d::* | *"]
+    # the same check with another failure message is NOT absorbed: one entry cannot hide another bug
+    f.write_text("embedding_bag::include_last_offset::values | output: value at *  # another bug\n")
+    rep = run_conformance("checker_targets.broken:include_last_offset_ignored", backend="torch", max_examples=5,
+                          xfails=str(f), only=ids[:1], isolate=False)
+    assert _status(rep) == {ids[0]: "fail"}
+    assert not rep["conforms"]
+    with pytest.raises(SetupError):
+        run_conformance("torch.nn.functional", backend="torch", only=["nothing::matches"])
+
+
+def test_extension_not_offered_is_not_a_failure() -> None:
+    rep = run_conformance("torch.nn.functional", backend="torch", max_examples=10, only=["*NotImplementedError*"])
+    assert _status(rep) == {"embedding_bag::per_sample_weights with mode='mean'/'max' (torch: NotImplementedError)"
+                            "::values": "not offered"}
     assert rep["conforms"]
 
 
-# --- the NumPy reference of SPEC's gradient formulas agrees with torch (and covers its 2.13 bug) ---
+def test_registered_backend_is_used_without_touching_the_checker() -> None:
+    from xembed_conformance.backends import NumpyBackend, register_backend
+
+    class Float64Only(NumpyBackend):
+        name = "numpy64"
+        float_dtypes: tuple[str, ...] = ("float64",)
+
+    register_backend("numpy64", Float64Only, replace=True)
+    rep = run_conformance("checker_targets.np_target", backend="numpy64", max_examples=3,
+                          only=["embedding::defaults (1-D input)::*", "embedding::weight float*"], isolate=False)
+    assert rep["backend"] == "numpy64"
+    assert rep["conforms"], rep["results"]
+    assert {r["id"] for r in rep["results"]} == {"embedding::defaults (1-D input)::values",
+                                                 "embedding::defaults (1-D input)::grad",
+                                                 "embedding::weight float64::values", "embedding::weight float64::grad"}
+
+
+# --- the NumPy reference of docs/spec.md's gradient formulas (GRAD-*) agrees with torch (and covers its 2.13 bug) ---
 
 @settings(max_examples=60, deadline=None, database=None)
 @given(st.data(), st.sampled_from(["embedding", "embedding_bag"]))
-def test_numpy_gradient_reference_matches_torch(data, fn):
-    case = draw_case(data, fn, ("float64",), shape="any", padding="any", sgbf="any", sparse="any",
-                     mode="any" if fn == "embedding_bag" else "default", psw="any", ilo="any", grad=True)
+def test_numpy_gradient_reference_matches_torch(data: st.DataObject, fn: str) -> None:
+    want = Want(fn, shape="any", padding="any", sgbf="any", sparse="any", psw="any", ilo="any", grad=True,
+                mode="any" if fn == "embedding_bag" else "default")
+    case = data.draw(cases(want, ("float64",)))
     gw, gp = ref.oracle_grads(case, case.weight)
     ngw, ngp, idx, vals = ref.numpy_grads(case, case.weight)
     np.testing.assert_allclose(ngw, gw, rtol=1e-12, atol=1e-12)
     if gp is not None:
+        assert ngp is not None
         np.testing.assert_allclose(ngp, gp, rtol=1e-12, atol=1e-12)
     if case.kwargs.get("sparse"):
         import torch
-        import torch.nn.functional as F
+        import torch.nn.functional as F  # noqa: N812 - torch's customary name
 
         args, kw = ref.oracle_args(case)
         w = args[1].requires_grad_(True)
@@ -180,7 +320,7 @@ def test_numpy_gradient_reference_matches_torch(data, fn):
         np.testing.assert_allclose(w.grad._values().numpy(), vals, rtol=1e-12, atol=1e-12)
 
 
-def test_spec_example_of_the_213_bag_sgbf_bug():
+def test_spec_example_of_the_213_bag_sgbf_bug() -> None:
     case = Case(fn="embedding_bag", weight=np.eye(8), wdtype="float64",
                 input=np.array([4, 4, 2, 6, 4, 2, 1]), offsets=np.array([0, 3, 5]),
                 kwargs={"mode": "sum", "scale_grad_by_freq": True}, grad_out=np.ones((3, 8)))
@@ -190,7 +330,7 @@ def test_spec_example_of_the_213_bag_sgbf_bug():
     assert np.allclose(np.delete(gw, present, axis=0), 0.0)
 
 
-def test_oracle_uses_numpy_formula_when_torch_has_the_bug(monkeypatch):
+def test_oracle_uses_numpy_formula_when_torch_has_the_bug(monkeypatch: pytest.MonkeyPatch) -> None:
     real_bug = ref.bag_sgbf_grad_bug()
     monkeypatch.setattr(ref, "bag_sgbf_grad_bug", lambda: True)
     rep = run_conformance("torch.nn.functional", backend="torch", max_examples=15,

@@ -7,6 +7,8 @@ on every selected backend.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from xembed_testutils import selected_backends
 
@@ -17,10 +19,10 @@ _BACKENDS = {"numpy": ("numpy", None), "array_api_strict": ("array_api_strict", 
 
 
 @pytest.mark.parametrize("backend", [b.pytest_param() for b in selected_backends()])
-def test_xembed_conforms(backend):
+def test_xembed_conforms(backend: Any) -> None:
     name, device = _BACKENDS[backend.value]
     rep = run_conformance("xembed", backend=name, device=device, max_examples=10, strict=True)
     bad = {r["id"]: (r.get("message") or "")[:300] for r in rep["results"] if r["status"] in ("fail", "error")}
     assert rep["conforms"], bad
-    assert rep["summary"]["pass"] >= 120, rep["summary"]
+    assert rep["summary"]["pass"] >= 150, rep["summary"]
     assert not any(r["status"] == "skip" for r in rep["results"]), "no check may be skipped for xembed"

@@ -1,25 +1,29 @@
 """The oracle: torch.nn.functional on CPU in float64, plus a pure-NumPy float64 reference of
-SPEC.md's gradient formulas.
+this spec's gradient formulas (docs/spec.md).
 
 torch ≤ 2.13 on CPU computes a wrong ``scale_grad_by_freq`` gradient for ``embedding_bag``
-(pytorch/pytorch#190063).  With such a torch the oracle uses the NumPy formula for that
+(pytorch/pytorch#190063; REF-TORCH-213-SGBF).  With such a torch the oracle uses the NumPy formula for that
 gradient instead, so the oracle's bug never turns into a verdict.
 """
 
 from __future__ import annotations
 
+# ruff: noqa: N812  # torch.nn.functional as F, as torch writes it
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
-from xembed_conformance.cases import Case, bag_ranges
+from xembed_conformance.cases import Case, NDArray, bag_of_position, bag_ranges, normalized_padding, p_norm
 
 
-def _torch():
+def _torch() -> Any:
     import torch
 
     return torch
 
 
-def torch_version_tuple():
+def torch_version_tuple() -> tuple[int, ...]:
     v = _torch().__version__.split("+")[0].split(".")
     return tuple(int("".join(c for c in p if c.isdigit()) or 0) for p in v[:2])
 
@@ -29,12 +33,13 @@ def bag_sgbf_grad_bug() -> bool:
     return torch_version_tuple() < (2, 14)
 
 
-def _t(values, dtype):
+def _t(values: Any, dtype: str) -> Any:
     torch = _torch()
     return torch.tensor(np.array(values, copy=True)).to(getattr(torch, dtype))
 
 
-def oracle_args(case: Case, weight=None, *, max_norm=True, sparse=None, exact_dtypes=False):
+def oracle_args(case: Case, weight: NDArray | None = None, *, max_norm: bool = True, sparse: bool | None = None,
+                exact_dtypes: bool = False) -> tuple[list[Any], dict[str, Any]]:
     """(args, kwargs) for torch.nn.functional, float64 CPU (indices keep their int dtype)."""
     w = _t(case.weight if weight is None else weight, case.wdtype if exact_dtypes else "float64")
     inp = _t(case.input, case.idtype)
@@ -50,11 +55,11 @@ def oracle_args(case: Case, weight=None, *, max_norm=True, sparse=None, exact_dt
         if case.offsets is not None:
             kw["offsets"] = _t(case.offsets, case.odtype)
         if case.psw is not None:
-            kw["per_sample_weights"] = _t(case.psw, case.pdtype if exact_dtypes else "float64")
+            kw["per_sample_weights"] = _t(case.psw, (case.pdtype or case.wdtype) if exact_dtypes else "float64")
     return [inp, w], kw
 
 
-def oracle_forward(case: Case, weight=None, *, max_norm=True):
+def oracle_forward(case: Case, weight: NDArray | None = None, *, max_norm: bool = True) -> tuple[NDArray, NDArray]:
     """Output and weight after the call (both float64 NumPy)."""
     import torch.nn.functional as F
 
@@ -63,7 +68,7 @@ def oracle_forward(case: Case, weight=None, *, max_norm=True):
     return out.numpy(), args[1].numpy()
 
 
-def oracle_raises(case: Case):
+def oracle_raises(case: Case) -> tuple[Exception | None, NDArray]:
     """Run the oracle on an invalid case: (exception or None, weight after as NumPy)."""
     import torch.nn.functional as F
 
@@ -85,9 +90,9 @@ def oracle_raises(case: Case):
     return exc, w.to(_torch().float64).numpy() if w.dtype.is_floating_point else w.numpy()
 
 
-def oracle_grads(case: Case, weight):
+def oracle_grads(case: Case, weight: NDArray) -> tuple[NDArray, NDArray | None]:
     """Dense weight gradient and psw gradient (float64 NumPy) for grad_out, computed on
-    `weight` (the renormed weight as the target left it) without max_norm, as SPEC says:
+    `weight` (the renormed weight as the target left it) without max_norm, as RENORM-GRAD says:
     the gradient is the plain lookup gradient as if the renormed weight were the leaf."""
     import torch.nn.functional as F
 
@@ -104,19 +109,14 @@ def oracle_grads(case: Case, weight):
     gw = w.grad.to_dense() if w.grad is not None else _torch().zeros_like(w)
     gp = None
     if psw is not None:
-        gp = psw.grad.numpy() if psw.grad is not None else np.zeros(case.psw.shape)
+        gp = psw.grad.numpy() if psw.grad is not None else np.zeros(np.shape(np.asarray(case.psw)))
     return gw.numpy(), gp
 
 
-def normalized_padding(case: Case):
-    p = case.kwargs.get("padding_idx")
-    if p is None:
-        return None
-    return p + case.weight.shape[0] if p < 0 else p
-
-
-def numpy_grads(case: Case, weight, grad_out=None, psw=None):
-    """SPEC.md's gradient formulas in float64 NumPy.
+def numpy_grads(case: Case, weight: NDArray, grad_out: NDArray | None = None,
+                psw: NDArray | None = None) -> tuple[NDArray, NDArray | None, NDArray, NDArray]:
+    """This spec's gradient formulas (GRAD-EMB, GRAD-PAD, GRAD-SGBF, GRAD-BAG, GRAD-MAX, GRAD-PSW,
+    GRAD-SPARSE) in float64 NumPy, vectorized.
 
     Returns (dense grad_weight, grad_psw or None, sparse indices, sparse values); the sparse
     layout is torch's uncoalesced COO gradient: one entry per non-padding position, input order.
@@ -127,53 +127,70 @@ def numpy_grads(case: Case, weight, grad_out=None, psw=None):
     N, D = W.shape
     flat = case.input.reshape(-1).astype(np.int64)
     pad = normalized_padding(case)
+    keep = flat != pad if pad is not None else np.ones(flat.size, bool)
     sgbf = case.kwargs.get("scale_grad_by_freq", False)
-    counts = np.bincount(flat, minlength=N) if flat.size else np.zeros(N, np.int64)
+    counts = np.bincount(flat, minlength=N).astype(np.float64) if flat.size else np.ones(N)
     gw = np.zeros((N, D))
-    sp_idx: list[int] = []
-    sp_val: list[np.ndarray] = []
     gp = None
     if case.fn == "embedding":
-        gflat = g.reshape(-1, D)
-        for i, idx in enumerate(flat):
-            if idx == pad:
-                continue
-            row = gflat[i] / (counts[idx] if sgbf else 1.0)
-            gw[idx] += row
-            sp_idx.append(int(idx))
-            sp_val.append(row)
+        rows = g.reshape(-1, D) / (counts[flat][:, None] if sgbf else 1.0)
     else:
         mode = case.kwargs.get("mode", "mean")
-        pflat = None if pw is None else np.asarray(pw, np.float64).reshape(-1)
-        if pflat is not None:
-            gp = np.zeros(flat.size)
-        for b, r in enumerate(bag_ranges(case)):
-            members = [i for i in r if flat[i] != pad]
-            if mode == "max":
-                for dd in range(D):
-                    best = None
-                    for i in members:
-                        if best is None or W[flat[i], dd] > W[flat[best], dd]:
-                            best = i
-                    if best is not None:
-                        gw[flat[best], dd] += g[b, dd]
-                continue
-            n = max(len(members), 1)
-            for i in members:
-                idx = flat[i]
-                scale = 1.0
-                if pflat is not None:
-                    scale *= pflat[i]
-                    gp[i] = float(np.dot(g[b], W[idx]))
-                if sgbf:
-                    scale /= counts[idx]
-                if mode == "mean":
-                    scale /= n
-                row = g[b] * scale
-                gw[idx] += row
-                sp_idx.append(int(idx))
-                sp_val.append(row)
-        if gp is not None:
-            gp = gp.reshape(case.psw.shape)
-    values = np.stack(sp_val) if sp_val else np.zeros((0, D))
-    return gw, gp, np.asarray(sp_idx, np.int64), values
+        bag = bag_of_position(case)
+        keep &= bag >= 0
+        if mode == "max":
+            for b, r in enumerate(bag_ranges(case)):
+                members = np.arange(r.start, r.stop)[keep[r.start:r.stop]]
+                if members.size:
+                    best = members[np.argmax(W[flat[members]], axis=0)]  # first occurrence of the max
+                    np.add.at(gw, (flat[best], np.arange(D)), g[b])
+            return gw, None, np.zeros(0, np.int64), np.zeros((0, D))
+        scale = np.ones(flat.size)
+        if pw is not None:
+            pflat = np.asarray(pw, np.float64).reshape(-1)
+            scale = scale * pflat
+            gpf = np.where(keep, np.einsum("ij,ij->i", g[np.maximum(bag, 0)], W[flat]), 0.0) if flat.size \
+                else np.zeros(0)
+            gp = gpf.reshape(np.shape(pw))
+        if sgbf:
+            scale = scale / counts[flat]
+        if mode == "mean":
+            nb = np.bincount(bag[keep], minlength=g.shape[0]).astype(np.float64)
+            scale = scale / np.maximum(nb[np.maximum(bag, 0)], 1.0)
+        rows = g[np.maximum(bag, 0)] * scale[:, None] if flat.size else np.zeros((0, D))
+    np.add.at(gw, flat[keep], rows[keep])
+    return gw, gp, flat[keep], rows[keep]
+
+
+def round_to(values: NDArray, dtype: str) -> NDArray:
+    """`values` rounded to `dtype` (round to nearest even, as torch's casts), back in float64."""
+    return _t(np.asarray(values, np.float64), "float64").to(getattr(_torch(), dtype)).double().numpy()
+
+
+def numpy_renorm(case: Case) -> NDArray:
+    """RENORM-*: the weight after max_norm's renorm, float64 (for extension rows, where torch cannot run)."""
+    W = np.array(case.weight, dtype=np.float64)
+    max_norm = case.kwargs.get("max_norm")
+    if max_norm is None:
+        return W
+    p = float(case.kwargs.get("norm_type", 2.0))
+    used = np.unique(case.input.reshape(-1))
+    norms = p_norm(W[used], p)
+    big = norms > max_norm
+    W[used[big]] *= (max_norm / (norms[big] + 1e-7))[:, None]
+    return W
+
+
+def bag_reduce(case: Case, weight: NDArray, reduce: Callable[[NDArray, NDArray], NDArray]) -> NDArray:
+    """(B, D) float64: ``reduce(rows, positions)`` per bag over its non-padding entries, for extension
+    references (`rows`: the bag's weight rows, `positions`: their flattened input positions)."""
+    W = np.asarray(weight, np.float64)
+    flat = case.input.reshape(-1)
+    pad = normalized_padding(case)
+    out = np.zeros((len(bag_ranges(case)), W.shape[1]))
+    for b, r in enumerate(bag_ranges(case)):
+        pos = np.arange(r.start, r.stop)
+        if pad is not None:
+            pos = pos[flat[pos] != pad]
+        out[b] = reduce(W[flat[pos]], pos)
+    return out

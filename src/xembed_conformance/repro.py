@@ -1,16 +1,23 @@
-"""Self-contained, copy-paste reproductions of a failing (shrunk) example."""
+"""Self-contained, copy-paste reproductions of a failing (shrunk) example, and :func:`recheck`.
+
+A repro holds the case's arrays as NumPy literals that keep shape and dtype (large ones as compressed
+bytes), calls the target on the backend's arrays as the checker did, prints torch's float64 reference,
+and ends with the checker's verdict on exactly those arrays (:func:`recheck`), which raises the same
+:class:`~xembed_conformance.checks.core.Violation` as the run did.  A crash repro crashes.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
-from xembed_conformance.backends import literal
-from xembed_conformance.cases import Case
+from xembed_conformance.backends import Backend, make_backend, needs_blob_imports, numpy_literal
+from xembed_conformance.cases import Case, NDArray
 
 
-def _pyrepr(v):
+def _pyrepr(v: Any) -> str:
     if isinstance(v, float):
         if math.isnan(v):
             return "float('nan')"
@@ -20,97 +27,127 @@ def _pyrepr(v):
 
 
 def target_import(spec: str) -> str:
-    mod, _, attr = spec.partition(":")
+    mod, _, attr = spec.rpartition(":") if ":" in spec and not spec.endswith(".py") else (spec, "", "")
+    if mod.endswith(".py") or "/" in mod:
+        lines = ["from xembed_conformance.runner import load_target",
+                 f"target = load_target({spec!r})"]
+        return "\n".join(lines)
     if attr:
         return f"import {mod}\ntarget = {mod}.{attr}"
-    return f"import {mod} as target"
+    return f"import {spec} as target"
 
 
-def _torch_literal(values, dtype):
-    return f"torch.tensor({literal(np.asarray(values))}, dtype=torch.{dtype})"
-
-
-def make_repro(spec: str, backend, case: Case, aspect: str, headline: str, grad_mode: str | None) -> str:
+def make_repro(spec: str, backend: Backend, case: Case, aspect: str, headline: str, grad_mode: str | None,
+               *, crashed: bool = False, strict: bool = False, check_id: str = "") -> str:
     be = backend
-    L = [f"# conformance failure — {headline}",
-         f"# case: {case.describe()}"]
-    for n in case.notes:
-        L.append(f"# note: {n}")
-    L += ["# run from the repository root (or anywhere the target is importable)",
-          "import numpy as np"]
-    if be.repro_imports() != "import numpy as np":
-        L.append(be.repro_imports())
-    L.append(target_import(spec))
-    L.append("")
-    L.append(f"weight = {be.repro_array(case.weight, case.wdtype)}")
-    L.append(f"input = {be.repro_array(case.input, case.idtype)}")
+    check_id = check_id or headline.split(": ", 1)[0]
+    arrays = case.arrays() + ([("grad_output", case.grad_out, case.wdtype)]
+                              if case.grad_out is not None and aspect == "grad" else [])
+    L = [f"# conformance failure -- {headline}", f"# case: {case.describe()}"]
+    L += [f"# note: {n}" for n in case.notes]
+    L += ["# run it where the target is importable", "import numpy as np"]
+    if any(needs_blob_imports(v) for _, v, _ in arrays):
+        L += ["import base64", "import zlib"]
+    if be.repro_import():
+        L.append(be.repro_import())
+    L += [target_import(spec), "", "# the arrays: exact values, shapes and dtypes"]
+    for name, values, _ in arrays:
+        L.append(f"{name}_values = {numpy_literal(values)}")
+    dtypes = {name: dt for name, _, dt in arrays}
+    L += ["", "# the call, as the checker made it"]
+    for name, _, dt in arrays:
+        L.append(f"{name} = {be.repro_convert(f'{name}_values', dt)}")
     call = "input, weight"
-    ref_call = f"{_torch_literal(case.input, case.idtype)}, ref_weight"
-    if case.fn == "embedding_bag":
-        if case.offsets is not None:
-            L.append(f"offsets = {be.repro_array(case.offsets, case.odtype)}")
-            call += ", offsets=offsets"
-            ref_call += f", offsets={_torch_literal(case.offsets, case.odtype)}"
-        if case.psw is not None:
-            L.append(f"per_sample_weights = {be.repro_array(case.psw, case.pdtype or case.wdtype)}")
-            call += ", per_sample_weights=per_sample_weights"
-            pd = "float64" if aspect != "error" else (case.pdtype or case.wdtype)
-            ref_call += ", per_sample_weights=ref_psw"
-    for k, v in case.kwargs.items():
-        call += f", {k}={_pyrepr(v)}"
-        ref_call += f", {k}={_pyrepr(v)}"
-    if case.grad_out is not None and aspect == "grad":
-        L.append(f"grad_output = {be.repro_array(case.grad_out, case.wdtype)}")
-    L.append("")
-    crash = "crash" in headline or "strict: decreasing" in headline or "include_last_offset with offsets[-1]" in headline \
-        or "empty offsets with non-empty" in headline
-    if aspect == "error":
-        if crash:
-            L.append("# WARNING: this call may crash the interpreter (it does with torch on CPU)")
-        L += ["try:", f"    out = target.{case.fn}({call})",
-              "except Exception as e:",
-              "    print('raised', type(e).__name__, e)",
-              "else:",
-              "    print('no exception raised; output:', out)",
-              "print('weight after the call:', weight)"]
+    if case.offsets is not None:
+        call += ", offsets=offsets"
+    if case.psw is not None:
+        call += ", per_sample_weights=per_sample_weights"
+    call += "".join(f", {k}={_pyrepr(v)}" for k, v in case.kwargs.items())
+    if crashed:
+        L.append("# WARNING: this call crashed the checker's worker process; it may crash this interpreter")
+    if aspect == "error" or crashed:
+        L += ["try:", f"    out = target.{case.fn}({call})", "except Exception as e:",
+              "    print('raised', type(e).__name__, e)", "else:", "    print('no exception raised; output:', out)"]
     elif aspect == "grad" and grad_mode == "autograd":
         L.append("weight.requires_grad_(True)")
         if case.psw is not None:
             L.append("per_sample_weights.requires_grad_(True)")
-        L += [f"out = target.{case.fn}({call})", "out.backward(grad_output)",
-              "print('output:', out)", "print('grad_weight:', weight.grad)"]
+        L += [f"out = target.{case.fn}({call})", "out.backward(grad_output)", "print('output:', out)",
+              "print('grad_weight:', weight.grad)"]
         if case.psw is not None:
             L.append("print('grad_per_sample_weights:', per_sample_weights.grad)")
     elif aspect == "grad":
-        L += [f"out, pullback = target.{case.fn}_vjp({call})", "grads = pullback(grad_output)",
-              "print('output:', out)", "print('gradients:', grads)",
-              "for g in (grads if isinstance(grads, tuple) else (grads,)):",
-              "    if hasattr(g, 'indices'):  # sparse gradient: layout",
-              "        print('sparse indices:', g.indices, 'values:', g.values)"]
+        L += [f"out, pullback = target.{case.fn}_vjp({call})", "print('output:', out)",
+              "print('gradients:', pullback(grad_output))"]
     else:
-        L += [f"out = target.{case.fn}({call})",
-              "print('output:', out)", "print('weight after the call:', weight)"]
-    # the reference
-    exact = aspect == "error"
-    wd = case.wdtype if exact else "float64"
-    L += ["", "# reference: torch.nn.functional on CPU" + ("" if exact else " in float64"),
-          "import torch", "import torch.nn.functional as F",
-          f"ref_weight = {_torch_literal(case.weight, wd)}"]
-    if case.fn == "embedding_bag" and case.psw is not None:
-        L.append(f"ref_psw = {_torch_literal(case.psw, (case.pdtype or case.wdtype) if exact else 'float64')}")
-    if aspect == "error":
-        L += ["try:", f"    print('reference output:', F.{case.fn}({ref_call}))",
-              "except Exception as e:", "    print('reference raised', type(e).__name__, e)"]
-    elif aspect == "grad":
-        L.append("ref_weight.requires_grad_(True)")
-        if case.fn == "embedding_bag" and case.psw is not None:
-            L.append("ref_psw.requires_grad_(True)")
-        L += [f"ref_out = F.{case.fn}({ref_call})",
-              f"ref_out.backward({_torch_literal(case.grad_out, 'float64')})",
-              "print('reference output:', ref_out)", "print('reference grad_weight:', ref_weight.grad)"]
-        if case.fn == "embedding_bag" and case.psw is not None:
-            L.append("print('reference grad_per_sample_weights:', ref_psw.grad)")
-    else:
-        L += [f"ref_out = F.{case.fn}({ref_call})", "print('reference output:', ref_out)",
-              "print('reference weight after the call:', ref_weight)"]
+        L += [f"out = target.{case.fn}({call})", "print('output:', out)"]
+    L += ["print('weight after the call:', weight)", ""]
+    if aspect != "error":
+        ref_call = call.replace("input, weight", "torch.from_numpy(input_values), ref_weight")
+        ref_call = ref_call.replace("offsets=offsets", "offsets=torch.from_numpy(offsets_values)")
+        ref_call = ref_call.replace("per_sample_weights=per_sample_weights", "per_sample_weights=ref_psw")
+        L += ["# reference: torch.nn.functional on CPU in float64 (indices as int64)", "import torch",
+              "import torch.nn.functional as F", "ref_weight = torch.from_numpy(weight_values.copy())"]
+        if case.psw is not None:
+            L.append("ref_psw = torch.from_numpy(per_sample_weights_values.copy())")
+        if case.kwargs.get("mode") in ("mean", "max") and case.psw is not None:
+            L.append("# (per_sample_weights with this mode: torch raises NotImplementedError)")
+        elif aspect == "grad":
+            L += ["ref_weight.requires_grad_(True)", f"ref_out = F.{case.fn}({ref_call})",
+                  "ref_out.backward(torch.from_numpy(grad_output_values))",
+                  "print('reference output:', ref_out)", "print('reference grad_weight:', ref_weight.grad)"]
+        else:
+            L += [f"print('reference output:', F.{case.fn}({ref_call}))",
+                  "print('reference weight after the call:', ref_weight)"]
+        L.append("")
+    kwargs_literal = "{" + ", ".join(f"{k!r}: {_pyrepr(v)}" for k, v in case.kwargs.items()) + "}"
+    kw = ", ".join(f"{n}=({n}_values, {dtypes[n]!r})" for n, _, _ in arrays)
+    L += ["# the verdict: the checker's judgement of exactly these arrays (raises the same Violation)",
+          "from xembed_conformance.repro import recheck",
+          f"recheck(target, {check_id!r}, backend={be.name!r}, device={be.device!r}, grad={grad_mode or 'none'!r},",
+          f"        strict={strict!r}, kwargs={kwargs_literal}, {kw})"]
     return "\n".join(L) + "\n"
+
+
+def recheck(target: Any, check_id: str, *, backend: str = "numpy", device: str | None = None, grad: str = "auto",
+            strict: bool | None = None, kwargs: dict[str, Any] | None = None,
+            **arrays: tuple[NDArray, str]) -> None:
+    """Judge one case the way check `check_id` does (in this process); raises its Violation if the target
+    does not conform, prints "conforms on this case" otherwise."""
+    from xembed_conformance.checks.core import Context
+    from xembed_conformance.checks.errors import run_error
+    from xembed_conformance.checks.extensions import run_extension
+    from xembed_conformance.checks.gradients import run_grad
+    from xembed_conformance.checks.rows import build_rows
+    from xembed_conformance.checks.values import run_values
+    from xembed_conformance.execute import Target
+    from xembed_conformance.isolation import InProcess
+
+    be = make_backend(backend, device)
+    row = next(r for r in build_rows(be) if check_id in r.check_ids())
+    aspect = check_id.rsplit("::", 1)[1]
+    w, wdt = arrays["weight"]
+    i, idt = arrays["input"]
+    case = Case(fn=row.fn, weight=np.asarray(w, np.float64), wdtype=wdt, input=np.asarray(i), idtype=idt,
+                kwargs=dict(kwargs or {}))
+    if "offsets" in arrays:
+        case.offsets, case.odtype = np.asarray(arrays["offsets"][0]), arrays["offsets"][1]
+    if "per_sample_weights" in arrays:
+        case.psw, case.pdtype = np.asarray(arrays["per_sample_weights"][0], np.float64), arrays["per_sample_weights"][1]
+    if "grad_output" in arrays:
+        case.grad_out = np.asarray(arrays["grad_output"][0], np.float64)
+    gm = None if grad == "none" else grad
+    ctx = Context(backend=be, executor=InProcess(Target(target, be, gm)),
+                  strict=row.strict_only if strict is None else strict, grad_mode=gm,
+                  expected_device=be.expected_device(), grad_f32=row.grad_f32)
+    if row.kind == "error":
+        assert row.error is not None
+        run_error(ctx, case, row.error)
+    elif row.kind == "extension":
+        assert row.extension is not None
+        run_extension(ctx, case, row.extension)
+    elif aspect == "grad":
+        run_grad(ctx, case)
+    else:
+        run_values(ctx, case)
+    print(f"{check_id}: conforms on this case (not reproduced)")  # noqa: T201 - a repro's last word

@@ -4,22 +4,40 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import importlib.util
 import operator
+import pickle
 import platform
+import sys
 import time
 import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import hypothesis
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from xembed_conformance import checks as C
-from xembed_conformance.backends import make_backend
+from xembed_conformance.backends import Backend, UnknownBackendError, make_backend, resolve_backend
+from xembed_conformance.checks.core import Context, CrashBudgetSpent, Violation
+from xembed_conformance.checks.errors import run_error
+from xembed_conformance.checks.extensions import run_extension
+from xembed_conformance.checks.gradients import run_grad
+from xembed_conformance.checks.rows import Row, build_rows
+from xembed_conformance.checks.values import run_values
+from xembed_conformance.execute import Target
+from xembed_conformance.isolation import InProcess, Worker
 from xembed_conformance.repro import make_repro
 
-STATUSES = ("pass", "fail", "skip", "extension", "xfail", "xpass", "error")
+STATUSES = ("pass", "fail", "skip", "extension", "not offered", "xfail", "xpass", "error")
+
+
+class SetupError(Exception):
+    """A checker-side error before or around the run (bad --impl, --backend, --only, xfails entry):
+    never a verdict on the target; the command line exits with status 2."""
 
 
 @dataclass
@@ -32,37 +50,110 @@ class Result:
     message: str = ""
     case: str = ""
     repro: str = ""
-    hypothesis_notes: list = field(default_factory=list)
+    hypothesis_notes: list[str] = field(default_factory=list)
     examples: int = 0
     seconds: float = 0.0
     xfail_reason: str = ""
+    spec: list[str] = field(default_factory=list)
 
 
-def load_target(spec: str):
-    mod, _, attr = spec.partition(":")
-    obj = importlib.import_module(mod)
+@dataclass
+class Xfail:
+    """A known deviation: a check-id glob AND a glob over the failure message ("what: message")."""
+
+    check: str
+    message: str
+    reason: str
+    line: int = 0
+    matched_ids: int = 0
+    used: int = 0
+
+    def applies(self, cid: str, failure: str) -> bool:
+        return self.covers(cid) and fnmatch.fnmatchcase(failure, self.message)
+
+    def covers(self, cid: str) -> bool:
+        return cid == self.check or fnmatch.fnmatchcase(cid, self.check)
+
+    def __str__(self) -> str:
+        return f"{self.check} | {self.message}"
+
+
+# loading --------------------------------------------------------------------------------------------
+
+
+def load_target(spec: str) -> Any:
+    """`module`, `module:attr`, `path/to/file.py` or `path/to/file.py:attr`."""
+    mod, attr = spec, ""
+    head, sep, tail = spec.rpartition(":")
+    if sep and head and "/" not in tail and "\\" not in tail and not tail.endswith(".py"):
+        mod, attr = head, tail
+    try:
+        if mod.endswith(".py") or "/" in mod or "\\" in mod:
+            obj = _import_file(Path(mod))
+        else:
+            obj = importlib.import_module(mod)
+    except Exception as e:
+        msg = f"cannot import the target {mod!r}: {type(e).__name__}: {e}"
+        raise SetupError(msg) from e
     if attr:
-        obj = operator.attrgetter(attr)(obj)
+        try:
+            obj = operator.attrgetter(attr)(obj)
+        except AttributeError as e:
+            msg = f"the target module {mod!r} has no attribute {attr!r}"
+            raise SetupError(msg) from e
+    if not any(callable(getattr(obj, f, None)) for f in ("embedding", "embedding_bag")):
+        msg = f"the target {spec!r} has neither `embedding` nor `embedding_bag`"
+        raise SetupError(msg)
     return obj
 
 
-def load_xfails(path) -> list[tuple[str, str]]:
-    """Known-deviations file: one check-id glob per line, `# reason` after it; `#` lines are comments."""
-    out = []
+def _import_file(path: Path) -> Any:
+    path = path.resolve()
+    if not path.is_file():
+        msg = f"no such file: {path}"
+        raise FileNotFoundError(msg)
+    name = "xembed_conformance_target_" + "".join(c if c.isalnum() else "_" for c in path.stem)
+    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))  # the file may import its neighbours
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_xfails(path: str | Path | None) -> list[Xfail]:
+    """Known-deviations file: ``CHECK-ID-GLOB | MESSAGE-GLOB  # reason`` per line; ``#`` lines are comments.
+
+    The message glob is matched against the failure ("what: message"); an entry absorbs a failure only
+    when both match, so one entry cannot hide another bug of the same check."""
+    out: list[Xfail] = []
     if not path:
         return out
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            pat, _, reason = line.partition(" #")
-            out.append((pat.strip(), reason.strip()))
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        msg = f"cannot read the xfails file: {e}"
+        raise SetupError(msg) from e
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        body, _, reason = line.partition(" #")
+        check, sep, message = body.partition(" | ")
+        if not sep or not message.strip():
+            msg = (f"{path}:{n}: an xfails entry needs a check-id glob AND a failure-message glob: "
+                   f"'CHECK | MESSAGE  # reason' (got {line!r})")
+            raise SetupError(msg)
+        out.append(Xfail(check.strip(), message.strip(), reason.strip(), n))
     return out
 
 
-def _grad_mode(target, backend, requested):
-    if requested == "none":
+def _grad_mode(target: Any, backend: Backend, requested: str) -> str | None:
+    if requested == "none" or getattr(target, "conformance_gradients", None) == "none":
         return None
     has_vjp = any(callable(getattr(target, f + "_vjp", None)) for f in ("embedding", "embedding_bag"))
     if requested == "autograd" or (requested == "auto" and backend.autograd):
@@ -72,8 +163,8 @@ def _grad_mode(target, backend, requested):
     return None
 
 
-def _find_violation(exc):
-    if isinstance(exc, C.Violation):
+def _find_violation(exc: BaseException) -> Violation | None:
+    if isinstance(exc, Violation):
         return exc
     for sub in getattr(exc, "exceptions", ()) or ():
         v = _find_violation(sub)
@@ -82,45 +173,56 @@ def _find_violation(exc):
     return None
 
 
-def run_check(ctx, row, aspect, *, max_examples, seed, spec_str):
+# one check --------------------------------------------------------------------------------------------
+
+
+def run_check(ctx: Context, row: Row, aspect: str, *, max_examples: int, seed: int, spec_str: str) -> Result:
     counter = [0]
 
-    def body(data):
+    def body(data: st.DataObject) -> None:
         case = row.draw(data, ctx.backend, grad=(aspect == "grad"))
         counter[0] += 1
         if row.kind == "error":
-            C.run_error(ctx, case, row.error)
+            assert row.error is not None
+            run_error(ctx, case, row.error)
         elif row.kind == "extension":
-            C.run_extension(ctx, case)
+            assert row.extension is not None
+            run_extension(ctx, case, row.extension)
         elif aspect == "values":
-            C.run_values(ctx, case)
+            run_values(ctx, case)
         else:
-            C.run_grad(ctx, case)
+            run_grad(ctx, case)
 
     test = settings(
         max_examples=max_examples,
-        deadline=None,
-        database=None,
+        deadline=None,  # kernel-scale cases and the worker round trip vary in time by design
+        database=None,  # runs are reproducible from --seed alone
         derandomize=False,
-        suppress_health_check=list(HealthCheck),
+        # too_slow: kernel-scale cases (thousands of bags, tables past 65,536 rows) are slow to draw by design;
+        # filter_too_much: max_norm / include_last_offset rows reject draws whose verdict would rest on rounding
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
         report_multiple_bugs=False,
         print_blob=False,
         verbosity=hypothesis.Verbosity.normal,
     )(given(st.data())(body))
     test = hypothesis.seed(seed)(test)
-    ctx.extension_seen = False
+    ctx.outcome = ""
+    ctx.crashes = 0
+    ctx.grad_f32 = row.grad_f32
     res = Result(id=f"{row.fn}::{row.option}::{aspect}", function=row.fn, option=row.option,
-                 aspect=aspect, status="pass")
+                 aspect=aspect, status="pass", spec=list(row.spec))
     t0 = time.perf_counter()
     try:
-        test()
-        if ctx.extension_seen:
-            res.status = "extension"
-            res.message = "implemented (torch raises NotImplementedError)"
-    except BaseException as e:
-        if isinstance(e, KeyboardInterrupt):
-            raise
+        try:
+            test()
+        except CrashBudgetSpent as c:
+            raise c.violation from None
+        if ctx.outcome == "offered":
+            res.status, res.message = "extension", "offered; matches the float64 reference"
+        elif ctx.outcome == "not offered":
+            res.status, res.message = "not offered", "extension: not offered (the target raises a clear error)"
+    except Exception as e:  # noqa: BLE001 - a Violation is the verdict, anything else a checker error
         v = _find_violation(e)
         if v is not None:
             res.status = "fail"
@@ -129,9 +231,9 @@ def run_check(ctx, row, aspect, *, max_examples, seed, spec_str):
             notes = list(getattr(v, "__notes__", []))
             if e is not v:
                 notes += [n for n in getattr(e, "__notes__", []) if n not in notes]
-            res.hypothesis_notes = [n for n in notes if n.startswith("Draw ")]
-            res.repro = make_repro(spec_str, ctx.backend, v.case, aspect,
-                                   f"{row.fn} · {row.option} · {aspect}: {v.what}", ctx.grad_mode)
+            res.hypothesis_notes = [n[:4000] for n in notes if n.startswith("Draw ")]
+            res.repro = make_repro(spec_str, ctx.backend, v.case, aspect, f"{res.id}: {v.what}", ctx.grad_mode,
+                                   crashed=bool(v.extra.get("crashed")), strict=ctx.strict, check_id=res.id)
         else:
             res.status = "error"
             res.message = "checker error (not a verdict on the target): " + "".join(
@@ -142,74 +244,129 @@ def run_check(ctx, row, aspect, *, max_examples, seed, spec_str):
     return res
 
 
-def run_conformance(impl, backend="numpy", device=None, max_examples=25, seed=0, strict=False,
-                    xfails=None, only=None, grad="auto", progress=None):
-    """Run every check on target `impl` ("module[:attr]" or an object). Returns the report dict."""
+# the run --------------------------------------------------------------------------------------------
+
+
+def _matches(cid: str, patterns: Iterable[str]) -> bool:
+    return any(cid == p or fnmatch.fnmatchcase(cid, p) for p in patterns)
+
+
+def _executor(impl: Any, target: Any, backend: str, device: str | None, be: Backend, grad_mode: str | None,
+              isolate: bool) -> tuple[Any, str]:
+    if not isolate:
+        return InProcess(Target(target, be, grad_mode)), "in-process (--no-isolation)"
+    if isinstance(impl, str):
+        ref: str | bytes = impl
+    else:
+        try:
+            ref = pickle.dumps(impl)
+        except Exception:  # noqa: BLE001 - unpicklable object: its calls run in the checker's process
+            return InProcess(Target(target, be, grad_mode)), "in-process (the target object cannot be pickled)"
+    return Worker(ref, resolve_backend(backend), device, grad_mode), "worker process (crash-isolated)"
+
+
+def run_conformance(impl: Any, backend: str = "numpy", device: str | None = None, max_examples: int = 25,
+                    seed: int = 0, strict: bool = False, xfails: str | Path | list[Xfail] | None = None,
+                    only: list[str] | None = None, grad: str = "auto",
+                    progress: Callable[[Result, int, int], None] | None = None, isolate: bool = True,
+                    fail_on_stale: bool = False) -> dict[str, Any]:
+    """Run every check on target `impl` (a spec string -- module, module:attr, file.py[:attr] -- or an
+    object).  Returns the report dict.  Raises SetupError for checker-side errors."""
     t_start = time.perf_counter()
     spec_str = impl if isinstance(impl, str) else getattr(impl, "__name__", repr(impl))
     target = load_target(impl) if isinstance(impl, str) else impl
-    be = make_backend(backend, device)
-    ctx = C.Context(target=target, backend=be, strict=strict, grad_mode=_grad_mode(target, be, grad))
-    ctx.expected_device = be.device_of(be.asarray(np.zeros(1), be.float_dtypes[-1]))
-    target_ref = impl if isinstance(impl, str) else None
-    if target_ref is None:
-        try:
-            import pickle
-
-            target_ref = pickle.dumps(impl)
-        except Exception:  # noqa: BLE001 - unpicklable object: crash-prone calls run in-process
-            target_ref = None
-    on_gpu = "cuda" in str(ctx.expected_device) or be.name == "cupy"
-    if target_ref is not None and (strict or on_gpu):
-        ctx.isolated = C.Isolated(target_ref, backend, device, ctx.grad_mode)
-    xf = load_xfails(xfails) if isinstance(xfails, (str, bytes)) or hasattr(xfails, "__fspath__") else (xfails or [])
-    results = []
-    for row in C.build_rows(be):
-        for aspect in row.aspects:
-            cid = f"{row.fn}::{row.option}::{aspect}"
-            if only and not any(cid == p or fnmatch.fnmatchcase(cid, p) for p in only):
-                continue
-            if not callable(getattr(target, row.fn, None)):
-                r = Result(cid, row.fn, row.option, aspect, "skip", f"target has no `{row.fn}`")
-            elif row.error is not None and row.error.strict and not strict:
-                r = Result(cid, row.fn, row.option, aspect, "skip",
-                           "torch leaves this unspecified (or crashes); SPEC's decision is checked with --strict")
-            elif aspect == "grad" and ctx.grad_mode is None:
-                r = Result(cid, row.fn, row.option, aspect, "skip",
-                           "target offers no gradients (no autograd on this backend, no *_vjp)")
-            elif aspect == "grad" and ctx.grad_mode == "vjp" and not callable(getattr(target, row.fn + "_vjp", None)):
-                r = Result(cid, row.fn, row.option, aspect, "skip", f"target has no `{row.fn}_vjp`")
-            else:
-                r = run_check(ctx, row, aspect, max_examples=max_examples, seed=seed, spec_str=spec_str)
-            for pat, reason in xf:
-                if cid == pat or fnmatch.fnmatchcase(cid, pat):
-                    if r.status == "fail":
-                        r.status, r.xfail_reason = "xfail", reason
-                    elif r.status in ("pass", "extension"):
-                        r.status, r.xfail_reason = "xpass", reason
-                    break
+    try:
+        be = make_backend(backend, device)
+    except UnknownBackendError as e:
+        raise SetupError(str(e)) from e
+    except ImportError as e:
+        msg = f"backend {backend!r} is not usable here: {e}"
+        raise SetupError(msg) from e
+    grad_mode = _grad_mode(target, be, grad)
+    executor, isolation = _executor(impl, target, backend, device, be, grad_mode, isolate)
+    ctx = Context(backend=be, executor=executor, strict=strict, grad_mode=grad_mode,
+                  expected_device=be.device_of(be.asarray(np.zeros(1), be.float_dtypes[-1])))
+    xf = load_xfails(xfails) if isinstance(xfails, (str, Path)) else list(xfails or [])
+    rows = build_rows(be)
+    all_ids = [cid for row in rows for cid in row.check_ids()]
+    for p in only or []:
+        if not any(_matches(cid, [p]) for cid in all_ids):
+            msg = f"--only {p!r} matches no check id (see --list)"
+            raise SetupError(msg)
+    for x in xf:
+        x.matched_ids = sum(x.covers(cid) for cid in all_ids)
+        if not x.matched_ids:
+            msg = f"xfails entry line {x.line} ({x.check!r}) matches no check id (see --list)"
+            raise SetupError(msg)
+    selected = [(row, a) for row in rows for a in row.aspects
+                if not only or _matches(f"{row.fn}::{row.option}::{a}", only)]
+    results: list[Result] = []
+    try:
+        for row, aspect in selected:
+            r = _run_one(ctx, target, row, aspect, max_examples=max_examples, seed=seed, spec_str=spec_str)
+            _apply_xfails(r, xf)
             results.append(r)
             if progress:
-                progress(r)
-    if ctx.isolated is not None:
-        ctx.isolated.close()
+                progress(r, len(results), len(selected))
+    finally:
+        executor.close()
     summary = {s: sum(r.status == s for r in results) for s in STATUSES}
+    selected_ids = {r.id for r in results}
+    stale = [{"entry": str(x), "line": x.line, "reason": x.reason,
+              "why": "it absorbed no failure (its checks pass, or fail with another message)"}
+             for x in xf if not x.used and any(x.covers(i) for i in selected_ids)]
     import torch
 
+    conforms = summary["fail"] == 0 and summary["error"] == 0 and not (fail_on_stale and stale)
     return {
         "target": spec_str,
         "backend": be.name,
         "device": str(ctx.expected_device),
         "strict": strict,
-        "gradients": ctx.grad_mode or "none",
+        "gradients": grad_mode or "none",
+        "isolation": isolation,
+        "worker_restarts": getattr(executor, "restarts", 0),
         "max_examples": max_examples,
         "seed": seed,
-        "xfails": str(xfails) if isinstance(xfails, str) else None,
+        "xfails": str(xfails) if isinstance(xfails, (str, Path)) else None,
+        "stale_xfails": stale,
         "oracle": f"torch {torch.__version__} (torch.nn.functional, CPU, float64)",
         "hypothesis": hypothesis.__version__,
         "python": platform.python_version(),
         "elapsed_s": round(time.perf_counter() - t_start, 2),
-        "conforms": summary["fail"] == 0 and summary["error"] == 0,
+        "conforms": conforms,
         "summary": summary,
         "results": [asdict(r) for r in results],
     }
+
+
+def _run_one(ctx: Context, target: Any, row: Row, aspect: str, **kw: Any) -> Result:
+    cid = f"{row.fn}::{row.option}::{aspect}"
+
+    def skip(why: str) -> Result:
+        return Result(cid, row.fn, row.option, aspect, "skip", why, spec=list(row.spec))
+
+    if not callable(getattr(target, row.fn, None)):
+        return skip(f"target has no `{row.fn}`")
+    if row.strict_only and not ctx.strict:
+        return skip("this spec's own decision (torch leaves it unspecified, or crashes): checked with --strict")
+    if aspect == "grad" and ctx.grad_mode is None:
+        return skip("target offers no gradients (no autograd on this backend, no *_vjp)")
+    if aspect == "grad" and ctx.grad_mode == "vjp" and not callable(getattr(target, row.fn + "_vjp", None)):
+        return skip(f"target has no `{row.fn}_vjp`")
+    n = max(1, round(kw.pop("max_examples") * row.budget))
+    return run_check(ctx, row, aspect, max_examples=n, **kw)
+
+
+def _apply_xfails(r: Result, xf: list[Xfail]) -> None:
+    for x in xf:
+        if not x.covers(r.id):
+            continue
+        if r.status == "fail" and x.applies(r.id, r.message):
+            r.status, r.xfail_reason = "xfail", x.reason
+            x.used += 1
+            return
+    for x in xf:
+        if x.covers(r.id) and r.status in ("pass", "extension"):
+            r.status, r.xfail_reason = "xpass", x.reason
+            return

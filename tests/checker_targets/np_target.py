@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-untyped-call, no-untyped-def"
+# (deliberately torch.nn.functional-shaped, untyped targets: the checker must cope with any signature style)
 """A small, independent pure-NumPy target (loops, float64 accumulation) with the vjp protocol.
 
 Used to show the checker works on code that is neither torch nor xembed, through
@@ -5,6 +7,8 @@ Used to show the checker works on code that is neither torch nor xembed, through
 functions (its gradient checks must be reported "skip"); `sparse_coalesced` returns a coalesced
 sparse gradient (must be reported failing).
 """
+
+# ruff: noqa: ARG001, EM101, EM102  # torch.nn.functional's signatures; error messages built inline like torch's
 
 from __future__ import annotations
 
@@ -103,12 +107,12 @@ def _bags(input, offsets, include_last_offset):
             raise ValueError("`offsets`: with include_last_offset, offsets[-1] must equal len(input)")
         ends, off = off[1:], off[:-1]
     else:
-        ends = off[1:] + [n]
+        ends = [*off[1:], n]
     if off and off[0] != 0:
         raise ValueError("`offsets`[0] must be 0")
-    if any(e < s for s, e in zip(off, ends)) or any(e > n for e in ends):
+    if any(e < s for s, e in zip(off, ends, strict=False)) or any(e > n for e in ends):
         raise ValueError("`offsets` must be non-decreasing and <= len(input)")
-    return input, list(zip(off, ends))
+    return input, list(zip(off, ends, strict=False))
 
 
 def embedding_bag_vjp(input, weight, offsets=None, max_norm=None, norm_type=2, scale_grad_by_freq=False,

@@ -1,1 +1,4 @@
-"""Ready-made targets for implementations nobody here wrote (e.g. ``--impl xembed_conformance.targets.torch_compile``)."""
+"""Ready-made targets for implementations nobody here wrote.
+
+``--impl xembed_conformance.targets.torch_compile``, ``--impl xembed_conformance.targets.onnx_runtime``.
+"""

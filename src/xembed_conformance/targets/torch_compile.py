@@ -9,7 +9,7 @@ compiled code instead of silently falling back to eager after 8 recompilations.
 
 import torch
 import torch._dynamo
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812 - torch's customary name
 
 for _name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit", "accumulated_cache_size_limit"):
     if hasattr(torch._dynamo.config, _name):

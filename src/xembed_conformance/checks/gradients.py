@@ -1,0 +1,72 @@
+"""Gradient checks: weight and per_sample_weights gradients, dense and sparse (GRAD-*, RENORM-GRAD).
+
+Non-strict, float16 / bfloat16 gradients may accumulate in the weight's dtype (torch CPU does);
+with --strict they must accumulate in float32 (GRAD-ACC)."""
+
+# ruff: noqa: EM101  # Violation(what, message, case): `what` is a label, not the exception's message
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from xembed_conformance import reference as ref
+from xembed_conformance.cases import Case
+from xembed_conformance.checks.core import Context, Tolerance, Violation, check_array, row_terms
+from xembed_conformance.checks.values import check_weight_after, judge_output
+
+
+def run_grad(ctx: Context, case: Case) -> None:
+    res = ctx.call("valid", case, with_grad=True)
+    if res["violation"]:
+        what, message = res["violation"]
+        raise Violation(what, message, case)
+    judge_output(ctx, case, res)
+    w_after = check_weight_after(ctx, case, res["weight_after"])
+    judge_grads(ctx, case, res, w_after)
+
+
+def judge_grads(ctx: Context, case: Case, res: dict[str, Any], w_after: Any) -> None:
+    exp_gw, exp_gp = ref.oracle_grads(case, w_after)
+    is_max = case.mode == "max" and case.fn == "embedding_bag"
+    assert case.grad_out is not None
+    abs_go = np.abs(case.grad_out)
+    abs_psw = None if case.psw is None else np.abs(case.psw)
+    mag_gw, mag_gp, _, mag_vals = ref.numpy_grads(case, w_after if is_max else np.abs(w_after), abs_go, abs_psw)
+    tol = Tolerance.for_case(case, row_terms(case), accumulate_f32=ctx.grad_f32)
+    if case.kwargs.get("sparse"):
+        sp = res["sparse"]
+        if sp is None:
+            raise Violation("sparse grad_weight layout", "sparse=True: expected a sparse (COO) gradient, got "
+                            f"a dense {res['grad_weight'].type_name}", case)
+        _, _, exp_idx, exp_vals = ref.numpy_grads(case, w_after)
+        if sp["values"] is None:
+            raise Violation("sparse grad_weight layout", "sparse=True: expected a COO gradient, got another "
+                            "sparse layout", case)
+        if tuple(sp["shape"]) != tuple(case.weight.shape):
+            raise Violation("sparse grad_weight layout", f"shape {sp['shape']}, expected {case.weight.shape}", case)
+        idx = np.asarray(sp["indices"]).reshape(-1)
+        if idx.tolist() != exp_idx.tolist():
+            raise Violation(
+                "sparse grad_weight layout",
+                f"indices {_head(idx)}, expected {_head(exp_idx)} (torch's uncoalesced COO layout, GRAD-SPARSE: "
+                "one entry per non-padding input position, in input order, duplicates kept)", case)
+        check_array(ctx, case, sp["values"], exp_vals, mag_vals, "sparse grad_weight values",
+                    Tolerance.for_case(case, 1, accumulate_f32=ctx.grad_f32))
+        check_array(ctx, case, sp["dense"], exp_gw, mag_gw, "grad_weight (sparse, densified)", tol)
+    else:
+        if res["sparse"] is not None:
+            raise Violation("grad_weight", "sparse=False: expected a dense gradient, got a sparse one", case)
+        check_array(ctx, case, res["grad_weight"], exp_gw, mag_gw, "grad_weight", tol)
+    if case.psw is not None:
+        assert exp_gp is not None
+        assert mag_gp is not None
+        check_array(ctx, case, res["grad_psw"], exp_gp, mag_gp, "grad_per_sample_weights",
+                    Tolerance.for_case(case, case.weight.shape[1], accumulate_f32=ctx.grad_f32))
+
+
+def _head(a: Any, n: int = 12) -> str:
+    v = np.asarray(a).tolist()
+    return repr(v) if len(v) <= n else repr(v[:n])[:-1] + f", ... ({len(v)} entries)]"
+

@@ -1,0 +1,96 @@
+"""Value checks: the output (values, dtype, shape, device) and the weight after the call
+(EMB-*, BAG-*, RENORM-INPLACE / RENORM-STRICT / RENORM-SCALE: the rows the spec says, by the factor it
+says, nothing else; ACC-LOWP: float16 / bfloat16 sums and means accumulate in float32)."""
+
+# ruff: noqa: EM101  # Violation(what, message, case): `what` is a label, not the exception's message
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from xembed_conformance import reference as ref
+from xembed_conformance.backends import FLOAT_EPS
+from xembed_conformance.cases import Case, NDArray
+from xembed_conformance.checks.core import Context, Tolerance, Violation, bag_terms, check_array
+
+
+def abs_case(case: Case) -> Case:
+    return replace(case, psw=None if case.psw is None else np.abs(case.psw),
+                   grad_out=None if case.grad_out is None else np.abs(case.grad_out))
+
+
+def renormed_weight(case: Case) -> NDArray:
+    """The weight after max_norm's renorm (float64, rounded to the weight dtype)."""
+    _, expected = ref.oracle_forward(case)
+    return ref.round_to(expected, case.wdtype)
+
+
+def norm_terms(case: Case) -> float:
+    """Error amplification of a row norm computed in the weight's dtype (RENORM-NORM)."""
+    p = float(case.kwargs.get("norm_type", 2.0))
+    return case.weight.shape[1] / min(p, 1.0)
+
+
+def check_weight_after(ctx: Context, case: Case, w_after: NDArray, expected: NDArray | None = None) -> NDArray:
+    """The weight the target left; returns the weight the output must have been read from.
+    `expected`: the renormed weight (default: torch's renorm, rounded to the weight dtype)."""
+    orig = case.weight
+    if case.kwargs.get("max_norm") is None:
+        expected = orig
+    elif expected is None:
+        expected = renormed_weight(case)
+    else:
+        expected = ref.round_to(expected, case.wdtype)
+    if not ctx.backend.renorm_in_place:
+        # immutable arrays: the renorm cannot reach the caller's weight; the output reads renormed rows
+        if not np.array_equal(w_after, orig, equal_nan=True):
+            raise Violation("weight after the call", "an immutable weight changed", case)
+        return expected
+    touched = np.any(expected != orig, axis=1)
+    eps = FLOAT_EPS[case.wdtype]
+    # the norm may be computed in the weight's dtype (torch does): D terms, error amplified 1/p for p < 1
+    c = 4 + norm_terms(case)
+    close = np.abs(w_after - expected) <= c * eps * np.abs(orig) + 1e-300
+    bad_touched = touched & ~close.all(axis=1)
+    bad_untouched = ~touched & ~np.all((w_after == orig) | (np.isnan(w_after) & np.isnan(orig)), axis=1)
+    if bad_touched.any():
+        r = int(np.argmax(bad_touched))
+        same = np.array_equal(w_after[r], orig[r])
+        msg = (f"weight row {r} should have been renormed in place to {expected[r].tolist()} "
+               f"(||row||_{case.kwargs.get('norm_type', 2.0)} > max_norm), "
+               + ("but it was left unchanged" if same else f"but is {w_after[r].tolist()}"))
+        raise Violation("weight after the call", msg, case)
+    if bad_untouched.any():
+        r = int(np.argmax(bad_untouched))
+        why = ("it is not renormed: its norm is not > max_norm or it is not in the input"
+               if case.kwargs.get("max_norm") is not None else "no max_norm was given")
+        raise Violation("weight after the call",
+                        f"weight row {r} changed from {orig[r].tolist()} to {w_after[r].tolist()}; {why}", case)
+    return w_after
+
+
+def expected_output(case: Case, weight: NDArray) -> tuple[NDArray, NDArray]:
+    """(expected output, magnitude) for the forward read from `weight` (max_norm already applied)."""
+    expected, _ = ref.oracle_forward(case, weight, max_norm=False)
+    if case.mode == "max" and case.fn == "embedding_bag":
+        return expected, np.abs(expected)
+    mag, _ = ref.oracle_forward(abs_case(case), np.abs(weight), max_norm=False)
+    return expected, mag
+
+
+def judge_output(ctx: Context, case: Case, res: dict[str, Any]) -> None:
+    w = check_weight_after(ctx, case, res["weight_after"])
+    expected, mag = expected_output(case, w)
+    check_array(ctx, case, res["output"], expected, mag, "output",
+                Tolerance.for_case(case, bag_terms(case), accumulate_f32=True))
+
+
+def run_values(ctx: Context, case: Case) -> None:
+    res = ctx.call("valid", case, with_grad=False)
+    if res["violation"]:
+        what, message = res["violation"]
+        raise Violation(what, message, case)
+    judge_output(ctx, case, res)
