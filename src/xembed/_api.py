@@ -56,12 +56,25 @@ def _namespace(xp: Namespace | None, **arrays: Array | None) -> Namespace:
     return ns
 
 
-def _torch_rejected(input: Array, weight: Array, xp: Namespace, torch_error: Exception) -> None:
-    """torch's fused CPU kernels check the index range themselves (spec ``PRIM-TORCH-NATIVE``): when one
-    raised, xembed's own value check gives its error (``ERR-INDEX-RANGE``); any other failure is torch's.
-    Nothing was modified either way (the fused path never renorms)."""
-    v.check_indices_in_range(input, weight.shape[0], xp)
-    raise torch_error
+def _torch_native(ns: Namespace, input: Array, weight: Array, per_sample_weights: Array | None, want_vjp: bool,
+                  can_fuse: Callable[[], bool], fused: Callable[[], Array]) -> Array | None:
+    """On torch tensors, after the metadata and offsets checks: refuse ``torch.func`` transforms before any
+    value check reads the tensors (TORCH-FUNC), then hand a call that torch's own kernels compute with
+    exactly xembed's semantics to them whole (``PRIM-TORCH-NATIVE``; None when the call is not one).
+
+    torch's fused CPU kernels check the index range themselves: when one raised, xembed's own value check
+    gives its error (``ERR-INDEX-RANGE``); any other failure is torch's.  Nothing was modified either way
+    (the fused path never renorms)."""
+    from ._torch_autograd import refuse_func_transforms
+
+    refuse_func_transforms(weight, per_sample_weights, input)
+    if want_vjp or prim.mode() == "fallback" or not can_fuse():
+        return None
+    try:
+        return fused()
+    except (IndexError, RuntimeError) as e:
+        v.check_indices_in_range(input, weight.shape[0], ns)
+        raise e from None
 
 
 def _detached(x: Array | None) -> Array | None:
@@ -83,17 +96,9 @@ def _prepare_embedding(input: Array, weight: Array, padding_idx: Any, max_norm: 
                        scale_grad_by_freq: Any, sparse: Any, xp: Namespace | None,
                        ) -> tuple[Namespace, int | None, float | None, float, bool, bool]:
     """Every embedding check, metadata first, values last (ERR-*), before anything is modified."""
-    xp = _namespace(xp, input=input, weight=weight)
-    v.check_weight(weight, xp)
-    v.check_index_dtype("input", input, xp)
-    scale_grad_by_freq = v.check_flag("scale_grad_by_freq", scale_grad_by_freq)
-    sparse = v.check_flag("sparse", sparse)
-    if sparse and scale_grad_by_freq:
-        msg = "`scale_grad_by_freq`=True is not supported with `sparse`=True"
-        raise ValueError(msg)
-    max_norm, norm_type = v.check_renorm_args(max_norm, norm_type)
-    padding_idx = v.normalize_padding_idx(padding_idx, weight.shape[0])
-    return xp, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse
+    ns = _namespace(xp, input=input, weight=weight)
+    return ns, *v.check_embedding_metadata(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq,
+                                           sparse, ns)
 
 
 def _run(xp: Namespace, weight: Array, per_sample_weights: Array | None, input: Array, max_norm: float | None,
@@ -133,18 +138,13 @@ def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, nor
         v.check_indices_in_range(input, weight.shape[0], ns)
         return _jax_autodiff.embedding(input, weight, pad, mnorm, ntype, sgbf, sparse_, ns, want_vjp)
     if is_torch_namespace(ns):
-        from ._torch_autograd import refuse_func_transforms
-
-        refuse_func_transforms(weight, None, input)
-    if not want_vjp and is_torch_namespace(ns) and prim.mode() != "fallback":
         from ._primitives import _torch as fused
 
-        if fused.can_fuse_embedding(input, weight, mnorm, pad, sparse_):
-            try:
-                return fused.fused_embedding(input, weight, pad, sgbf, sparse_)
-            except (IndexError, RuntimeError) as e:
-                torch_error = e
-            _torch_rejected(input, weight, ns, torch_error)
+        out = _torch_native(ns, input, weight, None, want_vjp,
+                            lambda: fused.can_fuse_embedding(input, weight, mnorm, pad, sparse_),
+                            lambda: fused.fused_embedding(input, weight, pad, sgbf, sparse_))
+        if out is not None:
+            return out
     v.check_indices_in_range(input, weight.shape[0], ns)
 
     def compute(w: Array, _psw: Array | None, need_pullback: bool = True) -> tuple[Array, Pullback]:  # noqa: ARG001
@@ -203,18 +203,13 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
     elif input.ndim == 1:
         v.check_offsets_values(offsets, input.shape[0], a.include_last_offset, ns)
     if is_torch_namespace(ns):
-        from ._torch_autograd import refuse_func_transforms
-
-        refuse_func_transforms(weight, per_sample_weights, input)
-    if not want_vjp and is_torch_namespace(ns) and prim.mode() != "fallback":
         from ._primitives import _torch as fused
 
-        if fused.can_fuse_bag(input, weight, offsets, per_sample_weights, a):
-            try:
-                return fused.fused_bag(input, weight, offsets, per_sample_weights, a)
-            except (IndexError, RuntimeError) as e:
-                torch_error = e
-            _torch_rejected(input, weight, ns, torch_error)
+        out = _torch_native(ns, input, weight, per_sample_weights, want_vjp,
+                            lambda: fused.can_fuse_bag(input, weight, offsets, per_sample_weights, a),
+                            lambda: fused.fused_bag(input, weight, offsets, per_sample_weights, a))
+        if out is not None:
+            return out
     v.check_indices_in_range(input, weight.shape[0], ns)
     if is_jax_namespace(ns):  # JAX (issue 12): autodiff, functional renorm, traced values
         from . import _jax_autodiff

@@ -31,7 +31,6 @@ from array_api_compat import (
 )
 
 from . import _primitives as prim
-
 from ._typing import Array, Namespace
 
 MODES = ("sum", "mean", "max", "sqrtn", "min")
@@ -245,6 +244,24 @@ class BagArgs:
     scale_grad_by_freq: bool
     sparse: bool
     include_last_offset: bool
+
+
+def check_embedding_metadata(input: Array, weight: Array, padding_idx: Any, max_norm: Any, norm_type: Any,
+                             scale_grad_by_freq: Any, sparse: Any, xp: Namespace,
+                             ) -> tuple[int | None, float | None, float, bool, bool]:
+    """Every embedding check that needs no array values (ERR-WEIGHT, ERR-INDEX-DTYPE, ERR-SPARSE-SGBF,
+    RENORM-ARGS, PAD-RANGE); returns the normalised ``(padding_idx, max_norm, norm_type,
+    scale_grad_by_freq, sparse)``."""
+    check_weight(weight, xp)
+    check_index_dtype("input", input, xp)
+    scale_grad_by_freq = check_flag("scale_grad_by_freq", scale_grad_by_freq)
+    sparse = check_flag("sparse", sparse)
+    if sparse and scale_grad_by_freq:
+        msg = "`scale_grad_by_freq`=True is not supported with `sparse`=True"
+        raise ValueError(msg)
+    max_norm, norm_type = check_renorm_args(max_norm, norm_type)
+    padding_idx = normalize_padding_idx(padding_idx, weight.shape[0])
+    return padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse
 
 
 def check_bag_metadata(input: Array, weight: Array, offsets: Array | None, per_sample_weights: Array | None,

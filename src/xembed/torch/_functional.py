@@ -47,15 +47,8 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max
         return _api.embedding(input, weight, padding_idx, max_norm, norm_type,
                               scale_grad_by_freq, sparse)
     _check_tensors(input=input, weight=weight)
-    v.check_weight(weight, _ops.xp)
-    v.check_index_dtype("input", input, _ops.xp)
-    scale_grad_by_freq = v.check_flag("scale_grad_by_freq", scale_grad_by_freq)
-    sparse = v.check_flag("sparse", sparse)
-    if sparse and scale_grad_by_freq:
-        msg = "`scale_grad_by_freq`=True is not supported with `sparse`=True"
-        raise ValueError(msg)
-    max_norm, norm_type = v.check_renorm_args(max_norm, norm_type)
-    padding_idx = v.normalize_padding_idx(padding_idx, weight.shape[0])
+    padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse = v.check_embedding_metadata(
+        input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, _ops.xp)
     _refuse_sparse(sparse)
     if max_norm is not None:
         with torch.no_grad():
