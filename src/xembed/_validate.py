@@ -31,7 +31,6 @@ from array_api_compat import (
 )
 
 from . import _primitives as prim
-
 from ._typing import Array, Namespace
 
 MODES = ("sum", "mean", "max", "sqrtn", "min")
