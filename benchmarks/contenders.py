@@ -74,7 +74,7 @@ def _torch_sync(device):
 
 def build_torch(w: Workload, pass_: str, ctx: Ctx, device: str, via_xembed: bool):
     import torch
-    import torch.nn.functional as F
+    from torch.nn import functional as tfn
 
     W, inp, offs, psw = _torch_arrays(ctx, device)
     sync = _torch_sync(device)
@@ -83,12 +83,12 @@ def build_torch(w: Workload, pass_: str, ctx: Ctx, device: str, via_xembed: bool
 
         bag_fn, emb_fn = xembed.embedding_bag, xembed.embedding
     else:
-        bag_fn, emb_fn = F.embedding_bag, F.embedding
+        bag_fn, emb_fn = tfn.embedding_bag, tfn.embedding
 
-    def fwd(Wx, mode, sparse=False, use_psw=False):
+    def fwd(wx, mode, sparse=False, use_psw=False):
         if w.kind == "lookup":
-            return emb_fn(inp, Wx, sparse=sparse)
-        return bag_fn(inp, Wx, offs, mode=mode, sparse=sparse, padding_idx=w.padding_idx,
+            return emb_fn(inp, wx, sparse=sparse)
+        return bag_fn(inp, wx, offs, mode=mode, sparse=sparse, padding_idx=w.padding_idx,
                       per_sample_weights=psw if use_psw else None)
 
     if pass_.startswith("fwd"):
@@ -151,9 +151,9 @@ def _build_xembed_array(w: Workload, pass_: str, ctx: Ctx, backend: str):
 
     def kw(mode, sparse=False, use_psw=False):
         if w.kind == "lookup":
-            return dict(sparse=sparse)
-        return dict(offsets=offs, mode=mode, sparse=sparse, padding_idx=w.padding_idx,
-                    per_sample_weights=psw if use_psw else None)
+            return {"sparse": sparse}
+        return {"offsets": offs, "mode": mode, "sparse": sparse, "padding_idx": w.padding_idx,
+                "per_sample_weights": psw if use_psw else None}
 
     if pass_.startswith("fwd"):
         mode = _mode(pass_)
@@ -199,7 +199,7 @@ def build_numpy(w: Workload, pass_: str, ctx: Ctx):
     if w.kind == "lookup":
         flat = w.input.reshape(-1)
         if pass_ == "fwd":
-            return lambda: W.take(flat, axis=0).reshape(w.input.shape + (w.D,))
+            return lambda: W.take(flat, axis=0).reshape((*w.input.shape, w.D))
         g = np.full((flat.shape[0], w.D), 0.5, W.dtype)
         if pass_ == "bwd_dense":
             def fn():
@@ -369,7 +369,7 @@ def build_prims(w: Workload, pass_: str, ctx: Ctx, need_argpos: bool = False):
     if w.kind == "lookup":
         flat = w.input.reshape(-1)
         if pass_ == "fwd":
-            return lambda: W.take(flat, axis=0).reshape(w.input.shape + (w.D,))
+            return lambda: W.take(flat, axis=0).reshape((*w.input.shape, w.D))
         if pass_ == "bwd_dense":
             g = np.full((flat.shape[0], w.D), 0.5, W.dtype)
             return lambda: nf.scatter_add_rows(flat, g, w.V)
@@ -465,7 +465,8 @@ def build(contender: str, w: Workload, pass_: str, ctx: Ctx):
         return build_scipy(w, pass_, ctx)
     if contender == "cupy":
         return build_cupy(w, pass_, ctx)
-    raise ValueError(f"unknown contender {contender!r}")
+    msg = f"unknown contender {contender!r}"
+    raise ValueError(msg)
 
 
 def to_numpy(r):

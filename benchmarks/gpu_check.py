@@ -86,7 +86,8 @@ def correctness(ck, cp, failures):
                     tol = 1e-10 if dtype == np.float64 else 1e-4
                     err = float(cp.abs(got.astype(cp.float64) - want).max()) if B * D else 0.0
                     scl = max(1.0, float(cp.abs(want).max()) if B * D else 1.0)
-                    if got.dtype != np.dtype(acc) or got.shape != (B, D) or err > tol * scl * (10 if sc is not None else 1):
+                    bad = got.dtype != np.dtype(acc) or got.shape != (B, D)
+                    if bad or err > tol * scl * (10 if sc is not None else 1):
                         failures.append(f"sum {tag} scale={sc is not None}: err {err:.3g} dtype {got.dtype}")
                 # max with NaN / ties / signed zeros / valid mask vs the host scan
                 for valid in (None, rng.random(n) < 0.7):
@@ -140,66 +141,71 @@ def _time(fn, cp, reps):
 
 def bench(ck, cp, quick):
     import torch
-    import torch.nn.functional as F
+    from torch.nn import functional as tfn
 
     rng = np.random.default_rng(0)
     reps = 10 if quick else 30
     rows_out = []
     for name, V, D, B, L in [("dlrm", 10**6, 128, 4096, 20), ("large_batch", 10**6, 64, 65536, 32),
                              ("large_batch_D128", 10**6, 128, 65536, 32)]:
-        if quick:
-            B = B // 4
-        lens = rng.integers(L // 2, 3 * L // 2 + 1, B)
-        offs = np.zeros(B + 1, np.int64)
-        np.cumsum(lens, out=offs[1:])
-        n = int(offs[-1])
-        W = cp.asarray(rng.standard_normal((V, D), dtype=np.float32))
-        idx = cp.asarray(rng.integers(0, V, n))
-        offs_d = cp.asarray(offs)
-        Wt = torch.as_tensor(W, device="cuda")
-        it = torch.as_tensor(idx, device="cuda")
-        ot = torch.as_tensor(offs_d[:-1], device="cuda")
-        traffic = (n + B) * D * 4
-        src = cp.ones(traffic // 8, cp.float32)
-        dst = cp.empty_like(src)
-
-        def copy():
-            dst[...] = src
-
-        t_copy = _time(copy, cp, reps)
-        seg = cp.asarray(np.repeat(np.arange(B), lens))
-        g = cp.full((B, D), 0.5, cp.float32)
-        Wl = Wt.detach().requires_grad_(True)
-        out_t = F.embedding_bag(it, Wl, ot, mode="sum")
-        gt = torch.as_tensor(g, device="cuda")
-        entries = {
-            "fwd_sum": (lambda: F.embedding_bag(it, Wt, ot, mode="sum"),
-                        lambda: ck.gather_segment_sum(W, idx, offs_d, None, cp.float32)),
-            "fwd_mean": (lambda: F.embedding_bag(it, Wt, ot, mode="mean"),
-                         lambda: ck.gather_segment_sum(W, idx, offs_d, None, cp.float32)
-                         / cp.maximum(offs_d[1:] - offs_d[:-1], 1)[:, None].astype(cp.float32)),
-            "fwd_max": (lambda: F.embedding_bag(it, Wt, ot, mode="max"),
-                        lambda: ck.gather_segment_max(W, idx, offs_d)),
-            "bwd_dense": (lambda: torch.autograd.grad(out_t, Wl, gt, retain_graph=True),
-                          lambda: ck.gather_scatter_add(g, seg, idx, None, V)),
-        }
-        print(f"\n{name}: V={V} D={D} B={B} n={n}; copy of {traffic / 2**20:.1f} MiB: {t_copy * 1e3:.3f} ms "
-              f"({traffic / t_copy / 1e12:.2f} TB/s)")
-        for p, (ft, fx) in entries.items():
-            tt = _time(ft, cp, reps)
-            tx = _time(fx, cp, reps)
-            frac = f"{t_copy / tx * 100:5.1f}% of copy" if p.startswith("fwd") else ""
-            print(f"  {p:<10} torch {tt * 1e3:8.3f} ms  cupy-kernel {tx * 1e3:8.3f} ms  ratio {tx / tt:5.2f}  "
-                  f"{traffic / tx / 1e12 if p.startswith('fwd') else 0:.2f} TB/s {frac}")
-            rows_out.append(dict(workload=name, pass_=p, torch_ms=tt * 1e3, kernel_ms=tx * 1e3, ratio=tx / tt,
-                                 copy_ms=t_copy * 1e3))
-        # determinism of the dense backward
-        a = ck.gather_scatter_add(g, seg, idx, None, V)
-        b = ck.gather_scatter_add(g, seg, idx, None, V)
-        print("  bwd_dense bitwise deterministic:", bool((a.view(cp.uint32) == b.view(cp.uint32)).all()))
-        del W, Wt, Wl, out_t, src, dst, a, b
+        rows_out += _bench_workload(ck, cp, torch, tfn, rng, reps, name, (V, D, B // 4 if quick else B, L))
+        # the workload's arrays died with _bench_workload's frame: hand their memory back before the next one
         cp.get_default_memory_pool().free_all_blocks()
         torch.cuda.empty_cache()
+    return rows_out
+
+
+def _bench_workload(ck, cp, torch, tfn, rng, reps, name, sizes):
+    V, D, B, L = sizes
+    lens = rng.integers(L // 2, 3 * L // 2 + 1, B)
+    offs = np.zeros(B + 1, np.int64)
+    np.cumsum(lens, out=offs[1:])
+    n = int(offs[-1])
+    W = cp.asarray(rng.standard_normal((V, D), dtype=np.float32))
+    idx = cp.asarray(rng.integers(0, V, n))
+    offs_d = cp.asarray(offs)
+    Wt = torch.as_tensor(W, device="cuda")
+    it = torch.as_tensor(idx, device="cuda")
+    ot = torch.as_tensor(offs_d[:-1], device="cuda")
+    traffic = (n + B) * D * 4
+    src = cp.ones(traffic // 8, cp.float32)
+    dst = cp.empty_like(src)
+
+    def copy():
+        dst[...] = src
+
+    t_copy = _time(copy, cp, reps)
+    seg = cp.asarray(np.repeat(np.arange(B), lens))
+    g = cp.full((B, D), 0.5, cp.float32)
+    Wl = Wt.detach().requires_grad_(True)
+    out_t = tfn.embedding_bag(it, Wl, ot, mode="sum")
+    gt = torch.as_tensor(g, device="cuda")
+    entries = {
+        "fwd_sum": (lambda: tfn.embedding_bag(it, Wt, ot, mode="sum"),
+                    lambda: ck.gather_segment_sum(W, idx, offs_d, None, cp.float32)),
+        "fwd_mean": (lambda: tfn.embedding_bag(it, Wt, ot, mode="mean"),
+                     lambda: ck.gather_segment_sum(W, idx, offs_d, None, cp.float32)
+                     / cp.maximum(offs_d[1:] - offs_d[:-1], 1)[:, None].astype(cp.float32)),
+        "fwd_max": (lambda: tfn.embedding_bag(it, Wt, ot, mode="max"),
+                    lambda: ck.gather_segment_max(W, idx, offs_d)),
+        "bwd_dense": (lambda: torch.autograd.grad(out_t, Wl, gt, retain_graph=True),
+                      lambda: ck.gather_scatter_add(g, seg, idx, None, V)),
+    }
+    print(f"\n{name}: V={V} D={D} B={B} n={n}; copy of {traffic / 2**20:.1f} MiB: {t_copy * 1e3:.3f} ms "
+          f"({traffic / t_copy / 1e12:.2f} TB/s)")
+    rows_out = []
+    for p, (ft, fx) in entries.items():
+        tt = _time(ft, cp, reps)
+        tx = _time(fx, cp, reps)
+        frac = f"{t_copy / tx * 100:5.1f}% of copy" if p.startswith("fwd") else ""
+        print(f"  {p:<10} torch {tt * 1e3:8.3f} ms  cupy-kernel {tx * 1e3:8.3f} ms  ratio {tx / tt:5.2f}  "
+              f"{traffic / tx / 1e12 if p.startswith('fwd') else 0:.2f} TB/s {frac}")
+        rows_out.append({"workload": name, "pass_": p, "torch_ms": tt * 1e3, "kernel_ms": tx * 1e3,
+                         "ratio": tx / tt, "copy_ms": t_copy * 1e3})
+    # determinism of the dense backward
+    a = ck.gather_scatter_add(g, seg, idx, None, V)
+    b = ck.gather_scatter_add(g, seg, idx, None, V)
+    print("  bwd_dense bitwise deterministic:", bool((a.view(cp.uint32) == b.view(cp.uint32)).all()))
     return rows_out
 
 

@@ -24,15 +24,16 @@ def line(rec):
 
 
 def memory_text(mem):
-    out = [f"  output {mem['output_bytes'] / 2**20:.1f} MiB, target <= 2 x output + 32 MiB = "
-           f"{mem['target_bytes'] / 2**20:.1f} MiB  ({mem['workload']})"]
+    out = [(f"  output {mem['output_bytes'] / 2**20:.1f} MiB, target <= 2 x output + 32 MiB = "
+            f"{mem['target_bytes'] / 2**20:.1f} MiB  ({mem['workload']})")]
     for k, v in mem.items():
         if isinstance(v, dict):
             if "error" in v:
                 out.append(f"  {k:<22} {v['error']}")
             else:
+                verdict = "meets" if v["meets_target"] else "MISSES"
                 out.append(f"  {k:<22} peak extra {v['peak_extra_bytes'] / 2**20:8.1f} MiB "
-                           f"({v['ratio_to_output']:.2f} x output)  {'meets' if v['meets_target'] else 'MISSES'} target")
+                           f"({v['ratio_to_output']:.2f} x output)  {verdict} target")
     return "\n".join(out)
 
 
@@ -78,9 +79,9 @@ def markdown(payload):
 
 def plot(payload, path):
     try:
-        import matplotlib
+        import matplotlib as mpl
 
-        matplotlib.use("Agg")
+        mpl.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return None
@@ -92,7 +93,7 @@ def plot(payload, path):
     cmap = plt.get_cmap("tab10")
     color = {c: cmap(i % 10) for i, c in enumerate(all_conts)}  # one colour per contender in every panel
     fig, axes = plt.subplots(len(groups), 1, figsize=(11, 2.9 * len(groups)), squeeze=False)
-    for ax, (wname, group) in zip(axes[:, 0], groups):
+    for ax, (wname, group) in zip(axes[:, 0], groups, strict=True):
         rs = [r for r in recs if r["workload"] == wname and r["group"] == group]
         passes = list(dict.fromkeys(r["pass"] for r in rs))
         conts = list(dict.fromkeys(r["contender"] for r in rs))

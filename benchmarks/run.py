@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 
 def _parse(argv):
@@ -40,17 +41,17 @@ def main(argv=None):
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(args.threads)
-    here = os.path.dirname(os.path.abspath(__file__))
-    root = os.path.dirname(here)
+    here = Path(__file__).resolve().parent
+    root = str(here.parent)
     if root not in sys.path:
         sys.path.insert(0, root)
     try:
         import xembed  # noqa: F401
     except ImportError:
-        sys.path.insert(0, os.path.join(root, "src"))
+        sys.path.insert(0, str(Path(root) / "src"))
     from benchmarks import suite
 
-    out = os.path.join(here, "results")
+    out = str(here / "results")
     if args.small:
         return suite.run_small(args, default_out=out)
     if args.compile_latency:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -10,12 +11,11 @@ import subprocess
 import time
 import traceback
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 
-from . import contenders as C
-from . import report
-from . import workloads as WL
+from . import contenders, report, workloads
 
 
 def _median_time(fn, repeats, budget, min_repeats=3):
@@ -93,13 +93,12 @@ def _copy_time(nbytes, device, repeats):
             def fn():
                 dst.copy_(src)
                 torch.cuda.synchronize()
-    med, mn, k, _ = _median_time(fn, max(repeats, 5), 1.0)
-    del src, dst
+    med, _mn, _k, _ = _median_time(fn, max(repeats, 5), 1.0)
     return med
 
 
 def _check(result, ref, pass_, w):
-    a = C.to_numpy(result)
+    a = contenders.to_numpy(result)
     if a is None or ref is None:
         return None
     if a.shape != ref.shape:
@@ -117,7 +116,7 @@ def _env_info(args):
     info = {"python": platform.python_version(), "machine": platform.machine(), "numpy": np.__version__,
             "threads": args.threads, "quick": bool(args.quick)}
     try:
-        with open("/proc/cpuinfo") as f:
+        with Path("/proc/cpuinfo").open() as f:
             for line in f:
                 if line.startswith("model name"):
                     info["cpu"] = line.split(":", 1)[1].strip()
@@ -139,11 +138,9 @@ def _env_info(args):
         info["xembed_primitives"] = prim.mode() if hasattr(prim, "mode") else "?"
     except Exception as e:  # noqa: BLE001
         info["xembed"] = f"import failed: {e}"
-    try:
+    with contextlib.suppress(Exception):
         info["git"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                     cwd=os.path.dirname(__file__), timeout=5).stdout.strip()
-    except Exception:  # noqa: BLE001
-        pass
+                                     cwd=Path(__file__).parent, timeout=5, check=False).stdout.strip()
     info["time_utc"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
     return info
 
@@ -152,7 +149,7 @@ def memory_check(quick):
     """Peak extra memory (tracemalloc) of one NumPy forward on the large-batch workload."""
     import xembed
 
-    w = WL.make("large_batch", quick=quick)
+    w = workloads.make("large_batch", quick=quick)
     out_bytes = w.num_bags * w.D * w.weight.dtype.itemsize
     res = {"workload": w.note, "output_bytes": out_bytes, "target_bytes": 2 * out_bytes + (32 << 20)}
     gc.collect()
@@ -171,9 +168,9 @@ def memory_check(quick):
         ("xembed-numpy mean", in_mode("native", "mean")),
         ("xembed-numpy max", in_mode("native", "max")),
         *numba_rows,
-        ("prims-numpy sum", C.build_prims(w, "fwd_sum", C.Ctx(w))),
-        ("prims-numpy max", C.build_prims(w, "fwd_max", C.Ctx(w))),
-        ("numpy take+reduceat", C.build_numpy(w, "fwd_sum", C.Ctx(w))),
+        ("prims-numpy sum", contenders.build_prims(w, "fwd_sum", contenders.Ctx(w))),
+        ("prims-numpy max", contenders.build_prims(w, "fwd_max", contenders.Ctx(w))),
+        ("numpy take+reduceat", contenders.build_numpy(w, "fwd_sum", contenders.Ctx(w))),
     ]:
         try:
             fn()  # warm caches / lazy imports outside the measurement
@@ -204,11 +201,11 @@ def run(args, default_out):
     except ImportError:
         pass
     out_dir = args.out or default_out
-    os.makedirs(out_dir, exist_ok=True)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     quick = args.quick
     repeats = args.repeats or (3 if quick else 7)
     budget = args.budget if args.budget is not None else (0.5 if quick else 3.0)
-    names = args.workloads.split(",") if args.workloads else list(WL.ALL)
+    names = args.workloads.split(",") if args.workloads else list(workloads.ALL)
     pass_filter = set(args.passes.split(",")) if args.passes else None
     groups = []
     if not args.gpu_only:
@@ -222,14 +219,14 @@ def run(args, default_out):
     t_all = time.perf_counter()
     for name in names:
         t_w = time.perf_counter()
-        w = WL.make(name, quick=quick)
+        w = workloads.make(name, quick=quick)
         print(f"\n== {name}: {w.note}", flush=True)
-        ctx = C.Ctx(w)
+        ctx = contenders.Ctx(w)
         for group in groups:
-            conts = C.CPU_CONTENDERS if group == "cpu" else C.GPU_CONTENDERS
+            conts = contenders.CPU_CONTENDERS if group == "cpu" else contenders.GPU_CONTENDERS
             if args.contenders:
                 keep = set(args.contenders.split(","))
-                conts = [c for c in conts if c in keep or c == C.BASELINE[group]]
+                conts = [c for c in conts if c in keep or c == contenders.BASELINE[group]]
             try:
                 copy_t = _copy_time(w.traffic_bytes(), group, repeats)
             except Exception as e:  # noqa: BLE001 - e.g. --gpu on a machine without CUDA
@@ -238,7 +235,7 @@ def run(args, default_out):
             copies[(name, group)] = copy_t
             print(f"  [{group}] copy of {w.traffic_bytes() / 2**20:.1f} MiB (read+write): {copy_t * 1e3:.3f} ms "
                   f"= {w.traffic_bytes() / copy_t / 1e9:.1f} GB/s", flush=True)
-            for pass_ in C.passes_for(w):
+            for pass_ in contenders.passes_for(w):
                 if pass_filter and pass_ not in pass_filter:
                     continue
                 base_t = None
@@ -248,10 +245,10 @@ def run(args, default_out):
                     rec = {"workload": name, "group": group, "pass": pass_, "contender": cont,
                            "traffic_bytes": w.traffic_bytes(), "copy_s": copy_t}
                     try:
-                        fn = C.build(cont, w, pass_, ctx)
+                        fn = contenders.build(cont, w, pass_, ctx)
                         if fn is None:
                             continue
-                        if cont == C.BASELINE[group] or base_fn is None:
+                        if cont == contenders.BASELINE[group] or base_fn is None:
                             med, mn, k, result = _median_time(fn, repeats, budget)
                             paired = None
                         else:
@@ -259,10 +256,10 @@ def run(args, default_out):
                         rec.update(median_s=med, min_s=mn, repeats=k)
                         if paired is not None:
                             rec["torch_paired_s"] = paired
-                        if cont == C.BASELINE[group]:
+                        if cont == contenders.BASELINE[group]:
                             base_t = med
                             base_fn = fn
-                            ref = None if args.no_check else C.to_numpy(result)
+                            ref = None if args.no_check else contenders.to_numpy(result)
                         elif not args.no_check:
                             rec["check"] = _check(result, ref, pass_, w)
                         del result
@@ -299,15 +296,16 @@ def run(args, default_out):
     print(f"\ntotal {total:.1f} s")
     payload = {"env": env, "records": records, "memory": memory, "total_s": total}
     suffix = "_quick" if quick else ""
-    jpath = os.path.join(out_dir, f"results{suffix}.json")
-    with open(jpath, "w") as f:
+    jpath = str(Path(out_dir) / f"results{suffix}.json")
+    with Path(jpath).open("w") as f:
         json.dump(payload, f, indent=1, default=str)
     md = report.markdown(payload)
-    mpath = os.path.join(out_dir, f"results{suffix}.md")
-    with open(mpath, "w") as f:
+    mpath = str(Path(out_dir) / f"results{suffix}.md")
+    with Path(mpath).open("w") as f:
         f.write(md)
-    ppath = report.plot(payload, os.path.join(out_dir, f"results{suffix}.png"))
-    print(f"\nwrote {jpath}\nwrote {mpath}\n" + (f"wrote {ppath}" if ppath else "plot skipped (matplotlib not installed, or nothing to plot)"))
+    ppath = report.plot(payload, str(Path(out_dir) / f"results{suffix}.png"))
+    skipped = "plot skipped (matplotlib not installed, or nothing to plot)"
+    print(f"\nwrote {jpath}\nwrote {mpath}\n" + (f"wrote {ppath}" if ppath else skipped))
     return 0
 
 

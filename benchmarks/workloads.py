@@ -39,30 +39,30 @@ class Workload:
         return (self.n_valid() + self.num_bags) * self.D * item
 
 
-def _weights(rng, V, D, dtype=np.float32):
-    w = np.empty((V, D), dtype=dtype)
+def _weights(rng, v, d, dtype=np.float32):
+    w = np.empty((v, d), dtype=dtype)
     # fill in chunks to keep the temporary float64 small
-    step = max(1, (1 << 24) // max(D, 1))
-    for s in range(0, V, step):
-        w[s : s + step] = rng.standard_normal((min(step, V - s), D), dtype=np.float32)
+    step = max(1, (1 << 24) // max(d, 1))
+    for s in range(0, v, step):
+        w[s : s + step] = rng.standard_normal((min(step, v - s), d), dtype=np.float32)
     return w
 
 
-def _lengths_offsets(rng, B, L):
-    lens = rng.integers(max(1, L // 2), 3 * L // 2 + 1, B)
-    offs = np.zeros(B, dtype=np.int64)
+def _lengths_offsets(rng, b, l_mean):
+    lens = rng.integers(max(1, l_mean // 2), 3 * l_mean // 2 + 1, b)
+    offs = np.zeros(b, dtype=np.int64)
     np.cumsum(lens[:-1], out=offs[1:])
     return lens, offs
 
 
-def zipf_indices(rng, V, n, alpha=1.1):
-    """n indices in [0, V) with P(rank k) ~ k^-alpha, ranks scattered over the table by a permutation."""
-    k = np.arange(1, V + 1, dtype=np.float64)
+def zipf_indices(rng, v, n, alpha=1.1):
+    """n indices in [0, v) with P(rank k) ~ k^-alpha, ranks scattered over the table by a permutation."""
+    k = np.arange(1, v + 1, dtype=np.float64)
     cdf = np.cumsum(k ** -alpha)
     cdf /= cdf[-1]
     ranks = np.searchsorted(cdf, rng.random(n))
-    perm = rng.permutation(V)
-    return perm[np.minimum(ranks, V - 1)].astype(np.int64)
+    perm = rng.permutation(v)
+    return perm[np.minimum(ranks, v - 1)].astype(np.int64)
 
 
 def make(name: str, quick: bool = False, seed: int = 0, dtype=np.float32) -> Workload:
@@ -106,7 +106,8 @@ def make(name: str, quick: bool = False, seed: int = 0, dtype=np.float32) -> Wor
         inp = rng.integers(0, V, shape, dtype=np.int64)
         note = f"GPT-2 token embedding: V={V}, D={D}, input {shape[0]}x{shape[1]} (plain embedding)"
         return Workload(name, "lookup", V, D, _weights(rng, V, D, dtype), inp, None, None, None, note)
-    raise ValueError(f"unknown workload {name!r}")
+    msg = f"unknown workload {name!r}"
+    raise ValueError(msg)
 
 
 ALL = ["dlrm", "large_batch", "text_cls", "gpt2_tokens", "dlrm_zipf"]

@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import torch
-    import torch.nn.functional as F
+    from torch.nn import functional as tfn
 
     rng = np.random.default_rng(0)
     docs, labels = make_data(rng)
@@ -77,8 +77,8 @@ def main(argv=None) -> int:
         head_x -= args.lr * (h.T @ g_logits)
         emb_x = emb_x - args.lr * grad_emb
         # torch reference
-        ht = F.embedding_bag(torch.from_numpy(x), emb_t, mode="mean", padding_idx=0)
-        loss_t = F.cross_entropy(ht @ head_t, torch.from_numpy(y))
+        ht = tfn.embedding_bag(torch.from_numpy(x), emb_t, mode="mean", padding_idx=0)
+        loss_t = tfn.cross_entropy(ht @ head_t, torch.from_numpy(y))
         emb_t.grad = head_t.grad = None
         loss_t.backward()
         with torch.no_grad():

@@ -216,7 +216,8 @@ def test_does_not_modify_input(backend):
 
 
 @pytest.mark.skip_backend("array_api_strict", reason="the standard has no view semantics for slices")
-@pytest.mark.skip_backend("jax", reason="immutable arrays: no views, no in-place renorm (RENORM-FUNCTIONAL, test_jax.py)")
+@pytest.mark.skip_backend("jax",
+                          reason="immutable arrays: no views, no in-place renorm (RENORM-FUNCTIONAL, test_jax.py)")
 @pytest.mark.parametrize("layout", ["strided_view", "transposed"])
 def test_max_norm_in_place_on_non_contiguous_weight(backend, layout):
     """Renorm happens in place on the caller's array, also when it is a non-contiguous view."""

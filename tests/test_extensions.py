@@ -20,9 +20,9 @@ from xembed_testutils import (
     INDEX_DTYPES,
     Backend,
     assert_bitwise_equal,
-    xp_assert_close,
     assert_like_weight,
     to_numpy,
+    xp_assert_close,
 )
 
 import xembed
@@ -306,8 +306,8 @@ def test_max_norm(backend: Backend, ext: str, norm_type: float) -> None:
 
 
 def test_min_ties_and_nan(backend: Backend) -> None:
-    """EXT-MIN, EXT-MIN-TIES, EXT-MIN-NAN, EXT-MIN-GRAD: ties go to the first occurrence (it gets the whole gradient); a NaN survives only as the bag's
-    first element (BAG-MAX-NAN mirrored); -0.0 vs 0.0 is a tie."""
+    """EXT-MIN, EXT-MIN-TIES, EXT-MIN-NAN, EXT-MIN-GRAD: ties go to the first occurrence (it gets the whole
+    gradient); a NaN survives only as the bag's first element (BAG-MAX-NAN mirrored); -0.0 vs 0.0 is a tie."""
     w = np.array([[1.0, 0.0, np.nan], [1.0, -0.0, 2.0], [3.0, 5.0, 1.0], [np.nan, 7.0, 0.5]])
     idx = np.array([0, 1, 2, 2, 3, 1, 0])
     offs = np.array([0, 3, 5])
@@ -395,8 +395,8 @@ def test_module(backend: Backend) -> None:
 
 @pytest.mark.parametrize(("ext", "sparse"), [(e, s) for e in EXT_MODES for s in (False, True) if e != "min" or not s])
 def test_torch_autograd(ext: str, sparse: bool) -> None:
-    """EXT-SQRTN-GRAD, EXT-WMEAN-GRAD, EXT-MIN-GRAD: autograd through the new modes gives the reference gradients (weight and per_sample_weights); sparse
-    gives a sparse COO weight gradient (min has none: EXT-MIN-ARGS)."""
+    """EXT-SQRTN-GRAD, EXT-WMEAN-GRAD, EXT-MIN-GRAD: autograd through the new modes gives the reference gradients
+    (weight and per_sample_weights); sparse gives a sparse COO weight gradient (min has none: EXT-MIN-ARGS)."""
     mode, with_psw = EXT_MODES[ext]
     w = torch.tensor(_weight(10), requires_grad=True)
     p = torch.tensor(_psw(IDX_1D.shape), requires_grad=True) if with_psw else None
@@ -417,7 +417,8 @@ def test_torch_autograd(ext: str, sparse: bool) -> None:
 
 @pytest.mark.parametrize("ext", list(EXT_MODES))
 def test_torch_gradcheck(ext: str) -> None:
-    """EXT-SQRTN-GRAD, EXT-WMEAN-GRAD, EXT-MIN-GRAD: torch.autograd.gradcheck (finite differences) of weight and per_sample_weights through the new modes."""
+    """EXT-SQRTN-GRAD, EXT-WMEAN-GRAD, EXT-MIN-GRAD: torch.autograd.gradcheck (finite differences) of weight and
+    per_sample_weights through the new modes."""
     mode, with_psw = EXT_MODES[ext]
     w = torch.tensor(_weight(12), requires_grad=True)
     idx = torch.tensor(IDX_1D[:19])  # no zero-divisor bag: the derivative exists everywhere
@@ -472,8 +473,8 @@ ERROR_CASES: list[ErrorCase] = [
 @pytest.mark.parametrize("case", ERROR_CASES, ids=lambda c: c[0])
 def test_invalid(backend: Backend, case: ErrorCase, vjp: bool) -> None:
     """Every invalid combination of the extensions (EXT-MODES, EXT-MIN-ARGS, EXT-PSW-MODES, EXT-LENGTHS-ARGS,
-    EXT-LENGTHS-VALUES, ERR-SPARSE-SGBF): a typed error naming the argument (and value), the weight untouched (ERR-ATOMIC: every
-    case runs with max_norm below every row's norm)."""
+    EXT-LENGTHS-VALUES, ERR-SPARSE-SGBF): a typed error naming the argument (and value), the weight untouched
+    (ERR-ATOMIC: every case runs with max_norm below every row's norm)."""
     _, exc, names, value, kw = case
     kw = dict(kw)
     w_np = _weight(13) / np.linalg.norm(_weight(13), axis=1, keepdims=True) * 2.0  # every norm 2 > MAX_NORM

@@ -12,18 +12,18 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import array_api_strict as xps
+import jax  # in the `test` extra: a missing install must fail, not skip
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from jax.experimental import checkify
 from torch.nn import functional as tfn
 
-import jax  # in the `test` extra: a missing install must fail, not skip
-jax.config.update("jax_enable_x64", True)
-import array_api_strict as xps
-import jax.numpy as jnp
-from jax.experimental import checkify
-
 import xembed
+
+jax.config.update("jax_enable_x64", True)  # at import, before any test builds an array
 
 N, D = 9, 3
 IDX1 = np.array([1, 2, 4, 5, 4, 3, 2, 8, 2, 2])  # duplicates, padding candidate 2 inside bags
@@ -40,7 +40,7 @@ def _t(a: Any) -> torch.Tensor:
 
 
 def backward(out: torch.Tensor, g: Any) -> None:
-    out.backward(g)  # type: ignore[no-untyped-call]
+    out.backward(g)
 
 
 def grad_of(t: torch.Tensor) -> torch.Tensor:
@@ -342,7 +342,7 @@ def test_max_norm_training_step_matches_torch() -> None:
             wt -= 0.1 * grad_of(wt)
             wt.grad = None
 
-    @jax.jit  # type: ignore[untyped-decorator]
+    @jax.jit
     def step(wj: Any, i: Any) -> Any:
         g = jax.grad(lambda wj: jnp.sum(xembed.embedding_bag(i, wj, mode="mean", max_norm=1.0) ** 2))(wj)
         return xembed.renorm(wj, i, 1.0) - 0.1 * g

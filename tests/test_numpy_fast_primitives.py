@@ -139,6 +139,7 @@ def test_gather_segment_max(case, dtype, idx_dtype, with_valid, block_bytes):
     vals, arg = nf.gather_segment_max(weight, idx, offsets, valid, block_bytes=block_bytes)
     rv, ra = ref_max(weight, idx, offsets, valid)
     assert vals.dtype == weight.dtype
+    assert arg is not None
     assert arg.dtype == np.int64
     np.testing.assert_array_equal(arg, ra)
     np.testing.assert_array_equal(vals, rv)  # NaN == NaN for assert_array_equal
@@ -156,6 +157,7 @@ def test_gather_segment_max_semantics_examples():
     offsets = np.array([0, 2, 4, 6, 8, 8, 10])
     valid = np.array([1, 1, 1, 1, 1, 1, 1, 1, 0, 0], bool)
     vals, arg = nf.gather_segment_max(weight, idx, offsets, valid)
+    assert arg is not None
     # tie -> first; leading NaN sticks; later NaN never chosen; -0 vs 0 -> first; empty; all-invalid
     np.testing.assert_array_equal(arg[:, 0], [0, 2, 4, 6, -1, -1])
     np.testing.assert_array_equal(vals[:, 0], [1.0, nan, 2.0, -0.0, 0.0, 0.0])

@@ -29,11 +29,11 @@ OFFS = [0, 3, 3, 6]  # bags {1,2,2}, {}, {5,0,2}, {4,3}
 
 
 def _dual(primal: T, tangent: T) -> T:
-    return fwad.make_dual(primal, tangent)  # type: ignore[no-untyped-call]
+    return fwad.make_dual(primal, tangent)
 
 
 def _unpack(x: T) -> tuple[T, T | None]:
-    primal, tangent = fwad.unpack_dual(x)  # type: ignore[no-untyped-call]
+    primal, tangent = fwad.unpack_dual(x)
     return primal, tangent
 
 
@@ -222,12 +222,12 @@ def test_forward_ad_module_and_reverse_together() -> None:
     with fwad.dual_level():
         out = xembed.embedding_bag(torch.tensor(IDX), _dual(w, wt), torch.tensor(OFFS), mode="mean")
         tangent = _unpack(out)[1]
-        _unpack(out)[0].sum().backward()  # type: ignore[no-untyped-call]
+        _unpack(out)[0].sum().backward()
     assert tangent is not None
     torch.testing.assert_close(tangent, torch.tensor([[1.0] * 3, [0.0] * 3, [1.0] * 3, [1.0] * 3],
                                                      dtype=torch.float64))
     ref = _w()
-    F.embedding_bag(torch.tensor(IDX), ref, torch.tensor(OFFS), mode="mean").sum().backward()  # type: ignore[no-untyped-call]
+    F.embedding_bag(torch.tensor(IDX), ref, torch.tensor(OFFS), mode="mean").sum().backward()
     torch.testing.assert_close(w.grad, ref.grad)
 
 
@@ -266,7 +266,7 @@ def test_ops_double_backward_raises() -> None:
     out = _ops.embedding_bag_op(w, torch.tensor(IDX), torch.tensor(OFFS), None, "max", None, False, False)
     (g,) = torch.autograd.grad(out.pow(2).sum(), w, create_graph=True)
     with pytest.raises(NotImplementedError, match="double backward"):
-        g.sum().backward()  # type: ignore[no-untyped-call]
+        g.sum().backward()
 
 
 COMPILE_CASES: list[tuple[str, dict[str, Any]]] = [

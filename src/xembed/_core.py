@@ -11,6 +11,7 @@ The in-place max_norm renorm lives in exactly one function, :func:`renorm_`.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from array_api_compat import array_namespace
 from array_api_compat import device as _device
@@ -359,10 +360,12 @@ def _max_weight_grad(g: Array, argrow: Array, weight: Array, xp: Namespace) -> A
 
 def _no_traced_sparse_padding(sparse: bool) -> None:
     if sparse:
-        raise NotImplementedError(
+        msg = (
             "`sparse`=True with `padding_idx` needs the input's values (the number of sparse entries is "
             "the number of non-padding positions), which traced arrays (jax.jit / vmap) do not have; use "
-            "`sparse`=False under jit, or call outside jit (spec JIT-SPARSE-PAD)")
+            "`sparse`=False under jit, or call outside jit (spec JIT-SPARSE-PAD)"
+        )
+        raise NotImplementedError(msg)
 
 
 def _park_padding(idx: Array, offs: Array, psw: Array | None, valid: Array,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numbers
 from typing import Any, SupportsIndex
 
-import numpy as np
 import array_api_compat
+import numpy as np
 from array_api_compat import array_namespace, is_torch_namespace
 
 from . import _api

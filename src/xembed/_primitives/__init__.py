@@ -263,8 +263,8 @@ def offsets_first_decrease(offsets: Array, *, xp: Any) -> int:
     return table(xp).offsets_first_decrease(offsets, xp)
 
 
-for _f in (segment_ids, bincount, gather_segment_sum, gather_segment_max, gather_segment_min, scatter_add_rows, gather_scatter_add,
-           put_rows_, index_bounds, offsets_first_decrease):
+for _f in (segment_ids, bincount, gather_segment_sum, gather_segment_max, gather_segment_min, scatter_add_rows,
+           gather_scatter_add, put_rows_, index_bounds, offsets_first_decrease):
     _f.__doc__ = getattr(_FALLBACK, _f.__name__).__doc__
 del _f
 

@@ -18,6 +18,9 @@ Import needs CuPy; nothing here runs without a CUDA device.
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import cupy as cp
 
 __all__ = ["gather_scatter_add", "gather_segment_max", "gather_segment_sum", "scatter_add_rows"]
@@ -134,11 +137,12 @@ extern "C" __global__ void __KNAME__(
 }
 """
 
-_cache: dict = {}
+_cache: dict[tuple[str | int, ...], Any] = {}
 
 
-def _vec_width(weight, D):
-    """Widest vector load allowed by the dtype, the row length, the row stride and the base alignment."""
+def _vec_width(weight: Any, d: int) -> int:
+    """Widest vector load allowed by the dtype, the row length ``d``, the row stride and the base alignment."""
+    cands: tuple[int, ...]
     if weight.dtype == cp.float32:
         cands = (4, 2)
     elif weight.dtype == cp.float64:
@@ -147,15 +151,16 @@ def _vec_width(weight, D):
         return 1
     item = weight.dtype.itemsize
     ldw = weight.strides[0] // item
-    ok = [v for v in cands if D % v == 0 and ldw % v == 0 and weight.data.ptr % (v * item) == 0]
+    ok = [v for v in cands if d % v == 0 and ldw % v == 0 and weight.data.ptr % (v * item) == 0]
     # widest vector that still keeps all 32 lanes busy (D=64 fp32 -> float2, D>=128 -> float4)
     for v in ok:
-        if D // v >= 32:
+        if d // v >= 32:
             return v
-    return ok[-1] if ok and D // ok[-1] >= 16 else 1
+    return ok[-1] if ok and d // ok[-1] >= 16 else 1
 
 
-def _sum_kernel(tname: str, aname: str, V: int):
+def _sum_kernel(tname: str, aname: str, v: int) -> Any:
+    V = v  # the kernel's macro name
     key = ("sum", tname, aname, V)
     k = _cache.get(key)
     if k is not None:
@@ -179,7 +184,8 @@ def _sum_kernel(tname: str, aname: str, V: int):
     return k
 
 
-def _max_kernel(tname: str, CPL: int):
+def _max_kernel(tname: str, cpl: int) -> Any:
+    CPL = cpl  # the kernel's macro name
     key = ("max", tname, CPL)
     k = _cache.get(key)
     if k is not None:
@@ -195,31 +201,34 @@ def _max_kernel(tname: str, CPL: int):
     return k
 
 
-def _default_acc(dtype):
+def _default_acc(dtype: Any) -> Any:
     return cp.dtype(cp.float32) if cp.dtype(dtype).itemsize < 4 else cp.dtype(dtype)
 
 
-def _prep_weight(weight):
+def _prep_weight(weight: Any) -> Any:
     if weight.ndim != 2:
-        raise ValueError(f"`weight` must be 2-D, got shape {weight.shape}")
+        msg = f"`weight` must be 2-D, got shape {weight.shape}"
+        raise ValueError(msg)
     if weight.dtype.name not in _CTYPE:
-        raise TypeError(f"`weight` dtype {weight.dtype} is not supported by the CuPy kernels")
+        msg = f"`weight` dtype {weight.dtype} is not supported by the CuPy kernels"
+        raise TypeError(msg)
     if weight.strides[1] != weight.dtype.itemsize or weight.strides[0] % weight.dtype.itemsize:
         weight = cp.ascontiguousarray(weight)
     return weight
 
 
-def _i64(a):
+def _i64(a: Any) -> Any:
     return cp.ascontiguousarray(cp.asarray(a), dtype=cp.int64)
 
 
-def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None):
+def gather_segment_sum(weight: Any, idx: Any, offsets: Any, scale: Any | None = None, acc_dtype: Any = None) -> Any:
     """``out[b] = sum_{i in [offsets[b], offsets[b+1])} scale[i] * weight[idx[i]]`` accumulated in ``acc_dtype``."""
     weight = _prep_weight(weight)
-    N, D = weight.shape
+    _N, D = weight.shape
     acc = cp.dtype(acc_dtype) if acc_dtype is not None else _default_acc(weight.dtype)
     if acc.name not in ("float32", "float64"):
-        raise TypeError(f"`acc_dtype` must be float32 or float64, got {acc}")
+        msg = f"`acc_dtype` must be float32 or float64, got {acc}"
+        raise TypeError(msg)
     if weight.dtype == cp.float64 and acc == cp.float32:
         acc = cp.dtype(cp.float64)  # never accumulate a wider table in a narrower type
     offsets = _i64(offsets)
@@ -241,10 +250,10 @@ def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None):
     return out
 
 
-def gather_segment_max(weight, idx, offsets, valid=None):
+def gather_segment_max(weight: Any, idx: Any, offsets: Any, valid: Any | None = None) -> tuple[Any, Any]:
     """torch's strict ``>`` scan per bag and feature -> ``(values, argpos)`` (argpos -1 / value 0 when empty)."""
     weight = _prep_weight(weight)
-    N, D = weight.shape
+    _N, D = weight.shape
     offsets = _i64(offsets)
     B = int(offsets.shape[0]) - 1
     vals = cp.empty((max(B, 0), D), dtype=weight.dtype)
@@ -263,7 +272,7 @@ def gather_segment_max(weight, idx, offsets, valid=None):
     return vals, argpos
 
 
-def _sort_segments(idx):
+def _sort_segments(idx: Any) -> tuple[Any, Any, Any]:
     """Sort ``idx`` (stable): returns (order, unique values, segment offsets (U+1,))."""
     idx = _i64(idx)
     n = int(idx.shape[0])
@@ -275,21 +284,17 @@ def _sort_segments(idx):
     return order, uniq, seg
 
 
-_KIND = None
+@functools.cache
+def _argsort_has_kind() -> bool:
+    """Whether ``cupy.argsort`` takes ``kind`` (probed once)."""
+    try:
+        cp.argsort(cp.zeros(2, cp.int64), kind="stable")
+    except Exception:  # noqa: BLE001 - older CuPy: no `kind` (its sort is a stable radix sort anyway)
+        return False
+    return True
 
 
-def _argsort_has_kind():
-    global _KIND
-    if _KIND is None:
-        try:
-            cp.argsort(cp.zeros(2, cp.int64), kind="stable")
-            _KIND = True
-        except Exception:  # noqa: BLE001 - older CuPy: no `kind` (its sort is a stable radix sort anyway)
-            _KIND = False
-    return _KIND
-
-
-def scatter_add_rows(idx, rows, num_rows):
+def scatter_add_rows(idx: Any, rows: Any, num_rows: int) -> Any:
     """``out[idx[i]] += rows[i]`` (duplicates accumulate), deterministic: sort + one warp per unique row."""
     rows = cp.asarray(rows)
     D = rows.shape[1]
@@ -302,7 +307,8 @@ def scatter_add_rows(idx, rows, num_rows):
     return out
 
 
-def gather_scatter_add(src, src_idx, dst_idx, scale, num_rows, acc_dtype=None):
+def gather_scatter_add(src: Any, src_idx: Any, dst_idx: Any, scale: Any | None, num_rows: int,
+                       acc_dtype: Any = None) -> Any:
     """Fused dense backward ``out[dst_idx[i]] += scale[i] * src[src_idx[i]]`` without an n x D intermediate."""
     src = cp.asarray(src)
     acc = cp.dtype(acc_dtype) if acc_dtype is not None else _default_acc(src.dtype)

@@ -5,7 +5,7 @@ Every function here uses nothing but the array API standard (2024.12: ``take``, 
 explicitly, so it runs on any compliant namespace and is what array-api-strict exercises.  The native
 paths (``_numpy``, ``_numba``, ``_torch``, ``_cupy``) must agree with these exactly (up to summation order).
 
-Segment sums use a Hillis–Steele segmented inclusive scan: ``ceil(log2 n)`` steps of whole-array
+Segment sums use a Hillis-Steele segmented inclusive scan: ``ceil(log2 n)`` steps of whole-array
 ``where`` + add.  It is exact in the sense of tree summation (no prefix subtraction, so no catastrophic
 cancellation between bags) and needs no scatter, at the price of ``O(n·D·log n)`` work.
 """
@@ -50,14 +50,14 @@ def offsets_first_decrease(offsets: Array, xp: Any) -> int:
     return int(xp.argmax(xp.astype(dec, xp.int8))) + 1
 
 
-def segment_ids(offsets: Array, n: int, xp) -> Array:
+def segment_ids(offsets: Array, n: int, xp: Any) -> Array:
     """Bag id of every position ``0 <= i < n`` for CSR-style ``offsets`` of shape (B+1,)."""
     dev = _device(offsets)
     pos = xp.arange(n, dtype=offsets.dtype, device=dev)
     return xp.searchsorted(offsets[1:], pos, side="right")
 
 
-def bincount(idx: Array, num_rows: int, xp) -> Array:
+def bincount(idx: Array, num_rows: int, xp: Any) -> Array:
     """``counts[r] = #{i : idx[i] == r}`` for ``0 <= r < num_rows``."""
     dev = _device(idx)
     sidx = xp.sort(idx)
@@ -65,7 +65,7 @@ def bincount(idx: Array, num_rows: int, xp) -> Array:
     return xp.searchsorted(sidx, rows, side="right") - xp.searchsorted(sidx, rows, side="left")
 
 
-def _scan_sum(values: Array, seg: Array, xp) -> Array:
+def _scan_sum(values: Array, seg: Array, xp: Any) -> Array:
     """Inclusive segmented prefix sums of ``values`` (n, D) along axis 0; ``seg`` (n,) non-decreasing.
 
     Invariant after the step with shift ``k``: ``v[i]`` holds the sum over
@@ -82,7 +82,7 @@ def _scan_sum(values: Array, seg: Array, xp) -> Array:
     return values
 
 
-def _last_of_segments(scan: Array, offsets: Array, xp) -> tuple[Array, Array]:
+def _last_of_segments(scan: Array, offsets: Array, xp: Any) -> tuple[Array, Array]:
     """Rows of ``scan`` at the last position of each segment, and the (B,) non-empty mask."""
     nonempty = offsets[1:] > offsets[:-1]
     last = xp.clip(offsets[1:] - 1, min=0)
@@ -92,7 +92,7 @@ def _last_of_segments(scan: Array, offsets: Array, xp) -> tuple[Array, Array]:
 
 
 def gather_segment_sum(weight: Array, idx: Array, offsets: Array, scale: Array | None,
-                       acc_dtype, xp) -> Array:
+                       acc_dtype: Any, xp: Any) -> Array:
     """``out[b] = sum_{offsets[b] <= i < offsets[b+1]} scale[i] * weight[idx[i]]`` in ``acc_dtype``."""
     dev = _device(weight)
     num_bags = offsets.shape[0] - 1
@@ -108,7 +108,7 @@ def gather_segment_sum(weight: Array, idx: Array, offsets: Array, scale: Array |
     return xp.where(nonempty[:, None], last, xp.zeros((), dtype=acc_dtype, device=dev))
 
 
-def gather_segment_max(weight: Array, idx: Array, offsets: Array, need_arg: bool, xp) -> tuple[Array, Array]:
+def gather_segment_max(weight: Array, idx: Array, offsets: Array, need_arg: bool, xp: Any) -> tuple[Array, Array]:
     """Per-bag, per-feature max with torch's scan semantics, and the weight row of the winner.
 
     The first element of a bag initialises, a later one replaces it iff strictly greater: ties go
@@ -156,7 +156,7 @@ def gather_segment_max(weight: Array, idx: Array, offsets: Array, need_arg: bool
     return values, xp.where(ne, argrow, xp.asarray(-1, dtype=itype, device=dev))
 
 
-def scatter_add_rows(idx: Array, rows: Array, num_rows: int, xp) -> Array:
+def scatter_add_rows(idx: Array, rows: Array, num_rows: int, xp: Any) -> Array:
     """``out[idx[i]] += rows[i]`` with duplicates accumulated; out (num_rows, D) of rows' dtype."""
     dev = _device(rows)
     d = rows.shape[1]
@@ -174,7 +174,7 @@ def scatter_add_rows(idx: Array, rows: Array, num_rows: int, xp) -> Array:
 
 
 def gather_scatter_add(src: Array, src_idx: Array, dst_idx: Array, scale: Array | None, num_rows: int,
-                       acc_dtype, xp) -> Array:
+                       acc_dtype: Any, xp: Any) -> Array:
     """``out[dst_idx[i]] += scale[i] * src[src_idx[i]]``, (num_rows, D) in ``acc_dtype``.
 
     The dense backward of a bag reduction (src = grad_output, src_idx = bag of each position, dst_idx =
@@ -186,7 +186,7 @@ def gather_scatter_add(src: Array, src_idx: Array, dst_idx: Array, scale: Array 
     return scatter_add_rows(dst_idx, rows, num_rows, xp)
 
 
-def _dense_from_unique(uniq: Array, rows: Array, num_rows: int, fill: Array, xp) -> Array:
+def _dense_from_unique(uniq: Array, rows: Array, num_rows: int, fill: Array, xp: Any) -> Array:
     """(num_rows, D) array with ``rows[j]`` at row ``uniq[j]`` (sorted, unique), ``fill`` elsewhere.
 
     ``fill`` is a 0-d array or a (num_rows, D) array (then its rows show through).
@@ -199,7 +199,7 @@ def _dense_from_unique(uniq: Array, rows: Array, num_rows: int, fill: Array, xp)
     return xp.where(present[:, None], xp.take(rows, pc, axis=0), fill)
 
 
-def put_rows_(weight: Array, uniq: Array, rows: Array, xp) -> Array:
+def put_rows_(weight: Array, uniq: Array, rows: Array, xp: Any) -> Array:
     """``weight[uniq] = rows`` in place (``uniq`` sorted and unique) without integer ``__setitem__``.
 
     The standard leaves integer-array assignment unspecified, so this rewrites the whole table

@@ -190,7 +190,7 @@ def gather_segment_sum(weight: Array, idx: Array, offsets: Array, scale: Array |
                        xp: Any) -> Array:
     if not (_fast(weight.dtype) and np.dtype(acc_dtype) == weight.dtype
             and (scale is None or scale.dtype == weight.dtype)):
-        return _numpy.gather_segment_sum(weight, idx, offsets, scale, acc_dtype, xp)  # type: ignore[no-untyped-call]
+        return _numpy.gather_segment_sum(weight, idx, offsets, scale, acc_dtype, xp)
     num_bags, dim = offsets.shape[0] - 1, weight.shape[1]
     out = np.zeros((num_bags, dim), dtype=weight.dtype)
     has_scale = scale is not None
@@ -206,7 +206,7 @@ def gather_segment_sum(weight: Array, idx: Array, offsets: Array, scale: Array |
 def gather_segment_max(weight: Array, idx: Array, offsets: Array, need_arg: bool,
                        xp: Any) -> tuple[Array, Array | None]:
     if not _fast(weight.dtype):
-        return _numpy.gather_segment_max(weight, idx, offsets, need_arg, xp)  # type: ignore[no-untyped-call]
+        return _numpy.gather_segment_max(weight, idx, offsets, need_arg, xp)
     num_bags, dim = offsets.shape[0] - 1, weight.shape[1]
     out = np.empty((num_bags, dim), dtype=weight.dtype)
     arg = np.empty((num_bags, dim) if need_arg else (0, 0), dtype=np.int64)
@@ -222,7 +222,7 @@ def gather_scatter_add(src: Array, src_idx: Array, dst_idx: Array, scale: Array 
                        acc_dtype: Any, xp: Any) -> Array:
     if not (_fast(src.dtype) and np.dtype(acc_dtype) == src.dtype
             and (scale is None or scale.dtype == src.dtype)):
-        return _numpy.gather_scatter_add(  # type: ignore[no-untyped-call]
+        return _numpy.gather_scatter_add(
             src, src_idx, dst_idx, scale, num_rows, acc_dtype, xp)
     dim = src.shape[1]
     out = np.zeros((int(num_rows), dim), dtype=src.dtype)

@@ -20,33 +20,37 @@ def offsets_first_decrease(offsets: np.ndarray, _xp: Any) -> int:
     return int(dec.argmax()) + 1 if dec.any() else -1
 
 
-def bincount(idx, num_rows, xp):
+def bincount(idx: np.ndarray, num_rows: int, _xp: Any) -> np.ndarray:
     return np.bincount(idx, minlength=num_rows)
 
 
-def scatter_add_rows(idx, rows, num_rows, xp):
+def scatter_add_rows(idx: np.ndarray, rows: np.ndarray, num_rows: int, _xp: Any) -> np.ndarray:
     return _fast.scatter_add_rows(idx, rows, num_rows)
 
 
-def gather_scatter_add(src, src_idx, dst_idx, scale, num_rows, acc_dtype, xp):
+def gather_scatter_add(src: np.ndarray, src_idx: np.ndarray, dst_idx: np.ndarray, scale: np.ndarray | None,
+                       num_rows: int, acc_dtype: Any, _xp: Any) -> np.ndarray:
     return _fast.gather_scatter_add(src, src_idx, dst_idx, scale, num_rows, acc_dtype)
 
 
-def gather_segment_sum(weight, idx, offsets, scale, acc_dtype, xp):
+def gather_segment_sum(weight: np.ndarray, idx: np.ndarray, offsets: np.ndarray, scale: np.ndarray | None,
+                       acc_dtype: Any, _xp: Any) -> np.ndarray:
     return _fast.gather_segment_sum(weight, idx, offsets, scale, acc_dtype)
 
 
-def gather_segment_max(weight, idx, offsets, need_arg, xp):
+def gather_segment_max(weight: np.ndarray, idx: np.ndarray, offsets: np.ndarray, need_arg: bool,
+                       _xp: Any) -> tuple[np.ndarray, np.ndarray | None]:
     values, argpos = _fast.gather_segment_max(weight, idx, offsets, need_argpos=need_arg)
     if not need_arg:
         return values, None
+    assert argpos is not None  # need_argpos=True always returns the positions
     if idx.shape[0] == 0:
         return values, argpos  # all -1
     won = argpos >= 0
     return values, np.where(won, np.asarray(idx, dtype=np.int64)[np.where(won, argpos, 0)], -1)
 
 
-def put_rows_(weight, uniq, rows, xp):
+def put_rows_(weight: np.ndarray, uniq: np.ndarray, rows: np.ndarray, _xp: Any) -> np.ndarray:
     weight[uniq] = rows
     return weight
 

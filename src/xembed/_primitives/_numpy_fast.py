@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,8 @@ def set_accelerator(name: str) -> str:
     """Select the optional accelerator ("none", "torch" or "auto"); returns the previous setting."""
     global _ACCEL
     if name not in ("none", "torch", "auto"):
-        raise ValueError(f"`name` must be 'none', 'torch' or 'auto', got {name!r}")
+        msg = f"`name` must be 'none', 'torch' or 'auto', got {name!r}"
+        raise ValueError(msg)
     old, _ACCEL = _ACCEL, name
     return old
 
@@ -61,7 +63,7 @@ def accelerator() -> str:
     return _ACCEL
 
 
-def _torch_or_none():
+def _torch_or_none() -> Any:
     if _ACCEL == "none":
         return None
     if _ACCEL == "auto" and "torch" not in sys.modules:
@@ -73,7 +75,8 @@ def _torch_or_none():
     return torch
 
 
-def _torch_segment_sum(torch, weight, idx, offsets, scale):
+def _torch_segment_sum(torch: Any, weight: np.ndarray, idx: np.ndarray, offsets: np.ndarray,
+                       scale: np.ndarray | None) -> np.ndarray:
     """torch.nn.functional.embedding_bag(mode="sum") on zero-copy views (fp32/fp64, acc == weight dtype)."""
     if not weight.flags.writeable:  # torch.from_numpy warns on read-only arrays; nothing is written
         weight = weight.view()
@@ -84,11 +87,11 @@ def _torch_segment_sum(torch, weight, idx, offsets, scale):
             W = torch.from_numpy(weight)
     else:
         W = torch.from_numpy(weight)
-    I = torch.from_numpy(idx)
-    O = torch.from_numpy(offsets)
+    idx_t = torch.from_numpy(idx)
+    offsets_t = torch.from_numpy(offsets)
     psw = None if scale is None else torch.from_numpy(np.ascontiguousarray(scale, dtype=weight.dtype))
     with torch.no_grad():
-        out = torch.nn.functional.embedding_bag(I, W, O, mode="sum", per_sample_weights=psw,
+        out = torch.nn.functional.embedding_bag(idx_t, W, offsets_t, mode="sum", per_sample_weights=psw,
                                                 include_last_offset=True)
     return out.numpy()
 
@@ -107,7 +110,8 @@ def _default_acc(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float32) if _low_precision(dtype) else np.dtype(dtype)
 
 
-def _plan_blocks(lengths: np.ndarray, row_bytes: int, block_bytes: int):
+def _plan_blocks(lengths: np.ndarray, row_bytes: int,
+                 block_bytes: int) -> tuple[np.ndarray | None, list[tuple[int, int, int]]]:
     """Yield ``(order_slice, Lb)`` chunks of bags sorted by length.
 
     ``order`` sorts the non-empty bags by length; each chunk is a run of consecutive sorted bags that
@@ -122,7 +126,6 @@ def _plan_blocks(lengths: np.ndarray, row_bytes: int, block_bytes: int):
     lmax = int(lengths.max())
     if lmin == lmax:
         order = None  # identity: every bag has the same length
-        sl = None
     else:
         # small non-negative ints: a uint16 key lets NumPy use its (stable) radix sort
         key = lengths.astype(np.uint16) if lmax < 65536 and lmin >= 0 else lengths
@@ -150,7 +153,7 @@ def _plan_blocks(lengths: np.ndarray, row_bytes: int, block_bytes: int):
     return order, chunks
 
 
-def _gather_rows(weight, ii, out):
+def _gather_rows(weight: np.ndarray, ii: np.ndarray, out: np.ndarray) -> None:
     """``out[...] = weight[ii]`` without a temporary; ``ii`` is trusted to be in range."""
     if weight.flags.c_contiguous:
         # mode="clip" makes np.take write straight into ``out`` (mode="raise" buffers the whole result)
@@ -160,18 +163,19 @@ def _gather_rows(weight, ii, out):
         out[...] = weight[ii]
 
 
-def _take_rows(weight, ii):
+def _take_rows(weight: np.ndarray, ii: np.ndarray) -> np.ndarray:
     return weight.take(ii, axis=0) if weight.flags.c_contiguous else weight[ii]
 
 
-def _as_index(a) -> np.ndarray:
+def _as_index(a: Any) -> np.ndarray:
     a = np.asarray(a)
     if a.dtype != np.intp:
         a = a.astype(np.intp)
     return a
 
 
-def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None, *, block_bytes=None, _permuted=False):
+def gather_segment_sum(weight: Any, idx: Any, offsets: Any, scale: Any | None = None, acc_dtype: Any = None, *,
+                       block_bytes: int | None = None, _permuted: bool = False) -> Any:
     """``out[b] = sum_{i in [offsets[b], offsets[b+1])} scale[i] * weight[idx[i]]`` in ``acc_dtype``.
 
     weight (N, D) NumPy array; idx (n,) integer; offsets (B+1,) non-decreasing, ``offsets[0] == 0``,
@@ -180,8 +184,9 @@ def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None, *, bloc
     """
     weight = np.asarray(weight)
     if weight.ndim != 2:
-        raise ValueError(f"`weight` must be 2-D, got shape {weight.shape}")
-    N, D = weight.shape
+        msg = f"`weight` must be 2-D, got shape {weight.shape}"
+        raise ValueError(msg)
+    _N, D = weight.shape
     acc = np.dtype(acc_dtype) if acc_dtype is not None else _default_acc(weight.dtype)
     idx = _as_index(idx)
     offsets = _as_index(offsets)
@@ -218,7 +223,6 @@ def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None, *, bloc
     cbuf = None
     ones = None
     ar = None
-    res = None
     for s, e, Lb in chunks:
         if Lb > max_rows:
             # a long bag (alone in its chunk when sorted; several only if all bags share the length)
@@ -236,10 +240,7 @@ def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None, *, bloc
             ii = idx[p0 : p0 + nb * Lb].reshape(nb, Lb)
             pos = None
             pad = None
-            if scale is not None:
-                sw = scale[p0 : p0 + nb * Lb].reshape(nb, Lb)
-            else:
-                sw = None
+            sw = scale[p0:p0 + nb * Lb].reshape(nb, Lb) if scale is not None else None
         else:
             bb = order[s:e]
             starts = offsets[bb]
@@ -302,21 +303,20 @@ def gather_segment_sum(weight, idx, offsets, scale=None, acc_dtype=None, *, bloc
     return out
 
 
-def _long_bag_sum(weight, idx, p0, p1, scale, acc, out_row, max_rows):
+def _long_bag_sum(weight: np.ndarray, idx: np.ndarray, p0: int, p1: int, scale: np.ndarray | None, acc: np.dtype,
+                  out_row: np.ndarray, max_rows: int) -> None:
     """Sum one long bag over position pieces of at most ``max_rows``."""
     for q in range(p0, p1, max_rows):
         q1 = min(p1, q + max_rows)
         rows = _take_rows(weight, idx[q:q1])
         if rows.dtype != acc:
             rows = rows.astype(acc)
-        if scale is None:
-            w = np.ones(q1 - q, dtype=acc)
-        else:
-            w = scale[q:q1].astype(acc, copy=False)
+        w = np.ones(q1 - q, dtype=acc) if scale is None else scale[q:q1].astype(acc, copy=False)
         out_row += w @ rows
 
 
-def gather_segment_max(weight, idx, offsets, valid=None, *, need_argpos=True, block_bytes=None):
+def gather_segment_max(weight: Any, idx: Any, offsets: Any, valid: Any | None = None, *, need_argpos: bool = True,
+                       block_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Per bag and feature max with torch's scan semantics.
 
     The first valid element of a bag initialises; a later one replaces iff strictly greater (ties -> first
@@ -326,11 +326,11 @@ def gather_segment_max(weight, idx, offsets, valid=None, *, need_argpos=True, bl
     skips the positions and returns ``(values, None)`` -- about half the work.
     """
     weight = np.asarray(weight)
-    N, D = weight.shape
+    _N, D = weight.shape
     idx = _as_index(idx)
     offsets = _as_index(offsets)
     B = offsets.shape[0] - 1
-    def empty_result():
+    def empty_result() -> tuple[np.ndarray, np.ndarray | None]:
         vals = np.zeros((max(B, 0), D), dtype=weight.dtype)
         return vals, (np.full((max(B, 0), D), -1, dtype=np.int64) if need_argpos else None)
 
@@ -415,7 +415,8 @@ def gather_segment_max(weight, idx, offsets, valid=None, *, need_argpos=True, bl
     return values, argpos
 
 
-def _scan_max(rows, cur=None, arg=None, base=0):
+def _scan_max(rows: np.ndarray, cur: np.ndarray | None = None, arg: Any = None,
+              base: int = 0) -> tuple[np.ndarray, Any]:
     """rows (nb, L, D) -> (values (nb, D), local argpos (nb, D) intp); strict ``>`` scan, first wins.
 
     ``cur``/``arg`` continue a scan started on earlier positions (``base`` offsets the new positions).
@@ -427,15 +428,15 @@ def _scan_max(rows, cur=None, arg=None, base=0):
         arg = np.full((nb, D), base, dtype=np.intp)
         start = 1
     m = np.empty((nb, D), dtype=bool)
-    for l in range(start, L):
-        r = rows[:, l]
+    for pos in range(start, L):
+        r = rows[:, pos]
         np.greater(r, cur, out=m)
         np.copyto(cur, r, where=m)
-        np.copyto(arg, base + l, where=m)
+        np.copyto(arg, base + pos, where=m)
     return cur, arg
 
 
-def _block_max(rows, need_arg=True):
+def _block_max(rows: np.ndarray, need_arg: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """rows (nb, L, D) -> (values (nb, D), local argpos (nb, D) intp) with the strict ``>`` scan semantics.
 
     Vectorised without a masked scan: the value is ``fmax`` over the block (NaN ignored) unless the first
@@ -462,9 +463,9 @@ def _block_max(rows, need_arg=True):
         cnt = np.zeros((nb, D), dtype=cdt)
         nev = ne.view(np.uint8)
         notfound = nev[:, 0].copy()
-        for l in range(1, L):
+        for pos in range(1, L):
             np.add(cnt, notfound, out=cnt, casting="unsafe")
-            np.bitwise_and(notfound, nev[:, l], out=notfound)
+            np.bitwise_and(notfound, nev[:, pos], out=notfound)
         arg = cnt.astype(np.intp)
     # ``v`` is the chosen element's value except for a leading NaN and the sign of a zero
     if first_nan is not None:
@@ -480,8 +481,9 @@ def _block_max(rows, need_arg=True):
     return v, arg
 
 
-def _long_bag_max(weight, idx, p0, p1, max_rows):
-    cur = arg = None
+def _long_bag_max(weight: np.ndarray, idx: np.ndarray, p0: int, p1: int, max_rows: int) -> tuple[np.ndarray, Any]:
+    cur: Any = None
+    arg: Any = None
     for q in range(p0, p1, max_rows):
         q1 = min(p1, q + max_rows)
         rows = _take_rows(weight, idx[q:q1])[None]
@@ -489,7 +491,7 @@ def _long_bag_max(weight, idx, p0, p1, max_rows):
     return cur[0], arg[0]
 
 
-def _sort_segments(idx):
+def _sort_segments(idx: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stable sort of ``idx``: returns (order, unique values, segment offsets)."""
     idx = _as_index(idx)
     n = idx.shape[0]
@@ -513,7 +515,7 @@ def _sort_segments(idx):
     return order, uniq, seg
 
 
-def scatter_add_rows(idx, rows, num_rows):
+def scatter_add_rows(idx: Any, rows: Any, num_rows: int) -> np.ndarray:
     """``out = zeros((num_rows, D)); out[idx[i]] += rows[i]`` with duplicates accumulated, deterministic.
 
     Sorted-segment formulation: a stable argsort groups equal indices, each group is summed (in float32 for
@@ -533,7 +535,7 @@ def scatter_add_rows(idx, rows, num_rows):
     return out
 
 
-def _scatter_sums(out, uniq, permuted):
+def _scatter_sums(out: np.ndarray, uniq: np.ndarray, permuted: tuple[np.ndarray, np.ndarray | None]) -> None:
     """``out[uniq] = sums`` given ``gather_segment_sum(..., _permuted=True)``'s (sums in its order, order)."""
     sums, order = permuted
     if order is None:
@@ -542,7 +544,8 @@ def _scatter_sums(out, uniq, permuted):
         out[uniq[order]] = sums
 
 
-def gather_scatter_add(src, src_idx, dst_idx, scale, num_rows, acc_dtype=None):
+def gather_scatter_add(src: Any, src_idx: Any, dst_idx: Any, scale: Any | None, num_rows: int,
+                       acc_dtype: Any = None) -> np.ndarray:
     """Fused dense backward: ``out[dst_idx[i]] += scale[i] * src[src_idx[i]]``, shape (num_rows, D).
 
     ``src`` (M, D) (e.g. grad_output, one row per bag), ``src_idx`` (n,) (e.g. the bag of every position),

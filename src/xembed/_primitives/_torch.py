@@ -33,23 +33,25 @@ def offsets_first_decrease(offsets: torch.Tensor, xp: Any) -> int:
     return _fallback.offsets_first_decrease(offsets, xp)
 
 
-def bincount(idx, num_rows, xp):
+def bincount(idx: torch.Tensor, num_rows: int, _xp: Any) -> torch.Tensor:
     return torch.bincount(idx, minlength=num_rows)
 
 
-def scatter_add_rows(idx, rows, num_rows, xp):
+def scatter_add_rows(idx: torch.Tensor, rows: torch.Tensor, num_rows: int, _xp: Any) -> torch.Tensor:
     out = torch.zeros((num_rows, rows.shape[1]), dtype=rows.dtype, device=rows.device)
     return out.index_add_(0, idx, rows)
 
 
-def gather_scatter_add(src, src_idx, dst_idx, scale, num_rows, acc_dtype, xp):
+def gather_scatter_add(src: torch.Tensor, src_idx: torch.Tensor, dst_idx: torch.Tensor, scale: torch.Tensor | None,
+                       num_rows: int, acc_dtype: torch.dtype, xp: Any) -> torch.Tensor:
     rows = src.index_select(0, src_idx).to(acc_dtype)
     if scale is not None:
         rows = rows * scale.to(acc_dtype)[:, None]
     return scatter_add_rows(dst_idx, rows, num_rows, xp)
 
 
-def gather_segment_sum(weight, idx, offsets, scale, acc_dtype, xp):
+def gather_segment_sum(weight: torch.Tensor, idx: torch.Tensor, offsets: torch.Tensor, scale: torch.Tensor | None,
+                       acc_dtype: torch.dtype, xp: Any) -> torch.Tensor:
     if weight.dtype == acc_dtype:
         # torch's fused kernel has exactly this contract for fp32/fp64 (full offsets, last = n).
         if scale is not None:
@@ -65,8 +67,9 @@ def gather_segment_sum(weight, idx, offsets, scale, acc_dtype, xp):
     return out.index_add_(0, segment_ids(offsets, idx.shape[0], xp), rows)
 
 
-def gather_segment_max(weight, idx, offsets, need_arg, xp):
-    values, _, bag_size, argrow = torch.embedding_bag(
+def gather_segment_max(weight: torch.Tensor, idx: torch.Tensor, offsets: torch.Tensor, need_arg: bool,
+                       _xp: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    values, _, _bag_size, argrow = torch.embedding_bag(
         weight, idx, offsets, False, _MODE_MAX, False, None, True, None)
     if not need_arg:
         return values, None
@@ -75,7 +78,7 @@ def gather_segment_max(weight, idx, offsets, need_arg, xp):
     return values, torch.where(empty, torch.full_like(argrow, -1), argrow)
 
 
-def put_rows_(weight, uniq, rows, xp):
+def put_rows_(weight: torch.Tensor, uniq: torch.Tensor, rows: torch.Tensor, _xp: Any) -> torch.Tensor:
     with torch.no_grad():
         weight[uniq] = rows
     return weight
