@@ -7,13 +7,14 @@ extension behaviour; `EXT_BROKEN[name]` gives the target, the defect and the che
 Import as ``checker_targets.ext_broken:<NAME>``.
 """
 
-# ruff: noqa: ARG001, RUF001, E501  # torch.nn.functional's signatures; check ids use the multiplication sign
+# ruff: noqa: RUF001  # check ids and messages use the multiplication sign
 
 from __future__ import annotations
 
 import types
 
 import numpy as np
+
 import xembed
 
 
