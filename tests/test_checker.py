@@ -310,6 +310,11 @@ def test_broken_extension_target_is_caught(name: str) -> None:
     assert {i for i, s in st_.items() if s == "fail"} == set(ids), st_
     assert not rep["conforms"]
     assert target.__doc__
+    for r in rep["results"]:  # the repro (lengths passed as an array, no torch reference call) reproduces it
+        if r["status"] == "fail":
+            with pytest.raises(Violation) as exc:
+                _exec_repro(r["repro"])
+            assert r["message"].startswith(exc.value.what + ":"), (r["message"], str(exc.value))
 
 
 def test_registered_backend_is_used_without_touching_the_checker() -> None:

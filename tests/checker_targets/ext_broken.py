@@ -68,6 +68,14 @@ def _bag_wmean_count(input, weight, offsets=None, max_norm=None, norm_type=2.0, 
     return (out / np.maximum(count, 1.0)[:, None]).astype(out.dtype)
 
 
+def _bag_lengths_reversed(input, weight, offsets=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
+                          mode="mean", sparse=False, per_sample_weights=None, include_last_offset=False,
+                          padding_idx=None, *, lengths=None):
+    return xembed.embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse,
+                                per_sample_weights, include_last_offset, padding_idx,
+                                lengths=None if lengths is None else lengths[::-1].copy())
+
+
 def _bag_vjp_psw2(*args, **kwargs):
     out, pullback = xembed.embedding_bag_vjp(*args, **kwargs)
     mode = kwargs.get("mode", args[6] if len(args) > 6 else "mean")
@@ -91,6 +99,7 @@ sqrtn_count_divisor = _target("mode='sqrtn' with per_sample_weights divides by s
                               "sqrt(Σ w²) (EXT-SQRTN)", embedding_bag=_bag_sqrtn_count)
 wmean_count_divisor = _target("weighted mean divides Σ w·W by the count instead of Σ w (EXT-WMEAN)",
                               embedding_bag=_bag_wmean_count)
+lengths_reversed = _target("`lengths` read in reverse order (EXT-LENGTHS)", embedding_bag=_bag_lengths_reversed)
 wmean_psw_grad_twice = _target("weighted mean: the per_sample_weights gradient is twice the right one "
                                "(EXT-WMEAN-GRAD)", embedding_bag_vjp=_bag_vjp_psw2)
 
@@ -99,6 +108,7 @@ EXT_BROKEN = {
     "sqrtn_count_divisor": (sqrtn_count_divisor, ["embedding_bag::mode='sqrtn' × per_sample_weights::values"]),
     "wmean_count_divisor": (wmean_count_divisor,
                             ["embedding_bag::weighted mean (per_sample_weights × mode='mean')::values"]),
+    "lengths_reversed": (lengths_reversed, ["embedding_bag::lengths= (instead of offsets)::values"]),
     "wmean_psw_grad_twice": (wmean_psw_grad_twice,
                              ["embedding_bag::weighted mean (per_sample_weights × mode='mean')::grad"]),
 }
