@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from checker_targets.broken import BROKEN, CRASHING
+from checker_targets.ext_broken import EXT_BROKEN
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -56,7 +57,7 @@ def test_torch_reference_conforms() -> None:
 
 def test_torch_strict_with_known_deviations_conforms() -> None:
     rep = run_conformance("torch.nn.functional", backend="torch", max_examples=20, strict=True,
-                          xfails=XFAILS, only=["*::error", "*NotImplementedError*"])
+                          xfails=XFAILS, only=["*::error", "*weighted mean*"])
     st_ = _status(rep)
     assert rep["conforms"], {k: v for k, v in st_.items() if v in ("fail", "error")}
     assert st_["embedding_bag::strict: empty offsets with non-empty input::error"] == "xfail"  # segfault caught
@@ -271,11 +272,49 @@ def test_xfails_file_is_scoped_by_check_and_message(tmp_path: Path) -> None:
         run_conformance("torch.nn.functional", backend="torch", only=["nothing::matches"])
 
 
+EXT_ROWS = ["embedding_bag::mode='sqrtn'::*", "embedding_bag::mode='sqrtn' × per_sample_weights::*",  # noqa: RUF001
+            "embedding_bag::mode='min'::*", "embedding_bag::empty bags × mode='min'::*",  # noqa: RUF001
+            "embedding_bag::weighted mean (per_sample_weights × mode='mean')::*",  # noqa: RUF001
+            "embedding_bag::lengths= (instead of offsets)::*"]
+
+
 def test_extension_not_offered_is_not_a_failure() -> None:
-    rep = run_conformance("torch.nn.functional", backend="torch", max_examples=10, only=["*NotImplementedError*"])
-    assert _status(rep) == {"embedding_bag::per_sample_weights with mode='mean'/'max' (torch: NotImplementedError)"
-                            "::values": "not offered"}
+    """EXT-CHECKER: torch.nn.functional offers none of issue 14's extensions: every row (values and grad) is
+    "not offered", and the run conforms."""
+    rep = run_conformance("torch.nn.functional", backend="torch", max_examples=10, only=EXT_ROWS)
+    st_ = _status(rep)
+    assert len(st_) == 12
+    assert set(st_.values()) == {"not offered"}, st_
     assert rep["conforms"]
+
+
+def test_xembed_offers_and_matches_the_extensions() -> None:
+    """EXT-SQRTN*, EXT-WMEAN*, EXT-MIN*, EXT-LENGTHS, EXT-PAD, EXT-SGBF, EXT-SPARSE, EXT-CHECKER: xembed (NumPy,
+    gradients through its vjp) matches the float64 reference on every extension row, values and gradients."""
+    rep = run_conformance("xembed", backend="numpy", max_examples=25, strict=True, only=EXT_ROWS)
+    st_ = _status(rep)
+    assert len(st_) == 12
+    assert set(st_.values()) == {"extension"}, {r["id"]: r["message"] for r in rep["results"]
+                                                if r["status"] != "extension"}
+    assert rep["conforms"]
+
+
+@pytest.mark.parametrize("name", sorted(EXT_BROKEN))
+def test_broken_extension_target_is_caught(name: str) -> None:
+    """EXT-SQRTN / EXT-WMEAN / EXT-WMEAN-GRAD: a target that offers an extension with the wrong divisor (or the
+    wrong per_sample_weights gradient) fails exactly the rows that check it; the other rows still pass."""
+    target, ids = EXT_BROKEN[name]
+    rep = run_conformance(f"checker_targets.ext_broken:{name}", backend="numpy", max_examples=30, only=EXT_ROWS,
+                          isolate=False)
+    st_ = _status(rep)
+    assert {i for i, s in st_.items() if s == "fail"} == set(ids), st_
+    assert not rep["conforms"]
+    assert target.__doc__
+    for r in rep["results"]:  # the repro (lengths passed as an array, no torch reference call) reproduces it
+        if r["status"] == "fail":
+            with pytest.raises(Violation) as exc:
+                _exec_repro(r["repro"])
+            assert r["message"].startswith(exc.value.what + ":"), (r["message"], str(exc.value))
 
 
 def test_registered_backend_is_used_without_touching_the_checker() -> None:

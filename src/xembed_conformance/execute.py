@@ -66,6 +66,8 @@ def build_call(be: Backend, case: Case, requires_grad: bool = False) -> tuple[li
     if case.fn == "embedding_bag":
         if case.offsets is not None:
             kw["offsets"] = be.asarray(case.offsets, case.odtype)
+        if kw.get("lengths") is not None:  # extension rows (EXT-LENGTHS): an array of the backend
+            kw["lengths"] = be.asarray(kw["lengths"], case.odtype)
         if case.psw is not None:
             p = be.asarray(case.psw, case.pdtype or case.wdtype)
             if requires_grad:

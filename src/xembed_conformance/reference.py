@@ -194,3 +194,99 @@ def bag_reduce(case: Case, weight: NDArray, reduce: Callable[[NDArray, NDArray],
             pos = pos[flat[pos] != pad]
         out[b] = reduce(W[flat[pos]], pos)
     return out
+
+
+def ext_bounds(case: Case) -> tuple[NDArray, NDArray]:
+    """(starts, ends) of the bags of a valid embedding_bag case, `lengths=` (EXT-LENGTHS) included."""
+    lengths = case.kwargs.get("lengths")
+    if lengths is None:
+        from xembed_conformance.cases import bag_bounds
+
+        return bag_bounds(case)
+    ends = np.cumsum(np.asarray(lengths, np.int64).reshape(-1))
+    return ends - np.asarray(lengths, np.int64).reshape(-1), ends
+
+
+def ext_bag(case: Case, weight: NDArray, grad_out: NDArray | None = None, *,
+            magnitude: bool = False) -> tuple[NDArray, NDArray, NDArray, NDArray, NDArray | None]:
+    """Float64 reference of the issue-14 rules (EXT-SQRTN*, EXT-WMEAN*, EXT-MIN*, EXT-PAD, EXT-SGBF,
+    EXT-SPARSE, EXT-LENGTHS) and of torch's sum / mean / max (for `lengths=` cases), gradients included.
+
+    `weight`: already renormed (EXT-RENORM).  Returns (output, dense grad_weight, sparse indices, sparse values
+    (one entry per non-padding position, input order), grad_per_sample_weights or None); the gradients are
+    zeros when the case has no grad_out.  `magnitude=True`: the same computation on absolute values with every
+    difference turned into a sum and the divisor's rounding error folded in (the scale of the tolerance).
+    """
+    mode = case.mode
+    W = np.asarray(weight, np.float64)
+    N, D = W.shape
+    flat = case.input.reshape(-1).astype(np.int64)
+    n = flat.size
+    starts, ends = ext_bounds(case)
+    B = starts.size
+    g = np.zeros((B, D)) if (case.grad_out if grad_out is None else grad_out) is None \
+        else np.asarray(case.grad_out if grad_out is None else grad_out, np.float64).reshape(B, D)
+    has_psw = case.psw is not None
+    w = np.asarray(case.psw, np.float64).reshape(-1) if has_psw else np.ones(n)
+    pad = normalized_padding(case)
+    bag = np.repeat(np.arange(B), ends - starts)
+    keep = np.ones(n, bool) if pad is None else flat != pad
+    if case.kwargs.get("scale_grad_by_freq"):
+        s: NDArray = 1.0 / np.bincount(flat, minlength=N)[flat] if n else np.ones(0)
+    else:
+        s = np.ones(n)
+    if magnitude:  # min / max: the selected entries themselves, in absolute value
+        W, g = (W if mode in ("min", "max") else np.abs(W)), np.abs(g)
+    out = np.zeros((B, D))
+    d_rows = np.zeros((n, D))
+    g_psw = np.zeros(n)
+    if mode in ("min", "max"):
+        sign = 1.0 if mode == "min" else -1.0
+        for b in range(B):
+            P = np.arange(starts[b], ends[b])[keep[starts[b]:ends[b]]]
+            if not P.size:
+                continue
+            R = sign * W[flat[P]]
+            # strict '<' scan in input order: ties and a leading NaN stay with the first (EXT-MIN-TIES, -NAN)
+            k = np.where(np.isnan(R[0]), 0, np.argmin(np.where(np.isnan(R), np.inf, R), axis=0))
+            out[b] = sign * R[k, np.arange(D)]
+            np.add.at(d_rows, (P[k], np.arange(D)), g[b])
+        if magnitude:
+            out = np.abs(out)
+    else:
+        wk = np.where(keep, w, 0.0)
+        if mode == "sum":
+            S: NDArray = np.ones(B)
+        elif mode == "mean":
+            S = np.bincount(bag, wk, minlength=B) if has_psw else np.bincount(bag[keep], minlength=B).astype(float)
+        elif mode == "sqrtn":
+            S = np.sqrt(np.bincount(bag, wk * wk, minlength=B))
+        else:
+            msg = f"ext_bag: no reference for mode {mode!r}"
+            raise ValueError(msg)
+        zero = S == 0  # EXT-SQRTN-ZERO / EXT-WMEAN-ZERO / BAG-EMPTY
+        Sp = np.where(zero, 1.0, np.abs(S) if magnitude else S)
+        # the rounding of a weighted mean's divisor (Σ w_i, may cancel) amplifies the error by Σ|w_i| / |S|
+        amp = np.ones(B)
+        if magnitude and mode == "mean" and has_psw:
+            amp = 1.0 + np.bincount(bag, np.abs(wk), minlength=B) / Sp
+        wabs = np.abs(wk) if magnitude else wk
+        live = keep & ~zero[bag] if n else keep
+        coef = np.where(live, wabs / Sp[bag] if n else wabs, 0.0)
+        np.add.at(out, bag[live], coef[live, None] * W[flat[live]])
+        out = out * amp[:, None]
+        d_rows = coef[:, None] * g[bag] * (amp[bag, None] if n else 1.0)
+        if has_psw and n:
+            dots = np.einsum("ij,ij->i", W[flat], g[bag])
+            o = np.einsum("ij,ij->i", out[bag], g[bag])
+            if mode == "sum":
+                g_psw = dots
+            elif mode == "mean":
+                g_psw = (dots + o if magnitude else dots - o) / Sp[bag] * amp[bag]
+            else:  # sqrtn
+                g_psw = (dots + coef * o if magnitude else dots - coef * o) / Sp[bag]
+            g_psw = np.where(live, g_psw, 0.0)
+    gw = np.zeros((N, D))
+    np.add.at(gw, flat[keep], d_rows[keep] * s[keep, None])
+    gp = g_psw.reshape(np.shape(np.asarray(case.psw))) if has_psw else None
+    return out, gw, flat[keep], d_rows[keep] * s[keep, None], gp

@@ -43,6 +43,10 @@ def make_repro(spec: str, backend: Backend, case: Case, aspect: str, headline: s
     check_id = check_id or headline.split(": ", 1)[0]
     arrays = case.arrays() + ([("grad_output", case.grad_out, case.wdtype)]
                               if case.grad_out is not None and aspect == "grad" else [])
+    lengths = case.kwargs.get("lengths")  # EXT-LENGTHS: an array argument like offsets
+    if lengths is not None:
+        arrays.insert(2, ("lengths", np.asarray(lengths), case.odtype))
+    plain_kwargs = {k: v for k, v in case.kwargs.items() if k != "lengths"}
     L = [f"# conformance failure -- {headline}", f"# case: {case.describe()}"]
     L += [f"# note: {n}" for n in case.notes]
     L += ["# run it where the target is importable", "import numpy as np"]
@@ -62,7 +66,9 @@ def make_repro(spec: str, backend: Backend, case: Case, aspect: str, headline: s
         call += ", offsets=offsets"
     if case.psw is not None:
         call += ", per_sample_weights=per_sample_weights"
-    call += "".join(f", {k}={_pyrepr(v)}" for k, v in case.kwargs.items())
+    if lengths is not None:
+        call += ", lengths=lengths"
+    call += "".join(f", {k}={_pyrepr(v)}" for k, v in plain_kwargs.items())
     if crashed:
         L.append("# WARNING: this call crashed the checker's worker process; it may crash this interpreter")
     if aspect == "error" or crashed:
@@ -92,6 +98,8 @@ def make_repro(spec: str, backend: Backend, case: Case, aspect: str, headline: s
             L.append("ref_psw = torch.from_numpy(per_sample_weights_values.copy())")
         if case.kwargs.get("mode") in ("mean", "max") and case.psw is not None:
             L.append("# (per_sample_weights with this mode: torch raises NotImplementedError)")
+        elif case.kwargs.get("mode") in ("sqrtn", "min") or lengths is not None:
+            L.append("# (an extension torch does not offer: recheck below uses the float64 reference, EXT-CHECKER)")
         elif aspect == "grad":
             L += ["ref_weight.requires_grad_(True)", f"ref_out = F.{case.fn}({ref_call})",
                   "ref_out.backward(torch.from_numpy(grad_output_values))",
@@ -100,7 +108,7 @@ def make_repro(spec: str, backend: Backend, case: Case, aspect: str, headline: s
             L += [f"print('reference output:', F.{case.fn}({ref_call}))",
                   "print('reference weight after the call:', ref_weight)"]
         L.append("")
-    kwargs_literal = "{" + ", ".join(f"{k!r}: {_pyrepr(v)}" for k, v in case.kwargs.items()) + "}"
+    kwargs_literal = "{" + ", ".join(f"{k!r}: {_pyrepr(v)}" for k, v in plain_kwargs.items()) + "}"
     kw = ", ".join(f"{n}=({n}_values, {dtypes[n]!r})" for n, _, _ in arrays)
     L += ["# the verdict: the checker's judgement of exactly these arrays (raises the same Violation)",
           "from xembed_conformance.repro import recheck",
@@ -136,6 +144,8 @@ def recheck(target: Any, check_id: str, *, backend: str = "numpy", device: str |
         case.psw, case.pdtype = np.asarray(arrays["per_sample_weights"][0], np.float64), arrays["per_sample_weights"][1]
     if "grad_output" in arrays:
         case.grad_out = np.asarray(arrays["grad_output"][0], np.float64)
+    if "lengths" in arrays:
+        case.kwargs["lengths"], case.odtype = np.asarray(arrays["lengths"][0]), arrays["lengths"][1]
     gm = None if grad == "none" else grad
     ctx = Context(backend=be, executor=InProcess(Target(target, be, gm)),
                   strict=row.strict_only if strict is None else strict, grad_mode=gm,

@@ -8,18 +8,26 @@ Adding an extension is one :func:`register_extension` call (docs/conformance.md 
     from xembed_conformance.checks.extensions import Extension, register_extension
     from xembed_conformance import reference as ref
 
-    def _sqrtn(data, case):                # make the drawn case use the extension
-        case.kwargs["mode"] = "sqrtn"
+    def _l1(data, case):                   # make the drawn case use the extension
+        case.kwargs["mode"] = "l1"
         return case
 
-    def _sqrtn_ref(case, weight):          # float64 expected output
-        return ref.bag_reduce(case, weight, lambda rows: rows.sum(0) / max(len(rows), 1) ** 0.5)
+    def _l1_ref(case, weight):             # float64 expected output
+        return ref.bag_reduce(case, weight, lambda rows, pos: np.abs(rows).sum(0))
 
-    register_extension(Extension("mode='sqrtn'", "embedding_bag", ("EXT-SQRTN",),
-                                 Want("embedding_bag", mode="sum"), _sqrtn, _sqrtn_ref))
+    register_extension(Extension("mode='l1'", "embedding_bag", ("EXT-L1",),
+                                 Want("embedding_bag", mode="sum"), _l1, _l1_ref))
+
+An extension with a ``gradient`` (a float64 reference of the output, both gradients and the sparse layout,
+like :func:`xembed_conformance.reference.ext_bag`) also gets a "grad" aspect: the weight gradient (dense, or
+sparse COO with GRAD-SPARSE's layout), and the per_sample_weights gradient, through the target's autograd or
+``*_vjp`` exactly as the gradient rows (checks/gradients.py).
+
+Built-in rows: issue 14's ``mode='sqrtn'``, ``mode='min'``, the weighted mean (per_sample_weights with
+``mode='mean'``) and ``lengths=`` (docs/spec.md, "Extensions beyond torch (issue 14)").
 """
 
-# ruff: noqa: EM101  # Violation(what, message, case): `what` is a label, not the exception's message
+# ruff: noqa: EM101, RUF001  # Violation(what, message, case): `what` is a label; row labels use the multiplication sign
 
 from __future__ import annotations
 
@@ -32,10 +40,13 @@ from hypothesis import strategies as st
 
 from xembed_conformance import reference as ref
 from xembed_conformance.backends import FLOAT_EPS
-from xembed_conformance.cases import Case, NDArray
-from xembed_conformance.checks.core import Context, Tolerance, Violation, bag_terms, check_array
+from xembed_conformance.cases import Case, NDArray, normalized_padding
+from xembed_conformance.checks.core import Context, Tolerance, Violation, check_array, row_terms
+from xembed_conformance.checks.gradients import check_grad_parts
 from xembed_conformance.checks.values import abs_case, check_weight_after
 from xembed_conformance.strategies import Want
+
+GradRef = tuple[NDArray, NDArray, NDArray, NDArray, NDArray | None]
 
 
 @dataclass(frozen=True)
@@ -47,7 +58,9 @@ class Extension:
     apply(data, case) -> case: adds the extension's arguments to a drawn base case;
     reference(case, weight) -> float64 expected output, `weight` already renormed when max_norm is given;
     magnitude(case, weight): the same computation on absolute values (default: reference on |values|),
-    the scale of the tolerance.
+    the scale of the tolerance;
+    gradient(case, weight, magnitude) -> (output, dense grad_weight, sparse indices, sparse values,
+    grad_per_sample_weights or None): with it the row also checks gradients (aspect "grad").
     """
 
     option: str
@@ -57,6 +70,7 @@ class Extension:
     apply: Callable[[st.DataObject, Case], Case]
     reference: Callable[[Case, NDArray], NDArray]
     magnitude: Callable[[Case, NDArray], NDArray] | None = None
+    gradient: Callable[[Case, NDArray, bool], GradRef] | None = None
 
 
 EXTENSIONS: list[Extension] = []
@@ -70,7 +84,15 @@ def register_extension(ext: Extension) -> None:
     EXTENSIONS.append(ext)
 
 
+def ext_terms(case: Case) -> int:
+    """Most terms one output entry sums (the longest bag), `lengths=` cases included."""
+    starts, ends = ref.ext_bounds(case)
+    return int(max((ends - starts).max(initial=0), 1))
+
+
 def run_extension(ctx: Context, case: Case, ext: Extension) -> None:
+    """EXT-CHECKER: not offered (a clear error, weight untouched), or the float64 reference's output; with a
+    grad_output (the row's "grad" aspect) also the weight / per_sample_weights gradients and sparse layout."""
     res = ctx.call("extension", case)
     w_expected = ref.numpy_renorm(case) if case.kwargs.get("max_norm") is not None else case.weight
     if res["raised"] is not None:
@@ -87,39 +109,121 @@ def run_extension(ctx: Context, case: Case, ext: Extension) -> None:
             ctx.outcome = "not offered"
         return
     ctx.outcome = "offered"
+    if case.grad_out is not None and ext.gradient is not None:
+        res = ctx.call("valid", case, with_grad=True)
+        if res["violation"]:
+            what, message = res["violation"]
+            raise Violation(what, f"{message} (the plain call was accepted: the extension is offered)", case)
     w = check_weight_after(ctx, case, res["weight_after"], expected=w_expected)
-    expected = ext.reference(case, w)
-    mag = (ext.magnitude or (lambda c, x: np.abs(ext.reference(abs_case(c), np.abs(x)))))(case, w)
-    check_array(ctx, case, res["output"], expected, mag, "output (extension)",
-                Tolerance.for_case(case, bag_terms(case), accumulate_f32=True))
+    tol = Tolerance.for_case(case, ext_terms(case), accumulate_f32=True)
+    if ext.gradient is not None:
+        expected, *_ = ext.gradient(case, w, False)
+        mag = ext.gradient(case, w, True)[0]
+    else:
+        expected = ext.reference(case, w)
+        mag = (ext.magnitude or (lambda c, x: np.abs(ext.reference(abs_case(c), np.abs(x)))))(case, w)
+    check_array(ctx, case, res["output"], expected, mag, "output (extension)", tol)
+    if case.grad_out is None or ext.gradient is None:
+        return
+    _, gw, sp_idx, sp_vals, gp = ext.gradient(case, w, False)
+    _, mag_gw, _, mag_vals, mag_gp = ext.gradient(case, w, True)
+    check_grad_parts(ctx, case, res, (gw, gp, sp_idx, sp_vals), (mag_gw, mag_gp, mag_vals),
+                     Tolerance.for_case(case, row_terms(case), accumulate_f32=ctx.grad_f32))
 
 
-# built-in: per_sample_weights with mode='mean' / 'max' (torch: NotImplementedError) ------------------
+# issue 14 (docs/spec.md, "Extensions beyond torch") ----------------------------------------------------
+
+_BAG = "embedding_bag"
+_ISSUE14_COMMON = ("EXT-PAD", "EXT-RENORM", "EXT-DTYPES", "EXT-CHECKER")
 
 
-def _psw_mode(data: st.DataObject, case: Case) -> Case:  # noqa: ARG001 - the drawn case already has it
+def _ext_bag(case: Case, weight: NDArray, magnitude: bool) -> GradRef:
+    return ref.ext_bag(case, weight, magnitude=magnitude)
+
+
+def _ext_out(case: Case, weight: NDArray) -> NDArray:
+    return ref.ext_bag(case, weight)[0]
+
+
+def _exact_in(value: float, dtype: str) -> bool:
+    return bool(ref.round_to(np.asarray([value]), dtype)[0] == value)
+
+
+def _zero_divisor_bag(data: st.DataObject, case: Case, mode: str) -> None:
+    """Maybe make one bag's divisor exactly 0 (EXT-WMEAN-ZERO: weights summing to 0; EXT-SQRTN-ZERO: all 0)."""
+    if case.psw is None or not data.draw(st.booleans(), label=f"a bag whose {mode} divisor is 0"):
+        return
+    starts, ends = ref.ext_bounds(case)
+    flat, psw = case.input.reshape(-1), case.psw.reshape(-1)
+    pad = normalized_padding(case)
+    live = [b for b in range(starts.size) if any(flat[i] != pad for i in range(starts[b], ends[b]))]
+    if not live:
+        return
+    b = live[data.draw(st.integers(0, len(live) - 1), label="bag with a zero divisor")]
+    P = [i for i in range(starts[b], ends[b]) if flat[i] != pad]
+    if mode == "sqrtn":
+        psw[P] = 0.0
+        return
+    rest = float(psw[P[:-1]].sum())
+    if _exact_in(-rest, case.pdtype or case.wdtype):
+        psw[P[-1]] = -rest
+
+
+def _sqrtn(data: st.DataObject, case: Case) -> Case:
+    case.kwargs["mode"] = "sqrtn"
+    _zero_divisor_bag(data, case, "sqrtn")
     return case
 
 
-def _psw_mode_reference(case: Case, weight: NDArray) -> NDArray:
-    """EXT-PSW-MODE: scale each row by its weight, then reduce with the mode."""
-    mode = case.mode
-    assert case.psw is not None
-    psw = case.psw.reshape(-1)
-
-    def reduce(rows: NDArray, pos: NDArray) -> Any:
-        scaled = rows * psw[pos][:, None]
-        if not len(rows):
-            return np.zeros(weight.shape[1])
-        return scaled.max(axis=0) if mode == "max" else scaled.sum(axis=0) / len(rows)
-
-    return ref.bag_reduce(case, weight, reduce)
+def _wmean(data: st.DataObject, case: Case) -> Case:
+    case.kwargs["mode"] = "mean"
+    _zero_divisor_bag(data, case, "mean")
+    return case
 
 
-register_extension(Extension(
-    "per_sample_weights with mode='mean'/'max' (torch: NotImplementedError)", "embedding_bag", ("EXT-PSW-MODE",),
-    Want("embedding_bag", psw_ext=True, shape="any", norm_type=(None, 2.0), bite=False),
-    _psw_mode, _psw_mode_reference,
-    magnitude=lambda c, w: np.abs(_psw_mode_reference(c, w)) if c.mode == "max"
-    else np.abs(_psw_mode_reference(abs_case(c), np.abs(w))),
-))
+def _min(data: st.DataObject, case: Case) -> Case:  # noqa: ARG001 - nothing more to draw
+    case.kwargs["mode"] = "min"
+    return case
+
+
+def _lengths(data: st.DataObject, case: Case) -> Case:
+    """The same bags given by `lengths=` (EXT-LENGTHS): a 2-D input is flattened, include_last_offset dropped."""
+    starts, ends = ref.ext_bounds(case)
+    if case.input.ndim == 2:
+        case.input = case.input.reshape(-1)
+        if case.psw is not None:
+            case.psw = case.psw.reshape(-1)
+        case.odtype = data.draw(st.sampled_from(["int32", "int64"]), label="lengths dtype")
+    case.kwargs.pop("include_last_offset", None)
+    case.offsets = None
+    case.kwargs["lengths"] = (ends - starts).astype(np.int64)
+    return case
+
+
+_SIZES = ("tiny", "tiny", "wide", "long bags", "many bags", "hot rows")
+_KW: dict[str, Any] = {"shape": "any", "padding": "any", "norm_type": (None, 1.0, 2.0), "bite": False,
+                          "scale": _SIZES}
+
+for _ext in (
+    Extension("mode='sqrtn'", _BAG, ("EXT-SQRTN", "EXT-SQRTN-ZERO", "EXT-SQRTN-GRAD", "EXT-SGBF", "EXT-SPARSE",
+                                     *_ISSUE14_COMMON),
+              Want(_BAG, mode="sum", sgbf="any", sparse="any", **_KW), _sqrtn, _ext_out, gradient=_ext_bag),
+    Extension("mode='sqrtn' × per_sample_weights", _BAG,
+              ("EXT-SQRTN", "EXT-SQRTN-ZERO", "EXT-SQRTN-GRAD", "EXT-PSW-MODES", "EXT-SGBF", "EXT-SPARSE",
+               *_ISSUE14_COMMON),
+              Want(_BAG, mode="sum", psw=True, sgbf="any", sparse="any", **_KW), _sqrtn, _ext_out,
+              gradient=_ext_bag),
+    Extension("mode='min'", _BAG, ("EXT-MODES", "EXT-MIN", "EXT-MIN-TIES", "EXT-MIN-GRAD", *_ISSUE14_COMMON),
+              Want(_BAG, mode="max", **_KW), _min, _ext_out, gradient=_ext_bag),
+    Extension("empty bags × mode='min'", _BAG, ("EXT-MIN", "EXT-MIN-GRAD"),
+              Want(_BAG, mode="max", empty_bag=True, padding="any"), _min, _ext_out, gradient=_ext_bag),
+    Extension("weighted mean (per_sample_weights × mode='mean')", _BAG,
+              ("EXT-WMEAN", "EXT-WMEAN-ZERO", "EXT-WMEAN-GRAD", "EXT-PSW-MODES", "EXT-SGBF", "EXT-SPARSE",
+               *_ISSUE14_COMMON),
+              Want(_BAG, mode="sum", psw=True, sgbf="any", sparse="any", **_KW), _wmean, _ext_out,
+              gradient=_ext_bag),
+    Extension("lengths= (instead of offsets)", _BAG, ("EXT-LENGTHS", "EXT-DTYPES", "EXT-CHECKER"),
+              Want(_BAG, mode="any", psw="any", ilo="any", odtype="any", padding="any", shape=("offsets", "2d")),
+              _lengths, _ext_out, gradient=_ext_bag),
+):
+    register_extension(_ext)

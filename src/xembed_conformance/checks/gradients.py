@@ -34,13 +34,23 @@ def judge_grads(ctx: Context, case: Case, res: dict[str, Any], w_after: Any) -> 
     abs_go = np.abs(case.grad_out)
     abs_psw = None if case.psw is None else np.abs(case.psw)
     mag_gw, mag_gp, _, mag_vals = ref.numpy_grads(case, w_after if is_max else np.abs(w_after), abs_go, abs_psw)
-    tol = Tolerance.for_case(case, row_terms(case), accumulate_f32=ctx.grad_f32)
+    _, _, exp_idx, exp_vals = ref.numpy_grads(case, w_after) if case.kwargs.get("sparse") else (0, 0, None, None)
+    check_grad_parts(ctx, case, res, (exp_gw, exp_gp, exp_idx, exp_vals), (mag_gw, mag_gp, mag_vals),
+                     Tolerance.for_case(case, row_terms(case), accumulate_f32=ctx.grad_f32))
+
+
+def check_grad_parts(ctx: Context, case: Case, res: dict[str, Any], expected: tuple[Any, Any, Any, Any],
+                     mags: tuple[Any, Any, Any], tol: Tolerance) -> None:
+    """Compare the target's gradients (`res` of a "valid" call with_grad) with the expected
+    (dense grad_weight, grad_psw or None, sparse indices, sparse values) and their magnitudes
+    (dense, psw, sparse values); also used by the extension rows (EXT-CHECKER)."""
+    exp_gw, exp_gp, exp_idx, exp_vals = expected
+    mag_gw, mag_gp, mag_vals = mags
     if case.kwargs.get("sparse"):
         sp = res["sparse"]
         if sp is None:
             raise Violation("sparse grad_weight layout", "sparse=True: expected a sparse (COO) gradient, got "
                             f"a dense {res['grad_weight'].type_name}", case)
-        _, _, exp_idx, exp_vals = ref.numpy_grads(case, w_after)
         if sp["values"] is None:
             raise Violation("sparse grad_weight layout", "sparse=True: expected a COO gradient, got another "
                             "sparse layout", case)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hypothesis import strategies as st
@@ -80,9 +80,10 @@ def _extended(draw: st.DrawFn, ext: Extension, be: Backend) -> Case:
 
 def extension(ext: Extension) -> Row:
     def strategy(be: Backend, grad: bool) -> st.SearchStrategy[Case]:
-        return _extended(ext, be)
+        return _extended(replace(ext, want=ext.want.with_(grad=grad)), be)
 
-    return Row(ext.option, ext.fn, "extension", strategy, ext.spec, ("values",), extension=ext)
+    aspects = ("values", "grad") if ext.gradient is not None else ("values",)
+    return Row(ext.option, ext.fn, "extension", strategy, ext.spec, aspects, extension=ext)
 
 
 E, B = "embedding", "embedding_bag"
