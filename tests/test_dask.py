@@ -315,12 +315,68 @@ def test_metadata_errors_at_call() -> None:
         xembed.embedding(x, dweight(), xp=np)
 
 
-def test_max_norm_not_implemented() -> None:
-    """``DASK-RENORM``: max_norm on dask raises NotImplementedError (never a silent in-place no-op)."""
-    with pytest.raises(NotImplementedError, match="`max_norm`"):
-        xembed.embedding(da.from_array(IDX_2D), dweight(), max_norm=1.0)
-    with pytest.raises(NotImplementedError, match="`max_norm`"):
-        xembed.embedding_bag(da.from_array(IDX_2D), dweight(), max_norm=1.0)
+@pytest.mark.parametrize("norm_type", [2.0, 1.0])
+def test_max_norm_embedding(client: Any, norm_type: float) -> None:
+    """``DASK-RENORM`` (RENORM-FUNCTIONAL): the output reads the renormed rows, the caller's dask weight is
+    unchanged, the gradient is torch's (computed with the renormed weight as the leaf) and chunked like the weight;
+    ``xembed.renorm`` returns the renormed table lazily, chunked like the weight."""
+    w = WEIGHT * 3.0
+    x = da.from_array(IDX_2D, chunks=(4, 2))
+    dw = dweight(w)
+    out, pullback = xembed.embedding_vjp(x, dw, max_norm=1.0, norm_type=norm_type)
+    g = RNG.standard_normal(out.shape)
+    wt = t64(w, grad=True)
+    ref = F.embedding(t64(IDX_2D), wt, max_norm=1.0, norm_type=norm_type)  # renorms wt in place
+    ref.backward(t64(g))  # type: ignore[no-untyped-call]
+    gw = pullback(da.from_array(g, chunks=(3, 5, D)))
+    table = xembed.renorm(dw, x, 1.0, norm_type)
+    assert isinstance(table, da.Array)
+    assert table.chunks == dw.chunks
+    assert gw.chunks == dw.chunks
+    o, gd, tab, w_after = run(client, out, gw, table, dw)
+    np.testing.assert_allclose(o, ref.detach().numpy(), rtol=1e-12, atol=0)
+    assert wt.grad is not None
+    np.testing.assert_allclose(gd, wt.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(tab, wt.detach().numpy(), rtol=1e-12, atol=0)
+    assert not np.array_equal(tab, w)  # the test renorms something
+    np.testing.assert_array_equal(w_after, w)  # the caller's weight is unchanged
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_max_norm_bag_1d_straddling(client: Any, mode: str) -> None:
+    """``DASK-RENORM``: embedding_bag with max_norm on a 1-D input whose bags straddle chunks: values, weight and
+    per_sample_weights gradients against torch (which renorms its leaf in place), the caller's weight unchanged."""
+    w = WEIGHT * 3.0
+    psw = RNG.standard_normal(IDX_1D.shape) if mode == "sum" else None
+    dw = dweight(w)
+    out, pullback = xembed.embedding_bag_vjp(
+        da.from_array(IDX_1D, chunks=7), dw, da.from_array(OFFSETS, chunks=4), max_norm=1.5, mode=mode,
+        per_sample_weights=None if psw is None else da.from_array(psw, chunks=7))
+    wt = t64(w, grad=True)
+    pt = None if psw is None else t64(psw, grad=True)
+    ref = F.embedding_bag(t64(IDX_1D), wt, t64(OFFSETS), max_norm=1.5, mode=mode, per_sample_weights=pt)
+    g = RNG.standard_normal(tuple(ref.shape))
+    ref.backward(t64(g))  # type: ignore[no-untyped-call]
+    gw, gp = pullback(da.from_array(g, chunks=(4, D)))
+    o, gd, w_after = run(client, out, gw, dw)
+    np.testing.assert_allclose(o, ref.detach().numpy(), rtol=1e-12, atol=1e-12)
+    assert wt.grad is not None
+    np.testing.assert_allclose(gd, wt.grad.numpy(), rtol=1e-12, atol=1e-12)
+    if pt is not None:
+        assert pt.grad is not None
+        np.testing.assert_allclose(run(client, gp), pt.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(w_after, w)
+
+
+def test_max_norm_index_error_at_compute(client: Any) -> None:
+    """``DASK-RENORM``, ``DASK-CHECKS``: an out-of-range index under max_norm (and in ``xembed.renorm``) raises the
+    clear IndexError at ``.compute()``; no renormed value is produced."""
+    bad = IDX_2D.copy()
+    bad[1, 2] = N
+    for lazy in (xembed.embedding(da.from_array(bad, chunks=(4, 2)), dweight(), max_norm=1.0),
+                 xembed.renorm(dweight(), da.from_array(bad, chunks=(4, 2)), 1.0)):
+        with pytest.raises(IndexError, match=f"index {N} .*`input`"):
+            run(client, lazy)
 
 
 @pytest.mark.parametrize(("mode", "psw", "match"), [("sqrtn", False, "`mode`='sqrtn'"), ("min", False, "`mode`='min'"),
