@@ -153,13 +153,13 @@ def _renorm_block(w: np.ndarray, counts: np.ndarray, max_norm: float, norm_type:
     return np.asarray(xembed.renorm(w, np.flatnonzero(counts), max_norm, norm_type))
 
 
-def _renormed(g: _Graph, W: Array, checked_keys: Sequence[Key], max_norm: float, norm_type: float) -> Array:
-    """``DASK-RENORM``: the renormed table as a new dask array chunked like ``W`` (``W`` itself unchanged): each row
+def _renormed(g: _Graph, weight: Array, checked_keys: Sequence[Key], max_norm: float, norm_type: float) -> Array:
+    """``DASK-RENORM``: the renormed table, a new dask array chunked like ``weight`` (itself unchanged): each row
     chunk is renormed by its own task from the global counts of the (checked) input, so nothing is gathered."""
-    row_bounds = _bounds(W.chunks[0])
+    row_bounds = _bounds(weight.chunks[0])
     counts = _frequencies(g, checked_keys, [None] * len(checked_keys), row_bounds)  # every input index
-    return g.array("renormed", W.chunks, W.dtype,
-                   {(j, 0): (_renorm_block, (W.name, j, 0), counts[j], max_norm, norm_type)
+    return g.array("renormed", weight.chunks, weight.dtype,
+                   {(j, 0): (_renorm_block, (weight.name, j, 0), counts[j], max_norm, norm_type)
                     for j in range(len(row_bounds))})
 
 
