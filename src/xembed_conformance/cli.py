@@ -30,8 +30,8 @@ def parser() -> argparse.ArgumentParser:
                    "the current directory is importable")
     p.add_argument("--backend", default="numpy",
                    help="array library whose arrays the target receives: numpy, torch, cupy, array_api_strict, jax, "
-                        "jax-jit (calls under jax.jit), dask, a registered one, module:BackendClass, a comma-separated list, or 'all' (every installed one; "
-                        "torch also on CUDA when available)")
+                        "jax-jit (calls under jax.jit), dask, a registered one, module:BackendClass, a comma-separated "
+                        "list, or 'all' (every installed one; torch also on CUDA when available)")
     p.add_argument("--device", default=None, help="device for the backend's arrays (torch: cpu / cuda)")
     p.add_argument("--profile", choices=sorted(PROFILES), default="fast",
                    help="fast: 50 examples per check (CI); full: 500")
