@@ -500,11 +500,13 @@ class DaskBackend(Backend):
 
     def _persist(self, x: Any) -> Any:
         if isinstance(x, self.da.Array):
-            return x.persist()
+            x = x.persist()
+            # unknown chunk sizes (a sparse gradient with padding_idx): the checker reads shapes
+            return x.compute_chunk_sizes() if any(math.isnan(c) for cs in x.chunks for c in cs) else x
         if isinstance(x, tuple):
             return tuple(self._persist(y) for y in x)
         if isinstance(getattr(x, "indices", None), self.da.Array):  # a sparse gradient of dask arrays
-            x.indices, x.values = self.dask.persist(x.indices, x.values)
+            x.indices, x.values = self._persist(x.indices), self._persist(x.values)
         return x
 
     def wrap_call(self, name: str, fn: Any) -> Any:
