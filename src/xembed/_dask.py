@@ -320,7 +320,8 @@ def _bag_part(idx: np.ndarray, seg: np.ndarray, psw: np.ndarray | None, w: np.nd
         xp = _np_namespace()
         csr = np.searchsorted(s, np.arange(blo, bhi + 1), side="left")
         scale = None if psw is None else np.asarray(psw).reshape(-1)[li]
-        sums = prim.gather_segment_sum(w, idx[li] - lo, csr, scale, acc, xp=xp)
+        # one index dtype for the native primitive (an int32 input against int64 bag bounds fails in numba)
+        sums = prim.gather_segment_sum(w, idx[li].astype(np.int64) - lo, csr, scale, acc, xp=xp)
         return blo, bhi, {"sums": np.asarray(sums, dtype=acc), "counts": counts}
     rows = w[idx[li] - lo]
     f: dict[str, np.ndarray] = {
