@@ -146,12 +146,34 @@ def _acc(dtype: Any) -> np.dtype[Any]:
     return np.dtype(np.float32) if dt.itemsize < 4 else dt
 
 
-def _no_renorm(max_norm: float | None) -> None:
-    if max_norm is not None:
-        msg = (f"`max_norm`={max_norm!r} is not supported on dask arrays yet: the in-place renorm cannot modify a "
-               "dask weight, and the functional renorm (output from the renormed rows, weight unchanged) is not "
-               "wired into the dask path yet; renorm the table first or pass NumPy arrays")
-        raise NotImplementedError(msg)
+def _renorm_block(w: np.ndarray, counts: np.ndarray, max_norm: float, norm_type: float) -> np.ndarray:
+    """``DASK-RENORM``: one row chunk of the table, renormed where the input references it (RENORM-FUNCTIONAL)."""
+    import xembed
+
+    return np.asarray(xembed.renorm(w, np.flatnonzero(counts), max_norm, norm_type))
+
+
+def _renormed(g: _Graph, weight: Array, checked_keys: Sequence[Key], max_norm: float, norm_type: float) -> Array:
+    """``DASK-RENORM``: the renormed table, a new dask array chunked like ``weight`` (itself unchanged): each row
+    chunk is renormed by its own task from the global counts of the (checked) input, so nothing is gathered."""
+    row_bounds = _bounds(weight.chunks[0])
+    counts = _frequencies(g, checked_keys, [None] * len(checked_keys), row_bounds)  # every input index
+    return g.array("renormed", weight.chunks, weight.dtype,
+                   {(j, 0): (_renorm_block, (weight.name, j, 0), counts[j], max_norm, norm_type)
+                    for j in range(len(row_bounds))})
+
+
+def renorm(weight: Any, input: Any, max_norm: float, norm_type: float, xp: Any) -> Array:
+    """``xembed.renorm`` on dask arrays (``DASK-RENORM``): lazy, chunked like the weight's rows; index errors are
+    raised at ``.compute()`` (``DASK-CHECKS``)."""
+    xpd = _dask_namespace(xp)
+    X, W = _to_dask("input", input), _to_dask("weight", weight)
+    v.check_weight(W, xpd)
+    v.check_index_dtype("input", X, xpd)
+    W = _weight(W)
+    g = _Graph(_token("renorm", X, W, max_norm, norm_type), [X, W])
+    checked = _checked_input(g, X, int(W.shape[0]))
+    return _renormed(g, W, list(checked.values()), max_norm, norm_type)
 
 
 def _weight(weight: Array) -> Array:
@@ -298,7 +320,8 @@ def _bag_part(idx: np.ndarray, seg: np.ndarray, psw: np.ndarray | None, w: np.nd
         xp = _np_namespace()
         csr = np.searchsorted(s, np.arange(blo, bhi + 1), side="left")
         scale = None if psw is None else np.asarray(psw).reshape(-1)[li]
-        sums = prim.gather_segment_sum(w, idx[li] - lo, csr, scale, acc, xp=xp)
+        # one index dtype for the native primitive (an int32 input against int64 bag bounds fails in numba)
+        sums = prim.gather_segment_sum(w, idx[li].astype(np.int64) - lo, csr, scale, acc, xp=xp)
         return blo, bhi, {"sums": np.asarray(sums, dtype=acc), "counts": counts}
     rows = w[idx[li] - lo]
     f: dict[str, np.ndarray] = {
@@ -631,12 +654,13 @@ def embedding(input: Any, weight: Any, padding_idx: Any, max_norm: Any, norm_typ
     max_norm, norm_type = v.check_renorm_args(max_norm, norm_type)
     n_rows, dim = (int(s) for s in W.shape)
     padding_idx = v.normalize_padding_idx(padding_idx, n_rows)
-    _no_renorm(max_norm)
     W = _weight(W)
     dtype = np.dtype(W.dtype)
     row_bounds = _bounds(W.chunks[0])
     g = _Graph(_token("embedding", X, W), [X, W])
     checked = _checked_input(g, X, n_rows)
+    if max_norm is not None:  # DASK-RENORM: read (and differentiate through) the renormed rows
+        W = _renormed(g, W, list(checked.values()), max_norm, norm_type)
     tasks = {}
     for bi, ck in checked.items():
         parts = [g.add(g.key("emb-part", *bi, j), _emb_part, ck, (W.name, j, 0), lo)
@@ -748,7 +772,6 @@ def embedding_bag(input: Any, weight: Any, offsets: Any, max_norm: Any, norm_typ
         what = f"`mode`={a.mode!r}" + (" with `per_sample_weights`" if a.mode == "mean" else "")
         msg = f"{what} (an extension beyond torch, EXT-*) is not supported on dask arrays yet"
         raise NotImplementedError(msg)
-    _no_renorm(a.max_norm)
     W = _weight(W)
     dtype, acc = np.dtype(W.dtype), _acc(W.dtype)
     n_rows, dim = (int(s) for s in W.shape)
@@ -768,6 +791,8 @@ def embedding_bag(input: Any, weight: Any, offsets: Any, max_norm: Any, norm_typ
     deps = [x for x in (X, W, Od, P) if x is not None]
     g = _Graph(_token("embedding_bag", X, W, Od, P, a), deps)
     checked = [ck for _, ck in sorted(_checked_input(g, X, n_rows).items())]
+    if a.max_norm is not None:  # DASK-RENORM
+        W = _renormed(g, W, checked, a.max_norm, a.norm_type)
     in_bounds = _bounds(X.chunks[0])
     row_len = int(X.shape[1]) if X.ndim == 2 else 1
     pos0 = [lo * row_len for lo, _ in in_bounds]

@@ -189,6 +189,21 @@ class Backend:
     def detach(self, x: Any) -> Any:
         return x
 
+    # calling the target (optional hooks) ------------------------------------------------------------
+    def wrap_call(self, name: str, fn: Any) -> Any:
+        """The callable the checker calls for the target's function `name` (``embedding``, ``embedding_bag``,
+        ``embedding_vjp``, ``embedding_bag_vjp``).  The checker's error catching surrounds the returned callable,
+        so a backend whose arrays are lazy computes them here (errors raised at ``.compute()`` are then the call's
+        errors), and a compiling mode (``jax-jit``) compiles here.  Default: `fn` unchanged."""
+        del name
+        return fn
+
+    def skip_reason(self, check_id: str, spec: tuple[str, ...]) -> str | None:
+        """Why check `check_id` (checking spec rules `spec`) does not apply to this backend, or None (it runs).
+        The reason is printed in the report as the check's skip message."""
+        del check_id, spec
+        return None
+
     # reproduction snippets (required for repros) --------------------------------------------------
     def repro_import(self) -> str:
         """Import line(s) a repro needs besides ``import numpy as np``."""
@@ -354,12 +369,175 @@ class CupyBackend(Backend):
         return f"cp.asarray({numpy_expr}.astype(np.{'bool_' if dtype == 'bool' else dtype}))"
 
 
+class JaxBackend(Backend):
+    """JAX, eager (issue 12).  Immutable arrays: ``renorm_in_place = False`` (RENORM-FUNCTIONAL: the weight is
+    unchanged, the output reads the renormed rows).  Gradients through the target's ``*_vjp`` functions.
+    ``jax_enable_x64`` is switched on (float64 rows, int64 indices)."""
+
+    name = "jax"
+    float_dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
+    renorm_in_place = False
+
+    def __init__(self, device: str | None = None):
+        jax: Any = importlib.import_module("jax")  # typed Any: the checker is typed without jax's stubs
+        jax.config.update("jax_enable_x64", True)
+        self.jax, self.jnp = jax, importlib.import_module("jax.numpy")
+        super().__init__(device)
+
+    def asarray(self, values: NDArray, dtype: str) -> Any:
+        a = np.asarray(values)
+        if dtype == "bfloat16":
+            return self.jnp.asarray(a.astype(np.float32)).astype(self.jnp.bfloat16)
+        return self.jnp.asarray(a.astype(np.dtype("bool" if dtype == "bool" else dtype)))
+
+    def to_numpy(self, x: Any) -> NDArray:
+        if str(x.dtype) in ("float16", "bfloat16"):
+            x = x.astype("float64")
+        return np.asarray(x)
+
+    def dtype_name(self, x: Any) -> str:
+        return str(x.dtype)
+
+    def device_of(self, x: Any) -> str:
+        return str(next(iter(x.devices())))
+
+    def is_array(self, x: Any) -> bool:
+        return isinstance(x, self.jax.Array)
+
+    def repro_import(self) -> str:
+        return "import jax\njax.config.update('jax_enable_x64', True)\nimport jax.numpy as jnp"
+
+    def repro_convert(self, numpy_expr: str, dtype: str) -> str:
+        if dtype == "bfloat16":
+            return f"jnp.asarray({numpy_expr}.astype(np.float32)).astype(jnp.bfloat16)"
+        return f"jnp.asarray({numpy_expr}.astype(np.{'bool_' if dtype == 'bool' else dtype}))"
+
+
+#: spec rules whose errors depend on the values of the arrays: under ``jax.jit`` the values cannot be read, and the
+#: spec's JIT-INVALID-* rules give NaN rows instead of the error (checked by tests/test_jax.py); BAG-LAST-OFFSET's
+#: value rule (``offsets[-1] != len(input)``) too, but not its shape rule (empty offsets)
+_VALUE_ERROR_RULES = frozenset({"ERR-INDEX-RANGE", "ERR-OFFSETS-FIRST", "ERR-OFFSETS-DECREASING", "ERR-OFFSETS-END"})
+
+
+class JaxJitBackend(JaxBackend):
+    """JAX under ``jax.jit`` (issue 12): every call is ``jax.jit(functools.partial(fn, **options))(arrays)`` --
+    options (Python values) static, arrays traced; ``*_vjp`` calls jit the forward and the pullback separately.
+    A ``sparse=True`` pullback with ``padding_idx`` runs eagerly (JIT-SPARSE-PAD: the number of sparse entries
+    depends on the values).  Error rows whose error depends on array values are skipped (JIT-INVALID-*)."""
+
+    name = "jax-jit"
+
+    def _split(self, kw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        arrays = {k: v for k, v in kw.items() if isinstance(v, self.jax.Array)}
+        return arrays, {k: v for k, v in kw.items() if k not in arrays}
+
+    def wrap_call(self, name: str, fn: Any) -> Any:
+        import functools
+
+        jit = self.jax.jit
+
+        if not name.endswith("_vjp"):
+            def call(*args: Any, **kw: Any) -> Any:
+                arrays, static = self._split(kw)
+                return jit(functools.partial(fn, **static))(*args, **arrays)
+
+            return call
+
+        def call_vjp(*args: Any, **kw: Any) -> Any:
+            arrays, static = self._split(kw)
+            f = functools.partial(fn, **static)
+            out = jit(lambda *a, **k: f(*a, **k)[0])(*args, **arrays)
+
+            def pullback(g: Any) -> Any:
+                if static.get("sparse") and static.get("padding_idx") is not None:  # JIT-SPARSE-PAD: eager only
+                    return f(*args, **arrays)[1](g)
+                return jit(lambda g_, *a, **k: f(*a, **k)[1](g_))(g, *args, **arrays)
+
+            return out, pullback
+
+        return call_vjp
+
+    def skip_reason(self, check_id: str, spec: tuple[str, ...]) -> str | None:
+        if check_id.endswith("::error") and (_VALUE_ERROR_RULES.intersection(spec) or "offsets[-1] !=" in check_id):
+            return ("under jax.jit array values cannot be read: the spec's JIT-INVALID-INDEX / JIT-INVALID-OFFSETS "
+                    "give NaN rows instead of this error (not checked here)")
+        return None
+
+    def repro_import(self) -> str:
+        return super().repro_import() + "\n# the checker called the functions under jax.jit (options static)"
+
+
+class DaskBackend(Backend):
+    """Dask arrays (issue 13): every array in 2 chunks along every axis (chunk boundaries are exercised).  The
+    target's lazy results are computed at the call (``.persist()``, by the current scheduler -- a
+    ``dask.distributed`` client when one is set), so value errors raised at ``.compute()`` (DASK-CHECKS) are
+    the call's errors; outputs stay dask arrays with their chunks.  ``renorm_in_place = False`` (DASK-RENORM)."""
+
+    name = "dask"
+    float_dtypes: tuple[str, ...] = ("float16", "float32", "float64")
+    renorm_in_place = False
+
+    def __init__(self, device: str | None = None):
+        self.dask: Any = importlib.import_module("dask")  # typed Any: dask ships no annotations
+        self.da: Any = importlib.import_module("dask.array")
+        super().__init__(device)
+
+    def asarray(self, values: NDArray, dtype: str) -> Any:
+        a = np.asarray(values).astype(np.dtype(dtype))
+        return self.da.from_array(a, chunks=tuple(max(1, -(-s // 2)) for s in a.shape))
+
+    def to_numpy(self, x: Any) -> NDArray:
+        return np.asarray(x.compute() if isinstance(x, self.da.Array) else x)
+
+    def dtype_name(self, x: Any) -> str:
+        return str(np.dtype(x.dtype).name)
+
+    def device_of(self, x: Any) -> str:  # noqa: ARG002 - NumPy blocks live on the CPU
+        return "cpu"
+
+    def is_array(self, x: Any) -> bool:
+        return isinstance(x, self.da.Array)
+
+    def _persist(self, x: Any) -> Any:
+        if isinstance(x, self.da.Array):
+            x = x.persist()
+            # unknown chunk sizes (a sparse gradient with padding_idx): the checker reads shapes
+            return x.compute_chunk_sizes() if any(math.isnan(c) for cs in x.chunks for c in cs) else x
+        if isinstance(x, tuple):
+            return tuple(self._persist(y) for y in x)
+        if isinstance(getattr(x, "indices", None), self.da.Array):  # a sparse gradient of dask arrays
+            x.indices, x.values = self._persist(x.indices), self._persist(x.values)
+        return x
+
+    def wrap_call(self, name: str, fn: Any) -> Any:
+        if not name.endswith("_vjp"):
+            return lambda *args, **kw: self._persist(fn(*args, **kw))
+
+        def call_vjp(*args: Any, **kw: Any) -> Any:
+            out, pullback = fn(*args, **kw)
+            return self._persist(out), lambda g: self._persist(pullback(g))
+
+        return call_vjp
+
+    def repro_import(self) -> str:
+        return "import dask.array as da"
+
+    def repro_convert(self, numpy_expr: str, dtype: str) -> str:
+        return f"da.from_array({numpy_expr}.astype(np.{'bool_' if dtype == 'bool' else dtype}), chunks=2)"
+
+    def repro_weight_after(self) -> str:
+        return "weight.compute()"
+
+
 BackendFactory = Callable[[str | None], Backend]
 _REGISTRY: dict[str, BackendFactory] = {
     "numpy": NumpyBackend,
     "torch": TorchBackend,
     "array_api_strict": ArrayApiStrictBackend,
     "cupy": CupyBackend,
+    "jax": JaxBackend,
+    "jax-jit": JaxJitBackend,
+    "dask": DaskBackend,
 }
 #: kept for callers of the old name
 BACKENDS = _REGISTRY
@@ -404,7 +582,8 @@ def make_backend(name: str, device: str | None = None) -> Backend:
 from xembed_conformance.reference import bag_sgbf_grad_bug, torch_version_tuple  # noqa: E402
 
 __all__ = [
-    "BACKENDS", "FLOAT_EPS", "ArrayApiStrictBackend", "Backend", "BackendFactory", "CupyBackend", "NumpyBackend",
-    "TorchBackend", "UnknownBackendError", "bag_sgbf_grad_bug", "literal", "make_backend", "numpy_literal",
-    "register_backend", "registered_backends", "resolve_backend", "torch_version_tuple",
+    "BACKENDS", "FLOAT_EPS", "ArrayApiStrictBackend", "Backend", "BackendFactory", "CupyBackend", "DaskBackend",
+    "JaxBackend", "JaxJitBackend", "NumpyBackend", "TorchBackend", "UnknownBackendError", "bag_sgbf_grad_bug",
+    "literal", "make_backend", "numpy_literal", "register_backend", "registered_backends", "resolve_backend",
+    "torch_version_tuple",
 ]

@@ -29,9 +29,9 @@ def parser() -> argparse.ArgumentParser:
                    "with `embedding` and/or `embedding_bag` (optionally `embedding_vjp` / `embedding_bag_vjp`); "
                    "the current directory is importable")
     p.add_argument("--backend", default="numpy",
-                   help="array library whose arrays the target receives: numpy, torch, cupy, array_api_strict, a "
-                        "registered one, module:BackendClass, a comma-separated list, or 'all' (every installed one; "
-                        "torch also on CUDA when available)")
+                   help="array library whose arrays the target receives: numpy, torch, cupy, array_api_strict, jax, "
+                        "jax-jit (calls under jax.jit), dask, a registered one, module:BackendClass, a comma-separated "
+                        "list, or 'all' (every installed one; torch also on CUDA when available)")
     p.add_argument("--device", default=None, help="device for the backend's arrays (torch: cpu / cuda)")
     p.add_argument("--profile", choices=sorted(PROFILES), default="fast",
                    help="fast: 50 examples per check (CI); full: 500")
@@ -136,6 +136,10 @@ def _backend_runs(spec: str, device: str | None) -> list[tuple[str, Any]]:
         runs.append(("torch", None))
     if importlib.util.find_spec("array_api_strict"):
         runs.append(("array_api_strict", None))
+    if importlib.util.find_spec("jax"):
+        runs += [("jax", None), ("jax-jit", None)]
+    if importlib.util.find_spec("dask") and importlib.util.find_spec("dask.array"):
+        runs.append(("dask", None))
     if importlib.util.find_spec("cupy"):
         try:
             import cupy

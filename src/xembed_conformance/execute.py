@@ -46,7 +46,8 @@ class Target:
     grad_mode: str | None  # "autograd" | "vjp" | None
 
     def fn(self, name: str) -> Any:
-        return getattr(self.obj, name, None)
+        f = getattr(self.obj, name, None)
+        return None if f is None else self.backend.wrap_call(name, f)  # lazy / compiling backends hook in here
 
 
 def observe(be: Backend, x: Any) -> Observed:

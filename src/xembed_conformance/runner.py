@@ -348,6 +348,9 @@ def _run_one(ctx: Context, target: Any, row: Row, aspect: str, **kw: Any) -> Res
 
     if not callable(getattr(target, row.fn, None)):
         return skip(f"target has no `{row.fn}`")
+    why = ctx.backend.skip_reason(cid, row.spec)
+    if why:
+        return skip(why)
     if row.strict_only and not ctx.strict:
         return skip("this spec's own decision (torch leaves it unspecified, or crashes): checked with --strict")
     if aspect == "grad" and ctx.grad_mode is None:
