@@ -644,16 +644,9 @@ def embedding(input: Any, weight: Any, padding_idx: Any, max_norm: Any, norm_typ
     """``DASK-PARTIALS``: ``weight[input]`` chunked like ``input`` (+ one column chunk), and its pullback."""
     xpd = _dask_namespace(xp)
     X, W = _to_dask("input", input), _to_dask("weight", weight)
-    v.check_weight(W, xpd)
-    v.check_index_dtype("input", X, xpd)
-    scale_grad_by_freq = v.check_flag("scale_grad_by_freq", scale_grad_by_freq)
-    sparse = v.check_flag("sparse", sparse)
-    if sparse and scale_grad_by_freq:
-        msg = "`scale_grad_by_freq`=True is not supported with `sparse`=True"
-        raise ValueError(msg)
-    max_norm, norm_type = v.check_renorm_args(max_norm, norm_type)
+    padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse = v.check_embedding_metadata(
+        X, W, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xpd)
     n_rows, dim = (int(s) for s in W.shape)
-    padding_idx = v.normalize_padding_idx(padding_idx, n_rows)
     W = _weight(W)
     dtype = np.dtype(W.dtype)
     row_bounds = _bounds(W.chunks[0])
