@@ -469,7 +469,7 @@ class JaxJitBackend(JaxBackend):
 
 class DaskBackend(Backend):
     """Dask arrays (issue 13): every array in 2 chunks along every axis (chunk boundaries are exercised).  The
-    target's lazy results are computed at the call (``.persist()``, by the current scheduler -- a
+    target's lazy results are computed at the call (``.compute()``, by the current scheduler -- a
     ``dask.distributed`` client when one is set), so value errors raised at ``.compute()`` (DASK-CHECKS) are
     the call's errors; outputs stay dask arrays with their chunks.  ``renorm_in_place = False`` (DASK-RENORM)."""
 
@@ -500,9 +500,14 @@ class DaskBackend(Backend):
 
     def _persist(self, x: Any) -> Any:
         if isinstance(x, self.da.Array):
-            x = x.persist()
-            # unknown chunk sizes (a sparse gradient with padding_idx): the checker reads shapes
-            return x.compute_chunk_sizes() if any(math.isnan(c) for cs in x.chunks for c in cs) else x
+            chunks = x.chunks
+            # computed here, so the graph's value errors (DASK-CHECKS) are the call's errors (a distributed
+            # client's persist() would return futures and raise only later); the result keeps its chunks
+            # (unknown chunk sizes, a sparse gradient with padding_idx: the checker reads shapes)
+            value = x.compute()
+            if any(math.isnan(c) for cs in chunks for c in cs):
+                return self.da.from_array(value)
+            return self.da.from_array(value, chunks=chunks)
         if isinstance(x, tuple):
             return tuple(self._persist(y) for y in x)
         if isinstance(getattr(x, "indices", None), self.da.Array):  # a sparse gradient of dask arrays
