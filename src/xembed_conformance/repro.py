@@ -123,11 +123,7 @@ def recheck(target: Any, check_id: str, *, backend: str = "numpy", device: str |
     """Judge one case the way check `check_id` does (in this process); raises its Violation if the target
     does not conform, prints "conforms on this case" otherwise."""
     from xembed_conformance.checks.core import Context
-    from xembed_conformance.checks.errors import run_error
-    from xembed_conformance.checks.extensions import run_extension
-    from xembed_conformance.checks.gradients import run_grad
-    from xembed_conformance.checks.rows import build_rows
-    from xembed_conformance.checks.values import run_values
+    from xembed_conformance.checks.rows import build_rows, run_row
     from xembed_conformance.execute import Target
     from xembed_conformance.isolation import InProcess
 
@@ -150,14 +146,5 @@ def recheck(target: Any, check_id: str, *, backend: str = "numpy", device: str |
     ctx = Context(backend=be, executor=InProcess(Target(target, be, gm)),
                   strict=row.strict_only if strict is None else strict, grad_mode=gm,
                   expected_device=be.expected_device(), grad_f32=row.grad_f32)
-    if row.kind == "error":
-        assert row.error is not None
-        run_error(ctx, case, row.error)
-    elif row.kind == "extension":
-        assert row.extension is not None
-        run_extension(ctx, case, row.extension)
-    elif aspect == "grad":
-        run_grad(ctx, case)
-    else:
-        run_values(ctx, case)
+    run_row(ctx, row, aspect, case)
     print(f"{check_id}: conforms on this case (not reproduced)")  # noqa: T201 - a repro's last word

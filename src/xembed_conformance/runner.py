@@ -23,11 +23,7 @@ from hypothesis import strategies as st
 
 from xembed_conformance.backends import Backend, UnknownBackendError, make_backend, resolve_backend
 from xembed_conformance.checks.core import Context, CrashBudgetSpent, Violation
-from xembed_conformance.checks.errors import run_error
-from xembed_conformance.checks.extensions import run_extension
-from xembed_conformance.checks.gradients import run_grad
-from xembed_conformance.checks.rows import Row, build_rows
-from xembed_conformance.checks.values import run_values
+from xembed_conformance.checks.rows import Row, build_rows, run_row
 from xembed_conformance.execute import Target
 from xembed_conformance.isolation import InProcess, Worker
 from xembed_conformance.repro import make_repro
@@ -182,16 +178,7 @@ def run_check(ctx: Context, row: Row, aspect: str, *, max_examples: int, seed: i
     def body(data: st.DataObject) -> None:
         case = row.draw(data, ctx.backend, grad=(aspect == "grad"))
         counter[0] += 1
-        if row.kind == "error":
-            assert row.error is not None
-            run_error(ctx, case, row.error)
-        elif row.kind == "extension":
-            assert row.extension is not None
-            run_extension(ctx, case, row.extension)
-        elif aspect == "values":
-            run_values(ctx, case)
-        else:
-            run_grad(ctx, case)
+        run_row(ctx, row, aspect, case)
 
     test = settings(
         max_examples=max_examples,

@@ -13,9 +13,12 @@ from hypothesis import strategies as st
 
 from xembed_conformance.backends import Backend
 from xembed_conformance.cases import Case
-from xembed_conformance.checks.errors import ERROR_ROWS, ErrorRow, ErrorSpec
-from xembed_conformance.checks.extensions import EXTENSIONS, Extension
+from xembed_conformance.checks.core import Context
+from xembed_conformance.checks.errors import ERROR_ROWS, ErrorRow, ErrorSpec, run_error
+from xembed_conformance.checks.extensions import EXTENSIONS, Extension, run_extension
+from xembed_conformance.checks.gradients import run_grad
 from xembed_conformance.checks.strict import STRICT_ERROR_ROWS, STRICT_GRAD_ACC
+from xembed_conformance.checks.values import run_values
 from xembed_conformance.strategies import LOW_PRECISION, Want, cases
 
 Draw = Callable[[Backend, bool], st.SearchStrategy[Case]]
@@ -193,3 +196,18 @@ def build_rows(backend: Backend) -> list[Row]:
     rows += [extension(ext) for ext in EXTENSIONS]
     rows += [error(fn, er) for fn, er in (*ERROR_ROWS, *STRICT_ERROR_ROWS)]
     return rows
+
+
+def run_row(ctx: Context, row: Row, aspect: str, case: Case) -> None:
+    """Check one drawn case of ``row`` (``aspect``: "values" or "grad"); raises Violation when it fails.  The one
+    dispatch of a row kind to its check, shared by the hypothesis runs and the repros' ``recheck``."""
+    if row.kind == "error":
+        assert row.error is not None
+        run_error(ctx, case, row.error)
+    elif row.kind == "extension":
+        assert row.extension is not None
+        run_extension(ctx, case, row.extension)
+    elif aspect == "grad":
+        run_grad(ctx, case)
+    else:
+        run_values(ctx, case)
