@@ -71,8 +71,11 @@ def dask(session: nox.Session) -> None:
 def conformance(session: nox.Session) -> None:
     """The conformance report for xembed on every installed backend (fast profile unless posargs say)."""
     session.install("-e", ".[test]")
-    session.run("python", "-m", "xembed_conformance", "--impl", "xembed", "--backend", "numpy,torch,array_api_strict", "--strict",
-                "--report", "conformance-report", *session.posargs)
+    session.run(
+        "python", "-m", "xembed_conformance", "--impl", "xembed",
+        "--backend", "numpy,torch,array_api_strict", "--strict",
+        "--report", "conformance-report", *session.posargs,
+    )
 
 
 @nox.session
