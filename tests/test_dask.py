@@ -438,17 +438,14 @@ def test_numpy_arguments_mix(client: Any) -> None:
 def test_conformance_checker_strict_on_dask(client: Any) -> None:
     """``DASK-DISTRIBUTED``, ``DASK-CHECKS``, ``DASK-RENORM``: the checker's ``dask`` backend (``--strict``, 3
     examples per check), in the checker's process so that the LocalCluster computes every result: every check
-    passes, max_norm rows and value errors raised at ``.compute()`` included, except float16 max_norm output
-    values (the checker's tolerance for immutable weights, README "Known limitations")."""
+    passes, max_norm rows (immutable weight: the output read from the renormed rows) and value errors raised at
+    ``.compute()`` included."""
     from xembed_conformance.runner import run_conformance
 
     assert distributed.default_client() is client
     rep = run_conformance("xembed", backend="dask", max_examples=3, seed=0, strict=True, isolate=False)
     bad = {r["id"]: r["message"][:300] for r in rep["results"] if r["status"] in ("fail", "error")}
-    # checker-side, README "Known limitations": for an immutable weight the checker compares float16 max_norm
-    # outputs with torch's renormed rows without the renorm's rounding allowance of its in-place check
-    renorm_f16 = {i for i, m in bad.items() if "max_norm" in i and m.startswith("output: value at")}
-    assert set(bad) == renorm_f16, bad
+    assert not bad, bad
     assert not any(r["status"] == "skip" for r in rep["results"])
     assert rep["summary"]["pass"] >= 150, rep["summary"]
 

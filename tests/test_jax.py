@@ -523,3 +523,46 @@ def test_metadata_errors_under_jit() -> None:
             wj, jnp.asarray([[1, 2]]))
     with pytest.raises(TypeError, match="one array library"):
         xembed.embedding(np.asarray([1]), wj)
+
+
+# --------------------------------------------------------------------------------------------------------
+# the conformance checker's jax-jit backend on value errors (JIT-INVALID-*)
+# --------------------------------------------------------------------------------------------------------
+
+_VALUE_ERROR_ROWS = ["*::error: index >= num_embeddings::error", "*::error: negative index::error",
+                     "*offsets*::error"]
+
+
+def test_checker_jit_value_error_rows_check_nan_rows() -> None:
+    """Under jax-jit the checker's value-dependent error rows check JIT-INVALID-INDEX / -OFFSETS (NaN rows where
+    the spec says, exact rows elsewhere) instead of an exception -- none is skipped -- and xembed passes them."""
+    from xembed_conformance.runner import run_conformance
+
+    rep = run_conformance("xembed", backend="jax-jit", max_examples=20, seed=0, strict=True, isolate=False,
+                          only=_VALUE_ERROR_ROWS)
+    status = {r["id"]: r["status"] for r in rep["results"]}
+    assert set(status.values()) == {"pass"}, status
+    # index >= N and negative index for both functions; offsets[0], offsets[-1] > len, decreasing, last offset
+    assert len(status) >= 8, status
+
+
+def _broken_jax_targets() -> dict[str, tuple[str, tuple[str, ...]]]:
+    from checker_targets.jax_broken import BROKEN_JAX
+
+    return BROKEN_JAX
+
+
+@pytest.mark.parametrize("name", sorted(_broken_jax_targets()))
+def test_checker_catches_broken_jax_targets(name: str) -> None:
+    """A jit target that clamps, wraps or silently repairs invalid values (or NaNs the valid rows too) is caught
+    by the checker's jax-jit backend, on the rows its defect breaks; an eager target that ignores max_norm on
+    an immutable weight is caught although the checker allows the renorm's rounding there."""
+    from xembed_conformance.runner import run_conformance
+
+    backend, ids = _broken_jax_targets()[name]
+    rep = run_conformance(f"checker_targets.jax_broken:{name}", backend=backend, max_examples=30, seed=0,
+                          strict=True, isolate=False, only=list(ids))
+    status = {r["id"]: r["status"] for r in rep["results"]}
+    assert not rep["conforms"], f"{name} was not caught: {status}"
+    assert "error" not in status.values(), status
+    assert all(r["message"].startswith("output") for r in rep["results"] if r["status"] == "fail"), status

@@ -128,6 +128,8 @@ class Backend:
         renorm_in_place: False for immutable arrays: max_norm's renorm cannot reach the caller's
             weight, so the checker expects the weight unchanged and the output read from the
             renormed rows (RENORM-INPLACE's functional form).
+        traced: the target runs traced (``jax.jit``): array values cannot be read, so the error rows whose
+            error depends on them check the spec's JIT-INVALID-* NaN rows instead (checks/traced.py).
     """
 
     name = "?"
@@ -135,6 +137,7 @@ class Backend:
     int_dtypes: tuple[str, ...] = ("int32", "int64")
     autograd = False
     renorm_in_place = True
+    traced = False
 
     def __init__(self, device: str | None = None):
         self.device = device
@@ -413,19 +416,14 @@ class JaxBackend(Backend):
         return f"jnp.asarray({numpy_expr}.astype(np.{'bool_' if dtype == 'bool' else dtype}))"
 
 
-#: spec rules whose errors depend on the values of the arrays: under ``jax.jit`` the values cannot be read, and the
-#: spec's JIT-INVALID-* rules give NaN rows instead of the error (checked by tests/test_jax.py); BAG-LAST-OFFSET's
-#: value rule (``offsets[-1] != len(input)``) too, but not its shape rule (empty offsets)
-_VALUE_ERROR_RULES = frozenset({"ERR-INDEX-RANGE", "ERR-OFFSETS-FIRST", "ERR-OFFSETS-DECREASING", "ERR-OFFSETS-END"})
-
-
 class JaxJitBackend(JaxBackend):
     """JAX under ``jax.jit`` (issue 12): every call is ``jax.jit(functools.partial(fn, **options))(arrays)`` --
     options (Python values) static, arrays traced; ``*_vjp`` calls jit the forward and the pullback separately.
     A ``sparse=True`` pullback with ``padding_idx`` runs eagerly (JIT-SPARSE-PAD: the number of sparse entries
-    depends on the values).  Error rows whose error depends on array values are skipped (JIT-INVALID-*)."""
+    depends on the values).  Error rows whose error depends on array values check JIT-INVALID-*'s NaN rows."""
 
     name = "jax-jit"
+    traced = True
 
     def _split(self, kw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         arrays = {k: v for k, v in kw.items() if isinstance(v, self.jax.Array)}
@@ -456,12 +454,6 @@ class JaxJitBackend(JaxBackend):
             return out, pullback
 
         return call_vjp
-
-    def skip_reason(self, check_id: str, spec: tuple[str, ...]) -> str | None:
-        if check_id.endswith("::error") and (_VALUE_ERROR_RULES.intersection(spec) or "offsets[-1] !=" in check_id):
-            return ("under jax.jit array values cannot be read: the spec's JIT-INVALID-INDEX / JIT-INVALID-OFFSETS "
-                    "give NaN rows instead of this error (not checked here)")
-        return None
 
     def repro_import(self) -> str:
         return super().repro_import() + "\n# the checker called the functions under jax.jit (options static)"

@@ -112,9 +112,12 @@ class Tolerance:
             return Tolerance(4 + terms, FLOAT_EPS["float32"], 2 * eps_w)  # two roundings: the sum, the mean
         return Tolerance(4 + terms, eps_w, 0.0)
 
-    def ok(self, actual: NDArray, expected: NDArray, mag: NDArray) -> NDArray:
+    def ok(self, actual: NDArray, expected: NDArray, mag: NDArray, slack: NDArray | None = None) -> NDArray:
+        """`slack`: a further absolute allowance per entry (an input the target may round differently)."""
         tol = self.rel * np.abs(expected) + self.c * self.eps * (np.abs(mag) + np.abs(expected))
-        return np.abs(actual - expected) <= tol
+        if slack is not None:
+            tol = tol + slack
+        return (np.abs(actual - expected) <= tol) | (np.isnan(actual) & np.isnan(expected))
 
     def __str__(self) -> str:
         extra = f" + {self.rel:.3g}·|expected|" if self.rel else ""
@@ -122,7 +125,8 @@ class Tolerance:
 
 
 def check_array(ctx: Context, case: Case, x: Observed | None, expected: NDArray, mag: NDArray, what: str,
-                tol: Tolerance, *, dtype: str | None = None) -> None:
+                tol: Tolerance, *, dtype: str | None = None, slack: NDArray | None = None) -> None:
+    """`slack`: see Tolerance.ok (the renorm's rounding where the checker cannot see the renormed weight)."""
     be = ctx.backend
     if x is None:
         raise Violation(what, "missing", case)
@@ -138,13 +142,14 @@ def check_array(ctx: Context, case: Case, x: Observed | None, expected: NDArray,
     actual = x.values
     assert actual is not None
     if expected.size:
-        ok = tol.ok(actual, expected, mag)
+        ok = tol.ok(actual, expected, mag, slack)
         if not ok.all():
             bad = tuple(int(i) for i in np.argwhere(~ok)[0])
             nbad = int((~ok).sum())
             raise Violation(
                 what,
                 f"value at {bad} is {float(actual[bad])!r}, expected {float(expected[bad])!r} "
-                f"(tolerance {tol}; {nbad} of {ok.size} entries off)",
+                f"(tolerance {tol}{'' if slack is None else f' + renorm slack {float(slack[bad]):.3g}'}; "
+                f"{nbad} of {ok.size} entries off)",
                 case, expected=expected, actual=actual,
             )

@@ -18,6 +18,7 @@ from xembed_conformance.checks.errors import ERROR_ROWS, ErrorRow, ErrorSpec, ru
 from xembed_conformance.checks.extensions import EXTENSIONS, Extension, run_extension
 from xembed_conformance.checks.gradients import run_grad
 from xembed_conformance.checks.strict import STRICT_ERROR_ROWS, STRICT_GRAD_ACC
+from xembed_conformance.checks.traced import is_value_error, run_traced_value_error
 from xembed_conformance.checks.values import run_values
 from xembed_conformance.strategies import LOW_PRECISION, Want, cases
 
@@ -201,7 +202,9 @@ def build_rows(backend: Backend) -> list[Row]:
 def run_row(ctx: Context, row: Row, aspect: str, case: Case) -> None:
     """Check one drawn case of ``row`` (``aspect``: "values" or "grad"); raises Violation when it fails.  The one
     dispatch of a row kind to its check, shared by the hypothesis runs and the repros' ``recheck``."""
-    if row.kind == "error":
+    if row.kind == "error" and ctx.backend.traced and is_value_error(row.option, row.spec):
+        run_traced_value_error(ctx, case, row.option, row.spec)
+    elif row.kind == "error":
         assert row.error is not None
         run_error(ctx, case, row.error)
     elif row.kind == "extension":
