@@ -32,7 +32,7 @@ Built-in rows: issue 14's ``mode='sqrtn'``, ``mode='min'``, the weighted mean (p
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,7 @@ from xembed_conformance.backends import FLOAT_EPS
 from xembed_conformance.cases import Case, NDArray, normalized_padding
 from xembed_conformance.checks.core import Context, Tolerance, Violation, check_array, row_terms
 from xembed_conformance.checks.gradients import check_grad_parts
-from xembed_conformance.checks.values import abs_case, check_weight_after
+from xembed_conformance.checks.values import abs_case, check_weight_after, renorm_bound
 from xembed_conformance.strategies import Want
 
 GradRef = tuple[NDArray, NDArray, NDArray, NDArray, NDArray | None]
@@ -122,13 +122,29 @@ def run_extension(ctx: Context, case: Case, ext: Extension) -> None:
     else:
         expected = ext.reference(case, w)
         mag = (ext.magnitude or (lambda c, x: np.abs(ext.reference(abs_case(c), np.abs(x)))))(case, w)
-    check_array(ctx, case, res["output"], expected, mag, "output (extension)", tol)
+    bound = renorm_bound(ctx, case, w)
+    check_array(ctx, case, res["output"], expected, mag, "output (extension)", tol,
+                slack=None if bound is None else _renorm_slack(case, bound))
     if case.grad_out is None or ext.gradient is None:
         return
     _, gw, sp_idx, sp_vals, gp = ext.gradient(case, w, False)
     _, mag_gw, _, mag_vals, mag_gp = ext.gradient(case, w, True)
     check_grad_parts(ctx, case, res, (gw, gp, sp_idx, sp_vals), (mag_gw, mag_gp, mag_vals),
-                     Tolerance.for_case(case, row_terms(case), accumulate_f32=ctx.grad_f32))
+                     Tolerance.for_case(case, row_terms(case), accumulate_f32=ctx.grad_f32),
+                     slack_gp=None if bound is None or case.psw is None else ext_grad_slack(case, bound))
+
+
+def _renorm_slack(case: Case, bound: NDArray) -> NDArray:
+    """values.renorm_bound through an extension's forward: min / max move by at most the largest bound in the
+    bag, the other modes are linear in the rows (their magnitude computation on the bound)."""
+    if case.mode in ("min", "max"):
+        return ref.ext_bag(replace(case, kwargs={**case.kwargs, "mode": "max"}), bound)[0]
+    return ref.ext_bag(case, bound, magnitude=True)[0]
+
+
+def ext_grad_slack(case: Case, bound: NDArray) -> NDArray | None:
+    """The per_sample_weights gradient is linear in the rows read (psw fixed): its magnitude on the bound."""
+    return ref.ext_bag(case, bound, magnitude=True)[4]
 
 
 # issue 14 (docs/spec.md, "Extensions beyond torch") ----------------------------------------------------

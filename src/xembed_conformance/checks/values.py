@@ -84,15 +84,20 @@ def expected_output(case: Case, weight: NDArray) -> tuple[NDArray, NDArray]:
     return expected, mag
 
 
-def renorm_slack(ctx: Context, case: Case, weight: NDArray) -> NDArray | None:
-    """Where the renormed rows stay inside the target (immutable arrays), the output may carry the renorm's
-    rounding that the in-place check allows (RENORM-NORM), carried through the forward like a magnitude."""
+def renorm_bound(ctx: Context, case: Case, weight: NDArray) -> NDArray | None:
+    """Where the renormed rows stay inside the target (immutable arrays), how far each entry of the rows the
+    target read may be from `weight` (torch's renorm): the rounding the in-place check allows (RENORM-NORM).
+    None where the checker sees the target's renormed weight (or there is no max_norm)."""
     if ctx.backend.renorm_in_place or case.kwargs.get("max_norm") is None:
         return None
     touched = np.any(weight != case.weight, axis=1, keepdims=True)
-    bound = np.where(touched, renorm_allowance(case) * FLOAT_EPS[case.wdtype] * np.abs(case.weight), 0.0)
-    slack, _ = ref.oracle_forward(abs_case(case), bound, max_norm=False)
-    return slack
+    return np.where(touched, renorm_allowance(case) * FLOAT_EPS[case.wdtype] * np.abs(case.weight), 0.0)
+
+
+def renorm_slack(ctx: Context, case: Case, weight: NDArray) -> NDArray | None:
+    """renorm_bound carried through the forward like a magnitude (max: the largest bound in the bag)."""
+    bound = renorm_bound(ctx, case, weight)
+    return None if bound is None else ref.oracle_forward(abs_case(case), bound, max_norm=False)[0]
 
 
 def judge_output(ctx: Context, case: Case, res: dict[str, Any]) -> None:
