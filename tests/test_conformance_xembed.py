@@ -2,10 +2,9 @@
 
 The README's main job runs the full fast profile (50 examples per check); here a smaller budget keeps the
 test-suite quick while still running every check (values, side effects, errors, gradients, --strict rows)
-on every selected backend.  JAX is not run here: the checker on ``jax`` / ``jax-jit`` compiles every new shape
-(tens of minutes on 2 cores, and it still reports the known float16 max_norm rows, README "Known limitations");
-run it with ``python -m xembed_conformance --impl xembed --backend jax --strict`` (or ``jax-jit``).  tests/test_jax.py
-covers the JAX path itself.
+on every selected backend.  On ``jax`` and ``jax-jit`` the checker compiles every new shape (JAX dispatches op by
+op eagerly, and jit compiles the whole call), so those two run 4 examples per check here (the README main job's
+``--backend all`` runs 50).
 """
 
 from __future__ import annotations
@@ -21,10 +20,22 @@ _BACKENDS = {"numpy": ("numpy", None), "array_api_strict": ("array_api_strict", 
              "torch_cuda": ("torch", "cuda"), "cupy": ("cupy", None)}
 
 
-@pytest.mark.parametrize("backend", [b.pytest_param() for b in selected_backends() if b.value in _BACKENDS])
-def test_xembed_conforms(backend: Any) -> None:
-    name, device = _BACKENDS[backend.value]
-    rep = run_conformance("xembed", backend=name, device=device, max_examples=10, strict=True)
+def _checker_runs() -> list[Any]:
+    """(test backend, checker backend, device, examples per check) for every selected backend."""
+    runs = []
+    for b in selected_backends():
+        if b.value in _BACKENDS:
+            runs.append(pytest.param(b, *_BACKENDS[b.value], 10, id=b.value, marks=b.marks()))
+        elif b.value == "jax":
+            runs += [pytest.param(b, mode, None, 4, id=mode, marks=b.marks()) for mode in ("jax", "jax-jit")]
+    return runs
+
+
+@pytest.mark.parametrize(("backend", "name", "device", "examples"), _checker_runs())
+def test_xembed_conforms(backend: Any, name: str, device: str | None, examples: int) -> None:  # noqa: ARG001
+    """Every check passes (none skipped) with ``--strict``; jax / jax-jit with a smaller budget (module doc).
+    ``backend``: the test backend (its marks and conftest's deselection); ``name``: the checker's backend."""
+    rep = run_conformance("xembed", backend=name, device=device, max_examples=examples, strict=True)
     bad = {r["id"]: (r.get("message") or "")[:300] for r in rep["results"] if r["status"] in ("fail", "error")}
     assert not bad, bad
     assert rep["summary"]["pass"] >= 150, rep["summary"]
