@@ -479,12 +479,21 @@ def test_sparse_pullback_and_bcoo(jit: bool) -> None:
 
 
 def test_sparse_padding_traced_is_a_clear_error() -> None:
-    """JIT-SPARSE-PAD: sparse=True + padding_idx under jit raises (nnz depends on values); eager works."""
+    """JIT-SPARSE-PAD: sparse=True + padding_idx in a pullback under jit raises (nnz depends on values); the
+    forward works under jit; eager works."""
     wj, i = jnp.asarray(_w(24)), jnp.asarray([[1, 2], [2, 3]])
     _, pb = xembed.embedding_vjp(i, wj, padding_idx=2, sparse=True)
     assert pb(jnp.ones((2, 2, D))).nnz == 2
     with pytest.raises(NotImplementedError, match="`sparse`=True with `padding_idx`"):
         jax.jit(lambda wj, i: xembed.embedding_vjp(i, wj, padding_idx=2, sparse=True)[1](jnp.ones((2, 2, D))))(wj, i)
+    # the forward alone needs no values: it works under jit (embedding_bag too, every mode)
+    f = jax.jit(lambda wj, i: xembed.embedding_vjp(i, wj, padding_idx=2, sparse=True)[0])
+    close(f(wj, i), _w(24)[np.asarray(i)])
+    for mode in ("sum", "mean", "sqrtn"):
+        fb = jax.jit(lambda wj, i, mode=mode: xembed.embedding_bag_vjp(i, wj, padding_idx=2, sparse=True, mode=mode)[0])
+        close(fb(wj, i), np.asarray(xembed.embedding_bag(np.asarray(i), _w(24), padding_idx=2, mode=mode)))
+    with pytest.raises(NotImplementedError, match="`sparse`=True with `padding_idx`"):
+        jax.jit(lambda wj, i: xembed.embedding_bag_vjp(i, wj, padding_idx=2, sparse=True)[1](jnp.ones((2, D))))(wj, i)
 
 
 def test_sparse_under_autodiff_is_dense() -> None:

@@ -247,8 +247,7 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
     valid = None
     idx_c, offs_c, psw_c = idx, offs, psw
     parked = False  # traced arrays (JIT-STATIC): padding positions parked in one extra, last bag
-    if a.padding_idx is not None and not has_values(idx):
-        _no_traced_sparse_padding(a.sparse)
+    if a.padding_idx is not None and not has_values(idx):  # the forward works; a sparse pullback cannot
         valid = idx != a.padding_idx
         idx_c, offs_c, psw_c = _park_padding(idx, offs, psw, valid, xp)
         parked = True
@@ -285,6 +284,8 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
         out = out[:num_bags, ...]
 
     def pullback(grad_output: Array) -> tuple[Array | SparseGrad, Array | None]:
+        if parked:
+            _no_traced_sparse_padding(a.sparse)
         g = _cast(_check_grad(grad_output, (num_bags, dim), xp), acc)
         if parked:  # the parked padding bag gets a zero gradient row
             g = xp.concat([g, xp.zeros((1, dim), dtype=acc, device=dev)], axis=0)
