@@ -376,3 +376,57 @@ def test_oracle_uses_numpy_formula_when_torch_has_the_bug(monkeypatch: pytest.Mo
                           only=["embedding_bag::scale_grad_by_freq::grad"])
     # With the formula as oracle, a correct torch (>= 2.14) conforms and a buggy one (< 2.14) is caught.
     assert rep["conforms"] is not real_bug, rep["results"]
+
+
+# --------------------------------------------------------------------------------------------------------
+# immutable weights with max_norm: the max / min winner among rows within the renorm's rounding latitude
+# --------------------------------------------------------------------------------------------------------
+
+def _observed(values: np.ndarray) -> Any:
+    from xembed_conformance.execute import Observed
+
+    return Observed(True, "ndarray", tuple(values.shape), "float16", "cpu", values)
+
+
+def _max_case(input_: list[int], offsets: list[int], weight: np.ndarray) -> Case:
+    n_bags = len(offsets)
+    return Case("embedding_bag", weight, "float16", np.asarray(input_, np.int64), offsets=np.asarray(offsets, np.int64),
+                kwargs={"mode": "max", "max_norm": 1.0}, grad_out=np.ones((n_bags, weight.shape[1])))
+
+
+def _winner_gradient(case: Case, actual: np.ndarray, bound: np.ndarray | None) -> np.ndarray:
+    from xembed_conformance.checks.core import Tolerance
+    from xembed_conformance.checks.gradients import near_tie_winners
+
+    exp_gw, _ = ref.oracle_grads(case, case.weight)
+    return near_tie_winners(case, {"grad_weight": _observed(actual)}, case.weight, bound, exp_gw,
+                            Tolerance.for_case(case, 1, accumulate_f32=False))
+
+
+def test_near_tie_winner_accepted_only_among_candidates() -> None:
+    """Rows 0 and 1 are within the latitude of each other in column 0 (either may win there); row 2 is far below.
+    Column 1 has a clear winner: its gradient must stay exactly where the reference puts it."""
+    w = np.array([[0.5, 0.1], [0.5 - 1e-4, 0.4], [0.0, 0.0]])
+    case = _max_case([0, 1, 2], [0], w)
+    bound = np.full(w.shape, 1e-3)
+    exp_gw, _ = ref.oracle_grads(case, w)
+    np.testing.assert_array_equal(exp_gw, [[1, 0], [0, 1], [0, 0]])
+    other_winner = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0]])  # column 0 went to row 1: allowed
+    np.testing.assert_array_equal(_winner_gradient(case, other_winner, bound), other_winner)
+    far_row = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0]])  # column 0 went to row 2: not a candidate
+    np.testing.assert_array_equal(_winner_gradient(case, far_row, bound), exp_gw)
+    # no latitude (a mutable weight, or no max_norm): the reference's winner only
+    np.testing.assert_array_equal(_winner_gradient(case, other_winner, None), exp_gw)
+
+
+def test_near_tie_identical_rows_stay_exact_and_zero_bags() -> None:
+    """Two identical rows renorm identically: their tie goes to the first occurrence (no latitude); zero bags
+    (empty offsets, found by the jax checker run) leave nothing to relax."""
+    w = np.array([[0.5, 0.5], [0.5, 0.5], [0.0, 0.0]])
+    case = _max_case([1, 0], [0], w)
+    wrong = np.array([[1.0, 1.0], [0.0, 0.0], [0.0, 0.0]])  # ties to the later occurrence
+    exp_gw = _winner_gradient(case, wrong, np.full(w.shape, 1e-3))
+    np.testing.assert_array_equal(exp_gw, [[0, 0], [1, 1], [0, 0]])
+    empty = Case("embedding_bag", w, "float16", np.zeros(0, np.int64), offsets=np.zeros(0, np.int64),
+                 kwargs={"mode": "max", "max_norm": 1.0}, grad_out=np.ones((0, 2)))
+    np.testing.assert_array_equal(_winner_gradient(empty, np.zeros_like(w), np.full(w.shape, 1e-3)), 0.0)

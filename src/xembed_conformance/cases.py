@@ -121,6 +121,8 @@ def bag_bounds(case: Case) -> tuple[NDArray, NDArray]:
     n = case.input.shape[0]
     if case.kwargs.get("include_last_offset", False):
         return off[:-1], off[1:]
+    if off.size == 0:  # no bags (BAG-EMPTY-OFFSETS)
+        return off, off
     return off, np.append(off[1:], n).astype(np.int64)
 
 

@@ -59,7 +59,7 @@ def near_tie_winners(case: Case, res: dict[str, Any], w: NDArray, bound: NDArray
     flat = case.input.reshape(-1)
     pad = normalized_padding(case)
     starts, ends = ref.ext_bounds(case)
-    g = np.asarray(case.grad_out, np.float64).reshape(starts.size, -1)
+    g = np.asarray(case.grad_out, np.float64).reshape(starts.size, exp_gw.shape[1])
     base = exp_gw.copy()
     allowed = np.zeros(exp_gw.shape, bool)
     mass, abs_mass = np.zeros(exp_gw.shape[1]), np.zeros(exp_gw.shape[1])
