@@ -132,11 +132,6 @@ def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, nor
                                xp, want_vjp)
     ns, pad, mnorm, ntype, sgbf, sparse_ = _prepare_embedding(
         input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp)
-    if is_jax_namespace(ns):  # JAX (issue 12): autodiff, functional renorm, traced values
-        from . import _jax_autodiff
-
-        v.check_indices_in_range(input, weight.shape[0], ns)
-        return _jax_autodiff.embedding(input, weight, pad, mnorm, ntype, sgbf, sparse_, ns, want_vjp)
     if is_torch_namespace(ns):
         from ._primitives import _torch as fused
 
@@ -146,6 +141,10 @@ def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, nor
         if out is not None:
             return out
     v.check_indices_in_range(input, weight.shape[0], ns)
+    if is_jax_namespace(ns):  # JAX (issue 12): autodiff, functional renorm, traced values
+        from . import _jax_autodiff
+
+        return _jax_autodiff.embedding(input, weight, pad, mnorm, ntype, sgbf, sparse_, ns, want_vjp)
 
     def compute(w: Array, _psw: Array | None, need_pullback: bool = True) -> tuple[Array, Pullback]:  # noqa: ARG001
         return _core.embedding_vjp(input, w, pad, sgbf, sparse_, ns)

@@ -130,14 +130,20 @@ def numba_available() -> bool:
     return ok
 
 
+#: the primitives a backend module with a native path for every one of them provides (NumPy, torch)
+_ALL_NATIVE = ("bincount", "gather_segment_sum", "gather_segment_max", "gather_segment_min", "scatter_add_rows",
+               "gather_scatter_add", "put_rows_", "index_bounds", "offsets_first_decrease")
+
+
+def _with(base: Table, m: Any, names: tuple[str, ...], **extra: Any) -> Table:
+    """``base`` with the primitives ``names`` taken from backend module ``m`` (and ``extra``)."""
+    return replace(base, **{name: getattr(m, name) for name in names}, **extra)
+
+
 def _numpy_table() -> Table:
     from . import _numpy as m
 
-    return replace(_FALLBACK, bincount=m.bincount, gather_segment_sum=m.gather_segment_sum,
-                   gather_segment_max=m.gather_segment_max, gather_segment_min=m.gather_segment_min,
-                   scatter_add_rows=m.scatter_add_rows, gather_scatter_add=m.gather_scatter_add,
-                   put_rows_=m.put_rows_, index_bounds=m.index_bounds,
-                   offsets_first_decrease=m.offsets_first_decrease)
+    return _with(_FALLBACK, m, _ALL_NATIVE)
 
 
 def _min_via(segment_max: Callable[..., tuple[Array, Array | None]]) -> Callable[..., tuple[Array, Array | None]]:
@@ -156,38 +162,31 @@ def _numba_table() -> Table:
         raise ImportError(msg)
     from . import _numba as m
 
-    return replace(_numpy_table(), gather_segment_sum=m.gather_segment_sum,
-                   gather_segment_max=m.gather_segment_max, gather_segment_min=_min_via(m.gather_segment_max),
-                   gather_scatter_add=m.gather_scatter_add,
-                   index_bounds=m.index_bounds, offsets_first_decrease=m.offsets_first_decrease)
+    return _with(_numpy_table(), m, ("gather_segment_sum", "gather_segment_max", "gather_scatter_add",
+                                     "index_bounds", "offsets_first_decrease"),
+                 gather_segment_min=_min_via(m.gather_segment_max))
 
 
 def _torch_table() -> Table:
     from . import _torch as m
 
-    return replace(_FALLBACK, bincount=m.bincount, gather_segment_sum=m.gather_segment_sum,
-                   gather_segment_max=m.gather_segment_max, gather_segment_min=m.gather_segment_min,
-                   scatter_add_rows=m.scatter_add_rows, gather_scatter_add=m.gather_scatter_add,
-                   put_rows_=m.put_rows_, index_bounds=m.index_bounds,
-                   offsets_first_decrease=m.offsets_first_decrease)
+    return _with(_FALLBACK, m, _ALL_NATIVE)
 
 
 def _cupy_table() -> Table:
     from . import _cupy as m
 
-    return replace(_FALLBACK, bincount=m.bincount, gather_segment_sum=m.gather_segment_sum,
-                   gather_segment_max=m.gather_segment_max, scatter_add_rows=m.scatter_add_rows,
-                   gather_scatter_add=m.gather_scatter_add, put_rows_=m.put_rows_)
+    return _with(_FALLBACK, m, ("bincount", "gather_segment_sum", "gather_segment_max", "scatter_add_rows",
+                                "gather_scatter_add", "put_rows_"))
 
 
 def _jax_table() -> Table:
     # static-shape primitives (jit / vmap / autodiff friendly; issue 12)
     from . import _jax as m
 
-    return replace(_FALLBACK, segment_ids=m.segment_ids, bincount=m.bincount,
-                   gather_segment_sum=m.gather_segment_sum, gather_segment_max=m.gather_segment_max,
-                   gather_segment_min=_min_via(m.gather_segment_max), scatter_add_rows=m.scatter_add_rows,
-                   gather_scatter_add=m.gather_scatter_add, put_rows_=m.put_rows_)
+    return _with(_FALLBACK, m, ("segment_ids", "bincount", "gather_segment_sum", "gather_segment_max",
+                                "scatter_add_rows", "gather_scatter_add", "put_rows_"),
+                 gather_segment_min=_min_via(m.gather_segment_max))
 
 
 _tables: dict[tuple[int, str], Table] = {}
