@@ -73,6 +73,15 @@ class Context:
             raise v
         return res
 
+    def call_valid(self, case: Case, *, with_grad: bool, why: str = "") -> dict[str, Any]:
+        """Call the target on a valid case: the result, or the Violation the call reported (it raised, returned
+        no output, ...), its message followed by ``why``."""
+        res = self.call("valid", case, with_grad=with_grad)
+        if res["violation"]:
+            what, message = res["violation"]
+            raise Violation(what, message + why, case)
+        return res
+
 
 # tolerances (TOL-COMPARE, ACC-LOWP, GRAD-ACC) --------------------------------------------------------
 

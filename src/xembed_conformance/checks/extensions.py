@@ -110,10 +110,7 @@ def run_extension(ctx: Context, case: Case, ext: Extension) -> None:
         return
     ctx.outcome = "offered"
     if case.grad_out is not None and ext.gradient is not None:
-        res = ctx.call("valid", case, with_grad=True)
-        if res["violation"]:
-            what, message = res["violation"]
-            raise Violation(what, f"{message} (the plain call was accepted: the extension is offered)", case)
+        res = ctx.call_valid(case, with_grad=True, why=" (the plain call was accepted: the extension is offered)")
     w = check_weight_after(ctx, case, res["weight_after"], expected=w_expected)
     tol = Tolerance.for_case(case, ext_terms(case), accumulate_f32=True)
     if ext.gradient is not None:

@@ -18,10 +18,7 @@ from xembed_conformance.checks.values import check_weight_after, judge_output, r
 
 
 def run_grad(ctx: Context, case: Case) -> None:
-    res = ctx.call("valid", case, with_grad=True)
-    if res["violation"]:
-        what, message = res["violation"]
-        raise Violation(what, message, case)
+    res = ctx.call_valid(case, with_grad=True)
     judge_output(ctx, case, res)
     w_after = check_weight_after(ctx, case, res["weight_after"])
     judge_grads(ctx, case, res, w_after)

@@ -48,11 +48,8 @@ def _expected(case: Case, spec: tuple[str, ...]) -> tuple[Case, NDArray | None]:
 
 
 def run_traced_value_error(ctx: Context, case: Case, option: str, spec: tuple[str, ...]) -> None:
-    res = ctx.call("valid", case, with_grad=False)
-    if res["violation"]:
-        what, message = res["violation"]
-        raise Violation(what, f"{message}; under jit a value error cannot raise: the spec's JIT-INVALID-* "
-                        "rules give NaN rows", case)
+    res = ctx.call_valid(case, with_grad=False,
+                         why="; under jit a value error cannot raise: the spec's JIT-INVALID-* rules give NaN rows")
     valid, nan_rows = _expected(case, spec)
     if "ERR-INDEX-RANGE" in spec:
         w = check_weight_after(ctx, valid, res["weight_after"])

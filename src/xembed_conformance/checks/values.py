@@ -109,8 +109,5 @@ def judge_output(ctx: Context, case: Case, res: dict[str, Any]) -> None:
 
 
 def run_values(ctx: Context, case: Case) -> None:
-    res = ctx.call("valid", case, with_grad=False)
-    if res["violation"]:
-        what, message = res["violation"]
-        raise Violation(what, message, case)
+    res = ctx.call_valid(case, with_grad=False)
     judge_output(ctx, case, res)
