@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     docs, labels = make_data(rng)
     vocab, dim, n_classes, batch = 500, 16, 4, 256
-    emb0 = xembed.EmbeddingBag(vocab, dim, mode="mean", padding_idx=0, seed=1, dtype=None).weight
+    emb0 = xembed.EmbeddingBag(vocab, dim, mode="mean", padding_idx=0, seed=1, dtype=np.float64).weight
     head0 = rng.standard_normal((dim, n_classes)) * 0.1
 
     if args.backend == "numpy":
