@@ -81,15 +81,15 @@ def _detached(x: Array | None) -> Array | None:
     return None if x is None else x.detach()
 
 
-_COMMON_DOC = """
-    Works on NumPy, CuPy, torch and any array API namespace (array-api-strict); the output is an array of
-    the weight's namespace, device and dtype.  Semantics are torch.nn.functional's (torch >= 2.14,
-    REF-TORCH-VERSION), with the choices of ``docs/spec.md`` where torch is undefined.  With ``max_norm``,
-    the referenced rows of ``weight`` are renormalised **in place** (as torch does, RENORM-INPLACE) before
-    the lookup, and only after every check passed: a call that raises never modifies ``weight``
-    (ERR-ATOMIC).  On torch tensors whose weight (or per_sample_weights) requires grad, the result is
-    connected to autograd.
-"""
+_COMMON_DOC = """Arrays of any array API library are accepted (NumPy, CuPy, torch, JAX, Dask, array-api-strict); the
+    output is an array of the weight's library, device and dtype.  The semantics are
+    ``torch.nn.functional``'s (torch 2.14 or newer, REF-TORCH-VERSION), with the specification's choices where
+    torch's behaviour is undefined.  With ``max_norm``, the referenced rows of a mutable ``weight`` (NumPy,
+    CuPy, torch) are renormalised in place, as torch does (RENORM-INPLACE), only after every check passed:
+    a call that raises never modifies ``weight`` (ERR-ATOMIC).  JAX and Dask arrays cannot be changed in
+    place: the call reads renormed rows and ``weight`` is left as it is (RENORM-FUNCTIONAL, DASK-RENORM).
+    On torch tensors whose weight (or per_sample_weights) requires grad, the result is connected to
+    autograd (TORCH-AUTOGRAD)."""
 
 
 def _prepare_embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, norm_type: Any,
@@ -155,18 +155,68 @@ def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, nor
 def embedding(input: Array, weight: Array, padding_idx: SupportsIndex | None = None, max_norm: float | None = None,
               norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False, *,
               xp: Namespace | None = None) -> Array:
-    """Look up rows of ``weight``: ``out[..., :] = weight[input[...], :]`` (EMB-SHAPE, EMB-LOOKUP).
+    """Look up rows of ``weight``: ``out[..., :] = weight[input[...], :]``.
 
-    Parameters are torch.nn.functional.embedding's: ``input`` integer array of any shape (0-d and empty
-    included; ERR-INDEX-DTYPE, ERR-INDEX-RANGE); ``weight`` (N, D) floating (ERR-WEIGHT); ``padding_idx``
-    (negative counts from the end, PAD-NEGATIVE, PAD-RANGE) — its row is returned as stored and gets no
-    gradient (EMB-PAD-VALUE, GRAD-PAD); ``max_norm``/``norm_type`` renormalise referenced rows in place
-    (RENORM-*); ``scale_grad_by_freq`` divides gradients by index frequency over the whole input
-    (GRAD-SGBF); ``sparse`` makes the gradient a :class:`xembed.SparseGrad` (or a torch sparse COO tensor
-    under autograd; GRAD-SPARSE, ERR-SPARSE-SGBF).  ``xp`` (keyword-only) is the namespace, inferred from
-    the arrays when None.
+    Parameters
+    ----------
+    input : array of int
+        Indices into the rows of ``weight``, of any shape (0-d and empty included) and any integer dtype.
+    weight : array, shape (N, D)
+        The table, of a real floating dtype (float16, bfloat16, float32, float64).
+    padding_idx : int, optional
+        A row whose gradient is always zero; negative values count from the end.  The row itself is
+        returned as stored.
+    max_norm : float, optional
+        Referenced rows whose ``norm_type``-norm exceeds it are renormalised to ``max_norm`` before the
+        lookup (see Notes).
+    norm_type : float, optional
+        The p of the p-norm for ``max_norm``; ``inf`` allowed (default 2).
+    scale_grad_by_freq : bool, optional
+        Divide each row's gradient by the frequency of its index in ``input``.
+    sparse : bool, optional
+        The weight gradient is a :class:`xembed.SparseGrad` (a sparse COO tensor under torch autograd).
+    xp : module or namespace, optional
+        The array namespace; inferred from the arrays when None.
 
-    Returns an array of shape ``input.shape + (D,)``.
+    Returns
+    -------
+    array
+        Shape ``input.shape + (D,)``, the weight's dtype, library and device.
+
+    Raises
+    ------
+    IndexError
+        An index outside ``[0, N)``; the message shows the value and its position.
+    TypeError
+        ``input`` is not an integer array, ``weight`` not real floating, or the arrays come from
+        different libraries.
+    ValueError
+        ``weight`` is not 2-D, ``padding_idx`` out of range, ``max_norm`` or ``norm_type`` not > 0,
+        ``sparse`` with ``scale_grad_by_freq``, or the arrays are on different devices.
+
+    See Also
+    --------
+    embedding_vjp : The same lookup with its pullback.
+    Embedding : A module holding the table.
+
+    Notes
+    -----
+    Rules of the specification: EMB-SHAPE, EMB-LOOKUP, EMB-PAD-VALUE, PAD-NEGATIVE, PAD-RANGE, ``RENORM-*``,
+    GRAD-EMB, GRAD-PAD, GRAD-SGBF, GRAD-SPARSE, ERR-INDEX-RANGE, ERR-INDEX-DTYPE, ERR-WEIGHT,
+    ERR-SPARSE-SGBF, ERR-NAMESPACE.
+
+    %(common)s
+
+    Examples
+    --------
+    >>> import numpy as np, xembed
+    >>> W = np.arange(12, dtype=np.float32).reshape(6, 2)
+    >>> xembed.embedding(np.array([[0, 5], [2, 2]]), W)
+    array([[[ 0.,  1.],
+            [10., 11.]],
+    <BLANKLINE>
+           [[ 4.,  5.],
+            [ 4.,  5.]]], dtype=float32)
     """
     return _embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp, False)
 
@@ -174,12 +224,49 @@ def embedding(input: Array, weight: Array, padding_idx: SupportsIndex | None = N
 def embedding_vjp(input: Array, weight: Array, padding_idx: SupportsIndex | None = None, max_norm: float | None = None,
                   norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False, *,
                   xp: Namespace | None = None) -> tuple[Array, Pullback]:
-    """:func:`embedding` and its pullback: returns ``(output, pullback)``.
+    """:func:`embedding` and its pullback, for gradients without an autodiff framework.
 
-    ``pullback(grad_output)`` returns the weight gradient (GRAD-EMB, GRAD-PAD, GRAD-SGBF): a dense array
-    (weight's namespace, device and dtype; low precision accumulated in float32, GRAD-ACC) or, with
-    ``sparse=True``, a :class:`xembed.SparseGrad` (GRAD-SPARSE).
-    On torch tensors the pullback is computed without autograd.
+    Parameters
+    ----------
+    input, weight : array
+        The indices and the (N, D) table, as in :func:`embedding`.
+    padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp : optional
+        As in :func:`embedding`.
+
+    Returns
+    -------
+    output : array
+        What :func:`embedding` returns.
+    pullback : callable
+        ``pullback(grad_output)`` returns the weight gradient: a dense (N, D) array of the weight's
+        library, device and dtype, or with ``sparse=True`` a :class:`xembed.SparseGrad`.
+
+    Raises
+    ------
+    IndexError, TypeError, ValueError
+        As :func:`embedding`.
+
+    See Also
+    --------
+    embedding : The forward alone.
+    embedding_bag_vjp : The same for bags.
+
+    Notes
+    -----
+    Rules: GRAD-EMB, GRAD-PAD, GRAD-SGBF, GRAD-SPARSE, GRAD-ACC (float16 / bfloat16 gradients accumulate in
+    float32).  On torch tensors the pullback is computed without autograd; on JAX arrays ``jax.vjp`` gives
+    the same gradient (JAX-AUTODIFF).
+
+    Examples
+    --------
+    >>> import numpy as np, xembed
+    >>> W = np.arange(12, dtype=np.float32).reshape(6, 2)
+    >>> out, pullback = xembed.embedding_vjp(np.array([1, 3, 1]), W, padding_idx=3)
+    >>> pullback(np.ones_like(out))[:4]
+    array([[0., 0.],
+           [2., 2.],
+           [0., 0.],
+           [0., 0.]], dtype=float32)
     """
     return _embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp, True)
 
@@ -226,30 +313,92 @@ def embedding_bag(input: Array, weight: Array, offsets: Array | None = None, max
                   sparse: bool = False, per_sample_weights: Array | None = None,
                   include_last_offset: bool = False, padding_idx: SupportsIndex | None = None, *,
                   lengths: Array | None = None, xp: Namespace | None = None) -> Array:
-    """Sum, mean or max of bags of rows of ``weight`` without materialising the lookup.
+    """Reduce bags of rows of ``weight`` (sum, mean, max, ...) without materialising the lookup.
 
-    Bags: a 2-D ``input`` (B, L) is B bags of length L (``offsets`` must be None; BAG-LAYOUT-2D); a 1-D
-    ``input`` needs ``offsets`` (start of each bag; BAG-LAYOUT-1D; ``include_last_offset=True`` means the
-    last entry is the end, and then it must equal ``len(input)``, BAG-LAST-OFFSET).  Offsets must start at
-    0, be non-decreasing and end within the input (ERR-OFFSETS-FIRST, ERR-OFFSETS-DECREASING,
-    ERR-OFFSETS-END).  Padding entries (``padding_idx``) are left out of the reduction and of the mean's
-    divisor (BAG-PAD, BAG-MEAN-PAD); empty and all-padding bags give zeros in every mode (BAG-EMPTY).
-    ``mode='max'`` is per feature, ties to the first occurrence (BAG-MAX, BAG-MAX-TIES).
-    ``per_sample_weights`` (same shape as ``input``, weight's dtype) scales each row (BAG-PSW, ERR-PSW).
+    Parameters
+    ----------
+    input : array of int
+        Either 2-D (B, L): B bags of L indices each; or 1-D, the bags one after the other, delimited by
+        ``offsets`` or ``lengths``.  Any integer dtype.
+    weight : array, shape (N, D)
+        The table, of a real floating dtype.
+    offsets : array of int, optional
+        For a 1-D ``input``: the position where each bag starts (non-decreasing, starting at 0).  None for a
+        2-D ``input``.
+    max_norm : float, optional
+        Referenced rows whose ``norm_type``-norm exceeds it are renormalised to ``max_norm`` first (see
+        Notes).
+    norm_type : float, optional
+        The p of the p-norm for ``max_norm`` (default 2).
+    scale_grad_by_freq : bool, optional
+        Divide each row's gradient by the frequency of its index in the whole input.
+    mode : {'mean', 'sum', 'max', 'sqrtn', 'min'}, optional
+        The reduction.  ``'max'`` and ``'min'`` are per feature, ties to the first occurrence; ``'sqrtn'``
+        is ``sum(w_i * W[idx_i]) / sqrt(sum(w_i**2))``.  ``'sqrtn'`` and ``'min'`` are extensions beyond
+        torch.
+    sparse : bool, optional
+        The weight gradient is a :class:`xembed.SparseGrad`.
+    per_sample_weights : array, optional
+        One weight per position of ``input`` (same shape, the weight's dtype), with ``'sum'``; with
+        ``'mean'`` it gives the weighted mean ``sum(w_i * W[idx_i]) / sum(w_i)`` and with ``'sqrtn'`` the
+        formula above (extensions beyond torch).
+    include_last_offset : bool, optional
+        The last entry of ``offsets`` is the end of the last bag; it must equal ``len(input)``.
+    padding_idx : int, optional
+        A row left out of every bag and of the mean's divisor; negative values count from the end.
+    lengths : array of int, optional
+        Keyword-only, for a 1-D ``input``: the length of each bag, instead of ``offsets`` (an extension
+        beyond torch); ``sum(lengths)`` must equal ``len(input)``.
+    xp : module or namespace, optional
+        The array namespace; inferred from the arrays when None.
 
-    Extensions beyond torch (EXT-*; torch raises or has no such argument):
+    Returns
+    -------
+    array
+        Shape (B, D), the weight's dtype, library and device.  Empty and all-padding bags give zeros.
 
-    * ``mode='sqrtn'`` — ``sum(w_i * W[idx_i]) / sqrt(sum(w_i**2))`` (``w_i`` = per_sample_weights or 1),
-      TensorFlow's ``sqrtn`` combiner; a bag whose weights are all 0 gives zeros and no gradient (EXT-SQRTN).
-    * ``mode='min'`` — per-feature minimum, ties to the first occurrence (like ``max``); no
-      per_sample_weights, ``sparse`` or ``scale_grad_by_freq`` (EXT-MIN).
-    * ``per_sample_weights`` with ``mode='mean'`` — the weighted mean ``sum(w_i * W[idx_i]) / sum(w_i)``;
-      a bag with ``sum(w_i) == 0`` gives zeros and no gradient (TensorFlow's ``div_no_nan``; EXT-WMEAN).
-    * ``lengths=`` (keyword-only, 1-D integer, one entry per bag) instead of ``offsets`` for a 1-D input:
-      the same as ``offsets = [0, cumsum(lengths)[:-1]]``; ``sum(lengths)`` must equal ``len(input)``
-      (EXT-LENGTHS).
+    Raises
+    ------
+    IndexError
+        An index outside ``[0, N)``; the message shows the value and its position.
+    ValueError
+        Invalid ``offsets`` / ``lengths`` (first offset not 0, decreasing, past the end), a bad shape or
+        ``mode``, ``max`` / ``min`` with ``sparse`` or ``scale_grad_by_freq``, or arrays on different devices.
+    TypeError
+        A non-integer ``input`` / ``offsets`` / ``lengths``, ``per_sample_weights`` of another dtype than
+        ``weight``, or arrays from different libraries.
+    NotImplementedError
+        ``per_sample_weights`` with ``'max'`` or ``'min'``.
 
-    Returns an array of shape (B, D).
+    See Also
+    --------
+    embedding_bag_vjp : The same reduction with its pullback.
+    EmbeddingBag : A module holding the table.
+
+    Notes
+    -----
+    Rules of the specification: BAG-LAYOUT-2D, BAG-LAYOUT-1D, BAG-LAST-OFFSET, BAG-SUM, BAG-MEAN,
+    BAG-MEAN-PAD, BAG-PAD, BAG-MAX, BAG-MAX-TIES, BAG-EMPTY, BAG-PSW, BAG-INDEX-DTYPES, ``ERR-OFFSETS-*``,
+    ERR-PSW, ERR-MODE, ERR-MAX-SPARSE; the extensions EXT-SQRTN, EXT-MIN, EXT-WMEAN, EXT-LENGTHS.
+
+    %(common)s
+
+    Examples
+    --------
+    >>> import numpy as np, xembed
+    >>> W = np.arange(12, dtype=np.float32).reshape(6, 2)
+    >>> xembed.embedding_bag(np.array([0, 2, 4, 5, 1]), W, np.array([0, 2]), mode="sum")
+    array([[ 4.,  6.],
+           [20., 23.]], dtype=float32)
+    >>> xembed.embedding_bag(np.array([[0, 2], [4, 5]]), W, mode="max")
+    array([[ 4.,  5.],
+           [10., 11.]], dtype=float32)
+
+    Ragged bags by their lengths; the padding row 5 is left out of the mean:
+
+    >>> xembed.embedding_bag(np.array([0, 2, 4, 5, 1]), W, lengths=np.array([2, 3]), padding_idx=5)
+    array([[2., 3.],
+           [5., 6.]], dtype=float32)
     """
     return _embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse,
                           per_sample_weights, include_last_offset, padding_idx, xp, False, lengths)
@@ -260,12 +409,55 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None = None,
                       mode: str = "mean", sparse: bool = False, per_sample_weights: Array | None = None,
                       include_last_offset: bool = False, padding_idx: SupportsIndex | None = None, *,
                       lengths: Array | None = None, xp: Namespace | None = None) -> tuple[Array, Pullback]:
-    """:func:`embedding_bag` and its pullback: returns ``(output, pullback)``.
+    """:func:`embedding_bag` and its pullback, for gradients without an autodiff framework.
 
-    ``pullback(grad_output)`` returns ``(grad_weight, grad_per_sample_weights)``; the latter is None when
-    no ``per_sample_weights`` were given (GRAD-PSW).  ``grad_weight`` is dense (GRAD-BAG, GRAD-MAX,
-    GRAD-ACC) or, with ``sparse=True``, a :class:`xembed.SparseGrad` (GRAD-SPARSE).  Takes the extensions
-    of :func:`embedding_bag` (``sqrtn``, ``min``, the weighted mean, ``lengths=``) too.
+    Parameters
+    ----------
+    input, weight : array
+        The indices and the (N, D) table, as in :func:`embedding_bag`.
+    offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse : optional
+        As in :func:`embedding_bag`.
+    per_sample_weights, include_last_offset, padding_idx, lengths, xp : optional
+        As in :func:`embedding_bag`.
+
+    Returns
+    -------
+    output : array
+        What :func:`embedding_bag` returns.
+    pullback : callable
+        ``pullback(grad_output)`` returns ``(grad_weight, grad_per_sample_weights)``: ``grad_weight`` dense
+        (N, D) or, with ``sparse=True``, a :class:`xembed.SparseGrad`; ``grad_per_sample_weights`` has the
+        shape of ``per_sample_weights``, or is None when none were given.
+
+    Raises
+    ------
+    IndexError, TypeError, ValueError, NotImplementedError
+        As :func:`embedding_bag`.
+
+    See Also
+    --------
+    embedding_bag : The forward alone.
+    embedding_vjp : The same for a plain lookup.
+
+    Notes
+    -----
+    Rules: GRAD-BAG, GRAD-MAX, GRAD-PSW, GRAD-SGBF, GRAD-SPARSE, GRAD-ACC, and for the extensions
+    EXT-SQRTN-GRAD, EXT-WMEAN-GRAD, EXT-MIN-GRAD.  On torch tensors the pullback is computed without
+    autograd.
+
+    Examples
+    --------
+    >>> import numpy as np, xembed
+    >>> W = np.arange(12, dtype=np.float32).reshape(6, 2)
+    >>> psw = np.array([[1.0, 0.5], [2.0, 1.0]], dtype=np.float32)
+    >>> out, pullback = xembed.embedding_bag_vjp(np.array([[0, 2], [4, 4]]), W, mode="sum",
+    ...                                          per_sample_weights=psw)
+    >>> grad_weight, grad_psw = pullback(np.ones_like(out))
+    >>> grad_weight[4]
+    array([3., 3.], dtype=float32)
+    >>> grad_psw
+    array([[ 1.,  9.],
+           [17., 17.]], dtype=float32)
     """
     return _embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse,
                           per_sample_weights, include_last_offset, padding_idx, xp, True, lengths)
@@ -273,14 +465,56 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None = None,
 
 def renorm(weight: Array, input: Array, max_norm: float, norm_type: float = 2.0, *,
            xp: Namespace | None = None) -> Array:
-    """The max_norm renorm as a function (RENORM-FUNCTIONAL): returns a new table in which every row of
-    ``weight`` referenced by ``input`` whose ``norm_type``-norm exceeds ``max_norm`` (strictly) is scaled
-    by ``max_norm / (norm + 1e-7)``; the other rows are copied bit for bit.  ``weight`` is never modified.
+    """The max_norm renorm as a function: a new table, ``weight`` unchanged.
 
-    The same rows and values as the in-place renorm that ``embedding(..., max_norm=...)`` applies on
-    mutable arrays; on immutable arrays (JAX) that call renorms only the copy it reads, and a training
-    loop applies ``weight = xembed.renorm(weight, input, max_norm)`` itself.  Any backend; on torch the
-    result is a new tensor outside autograd; on traced JAX arrays out-of-range indices change nothing.
+    Every row of ``weight`` referenced by ``input`` whose ``norm_type``-norm exceeds ``max_norm``
+    (strictly) is scaled by ``max_norm / (norm + 1e-7)``; the other rows are copied bit for bit.
+
+    Parameters
+    ----------
+    weight : array, shape (N, D)
+        The table, of a real floating dtype.
+    input : array of int
+        The indices whose rows are renormed, of any shape.
+    max_norm : float
+        The largest norm a referenced row keeps; > 0.
+    norm_type : float, optional
+        The p of the p-norm (default 2); ``inf`` allowed.
+    xp : module or namespace, optional
+        The array namespace; inferred from the arrays when None.
+
+    Returns
+    -------
+    array
+        A new (N, D) table; on torch a tensor outside autograd, on Dask a lazy array chunked like ``weight``.
+
+    Raises
+    ------
+    IndexError
+        An index outside ``[0, N)`` (on traced JAX arrays such an index changes nothing instead).
+    TypeError
+        ``max_norm`` is None or not real, ``input`` not integer, ``weight`` not real floating.
+    ValueError
+        ``max_norm`` or ``norm_type`` not > 0, ``weight`` not 2-D.
+
+    See Also
+    --------
+    embedding : Renorms in place with ``max_norm`` on mutable arrays.
+
+    Notes
+    -----
+    The same rows and values as the in-place renorm of ``embedding(..., max_norm=...)``
+    (RENORM-FUNCTIONAL, RENORM-STRICT, RENORM-SCALE, RENORM-NORM).  JAX arrays are immutable: there the
+    call with ``max_norm`` renorms only the copy it reads, and a training loop applies
+    ``weight = xembed.renorm(weight, input, max_norm)`` itself.
+
+    Examples
+    --------
+    >>> import numpy as np, xembed
+    >>> W = np.array([[3.0, 4.0], [0.3, 0.4]])
+    >>> xembed.renorm(W, np.array([0, 1]), max_norm=1.0).round(6)
+    array([[0.6, 0.8],
+           [0.3, 0.4]])
     """
     xp = _namespace(xp, input=input, weight=weight)
     v.check_weight(weight, xp)
@@ -301,8 +535,8 @@ def renorm(weight: Array, input: Array, max_norm: float, norm_type: float = 2.0,
     return _core.renorm(weight, input, checked_max, p, xp)
 
 
-# Under ``python -OO`` docstrings are stripped (``__doc__`` is None): append only when there is one.
+# Under ``python -OO`` docstrings are stripped (``__doc__`` is None): fill in only when there is one.
 for _f in (embedding, embedding_bag):
     if _f.__doc__ is not None:
-        _f.__doc__ += _COMMON_DOC
+        _f.__doc__ = _f.__doc__.replace("%(common)s", _COMMON_DOC)
 del _f

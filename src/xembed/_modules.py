@@ -31,6 +31,12 @@ class IncompatibleKeys(NamedTuple):
         Keys the module expected and the state dict lacked.
     unexpected_keys : list of str
         Keys under the prefix that the module does not have.
+
+    Examples
+    --------
+    >>> import numpy as np, xembed
+    >>> xembed.Embedding(3, 2).load_state_dict({}, strict=False)
+    IncompatibleKeys(missing_keys=['weight'], unexpected_keys=[])
     """
 
     missing_keys: list[str]
@@ -287,7 +293,7 @@ class Embedding(_Base):
     device : device, optional
         Device of a new weight.
     dtype : dtype, optional
-        dtype of a new weight; default float32, as torch.
+        The dtype of a new weight; default float32, as torch.
     seed : int or numpy.random.Generator, optional
         Seed of the N(0, 1) initialisation.
 
@@ -348,6 +354,12 @@ class Embedding(_Base):
         -------
         array
             Shape ``input.shape + (D,)``.
+
+        Examples
+        --------
+        >>> import numpy as np, xembed
+        >>> xembed.Embedding(10, 3)(np.array([[1, 2], [3, 4]])).shape
+        (2, 2, 3)
         """
         return _api.embedding(input, self.weight, **self._kwargs())
 
@@ -389,7 +401,7 @@ class Embedding(_Base):
             The (N, D) table, of any namespace; not copied, and its padding row is not zeroed.
         freeze : bool, optional
             True (the default, as torch): the weight takes no gradient (MOD-FREEZE).
-        padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse
+        padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse : optional
             As in the constructor.
 
         Returns
@@ -461,7 +473,7 @@ class EmbeddingBag(_Base):
     device : device, optional
         Device of a new weight.
     dtype : dtype, optional
-        dtype of a new weight; default float32, as torch.
+        The dtype of a new weight; default float32, as torch.
     seed : int or numpy.random.Generator, optional
         Seed of the N(0, 1) initialisation.
     _freeze : bool, optional
@@ -536,6 +548,14 @@ class EmbeddingBag(_Base):
         -------
         array
             Shape (B, D).
+
+        Examples
+        --------
+        >>> import numpy as np, xembed
+        >>> bag = xembed.EmbeddingBag.from_pretrained(np.eye(3, dtype=np.float32), mode="sum")
+        >>> bag(np.array([0, 1, 1, 2]), lengths=np.array([3, 1]))
+        array([[1., 2., 0.],
+               [0., 0., 1.]], dtype=float32)
         """
         return _api.embedding_bag(input, self.weight, offsets, per_sample_weights=per_sample_weights,
                                   lengths=lengths, **self._kwargs())
@@ -588,7 +608,7 @@ class EmbeddingBag(_Base):
             The (N, D) table, of any namespace; not copied, and its padding row is not zeroed.
         freeze : bool, optional
             True (the default, as torch): the weight takes no gradient (MOD-FREEZE).
-        max_norm, norm_type, scale_grad_by_freq, mode, sparse, include_last_offset, padding_idx
+        max_norm, norm_type, scale_grad_by_freq, mode, sparse, include_last_offset, padding_idx : optional
             As in the constructor.
 
         Returns

@@ -13,7 +13,17 @@ from ._typing import Array
 class SparseGrad:
     """An uncoalesced COO row gradient, laid out exactly like torch's ``sparse=True`` weight gradient.
 
-    One entry per non-padding input position, in input order, duplicates kept.
+    One entry per non-padding input position, in input order, duplicates kept.  The pullbacks of
+    ``embedding_vjp`` / ``embedding_bag_vjp`` return one when called with ``sparse=True``.
+
+    Parameters
+    ----------
+    indices : array of int, shape (nnz,)
+        Row of the weight each entry adds to.
+    values : array, shape (nnz, D)
+        The gradient row contributed by each entry.
+    shape : tuple of int
+        ``(N, D)``, the shape of the dense gradient (the weight's shape).
 
     Attributes
     ----------
@@ -23,6 +33,29 @@ class SparseGrad:
         The gradient row contributed by that input position.
     shape : tuple (N, D)
         Shape of the dense gradient (the weight's shape).
+
+    See Also
+    --------
+    xembed.embedding_vjp, xembed.embedding_bag_vjp : Return it as the weight gradient with ``sparse=True``.
+
+    Notes
+    -----
+    The layout is GRAD-SPARSE's; ``to_dense()`` accumulates float16 / bfloat16 in float32 (GRAD-ACC).
+
+    Examples
+    --------
+    >>> import numpy as np, xembed
+    >>> W = np.ones((3, 2), dtype=np.float32)
+    >>> out, pullback = xembed.embedding_vjp(np.array([2, 0, 2]), W, sparse=True)
+    >>> grad = pullback(np.ones_like(out))
+    >>> grad
+    SparseGrad(nnz=3, shape=(3, 2), dtype=float32)
+    >>> grad.indices
+    array([2, 0, 2])
+    >>> grad.to_dense()
+    array([[1., 1.],
+           [0., 0.],
+           [2., 2.]], dtype=float32)
     """
 
     __slots__ = ("indices", "shape", "values")
@@ -34,10 +67,37 @@ class SparseGrad:
 
     @property
     def nnz(self) -> int:
+        """The number of entries.
+
+        Returns
+        -------
+        int
+            One per non-padding input position.
+
+        Examples
+        --------
+        >>> import numpy as np, xembed
+        >>> xembed.SparseGrad(np.array([1, 1]), np.ones((2, 2)), (3, 2)).nnz
+        2
+        """
         return int(self.indices.shape[0])
 
     def to_dense(self) -> Array:
-        """The dense (N, D) gradient; duplicates summed (in float32 at least, then cast back; GRAD-ACC)."""
+        """Sum the entries into the dense gradient.
+
+        Returns
+        -------
+        array
+            The (N, D) gradient; duplicates summed in float32 at least, then cast back (GRAD-ACC).
+
+        Examples
+        --------
+        >>> import numpy as np, xembed
+        >>> xembed.SparseGrad(np.array([1, 1]), np.ones((2, 2)), (3, 2)).to_dense()
+        array([[0., 0.],
+               [2., 2.],
+               [0., 0.]])
+        """
         from ._core import acc_dtype  # _core imports this module
 
         xp = array_namespace(self.values)
@@ -46,8 +106,23 @@ class SparseGrad:
         return xp.astype(dense, self.values.dtype)
 
     def to_bcoo(self) -> Any:
-        """This gradient as a ``jax.experimental.sparse.BCOO`` (jax arrays only): ``indices`` (nnz, 1),
-        ``values`` (nnz, D), shape (N, D), duplicates kept (``.sum_duplicates()`` coalesces)."""
+        """Convert to JAX's sparse format (jax arrays only).
+
+        Returns
+        -------
+        jax.experimental.sparse.BCOO
+            ``indices`` (nnz, 1), ``values`` (nnz, D), shape (N, D), duplicates kept
+            (``.sum_duplicates()`` coalesces).
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp, xembed
+        >>> grad = xembed.SparseGrad(jnp.array([1, 1]), jnp.ones((2, 2)), (3, 2))
+        >>> grad.to_bcoo().todense()
+        Array([[0., 0.],
+               [2., 2.],
+               [0., 0.]], dtype=float32)
+        """
         from jax.experimental import sparse
 
         return sparse.BCOO((self.values, self.indices[:, None]), shape=self.shape)
