@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -174,12 +175,12 @@ def test_serve_torch_model_example(tmp_path):
     """examples/serve_torch_model.py: trains torch's tutorial model, saves it, serves it with xembed on NumPy
     and exits 0 only when logits and predicted classes match torch's; the .npz it wrote then serves in a
     process where torch cannot be imported."""
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import serve_torch_model
-    finally:
-        sys.path.remove(str(ROOT / "examples"))
-    assert serve_torch_model.main(["--out", str(tmp_path)]) == 0
+    spec = importlib.util.spec_from_file_location("serve_torch_model", ROOT / "examples" / "serve_torch_model.py")
+    assert spec is not None
+    assert spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert example.main(["--out", str(tmp_path)]) == 0
     code = (
         "import sys; sys.modules['torch'] = None\n"
         f"sys.path.insert(0, {str(ROOT / 'examples')!r})\n"
