@@ -1,27 +1,48 @@
-"""nox sessions: the test-suite per backend, the standard-only fallback, lint/types, and the conformance report.
+"""nox sessions for contributors: the test-suite, the other primitive paths, lint, docs, benchmarks.
 
-    nox                          # default sessions: CPU backends, fallback, lint, conformance (+ cupy on a GPU)
-    nox -s "tests(numpy)" "tests(array_api_strict)" "tests(torch)"   # CPU backends
-    nox -s "tests(cupy)"        # needs a CUDA GPU and CuPy (a default session only where `nvidia-smi` works)
-    nox -s fallback              # every backend through the standard-only primitives
-    nox -s lint                  # ruff check . and mypy (the quality gates of .ci/run)
-    nox -s conformance           # the conformance report for xembed on every installed backend
-    nox -s dask                  # the dask path on a LocalCluster (tests/test_dask.py, checker included)
-    nox -s benchmarks            # the benchmark suite, quick profile (pass --full for the standard sizes)
+    nox                          # default sessions: tests, fallback, lint, docs (+ tests-gpu on a GPU machine)
+    nox -s tests                 # the test-suite on every installed CPU backend (posargs go to pytest)
+    nox -s fallback              # the test-suite through the standard-only primitives
+    nox -s dask                  # the dask path on a distributed LocalCluster of 2 worker processes
+    nox -s lint                  # ruff check . and mypy, the quality gates of CI
+    nox -s docs                  # the documentation site, warnings as errors, and numpydoc's docstring checks
+    nox -s benchmarks            # the benchmark suite, quick profile (`-- --full` for the standard sizes)
+    nox -s tests-gpu             # CuPy and torch CUDA (needs a CUDA GPU)
+    nox -s conformance           # the conformance report for xembed
+
+`tests`, `fallback`, `dask` and `benchmarks` share one environment, `.nox/dev` (the `test` and `bench` extras,
+editable), made on first use and updated when pyproject.toml changes.  `lint` and `docs` have
+small ones of their own: ruff and mypy with the packages mypy reads types from; Sphinx.  With `--no-venv` every
+session runs in the current environment, which must then have what the session needs.
+
+torch: on a machine without an NVIDIA GPU, torch is installed from PyTorch's CPU index
+(https://download.pytorch.org/whl/cpu, a ~200 MB wheel) instead of PyPI's default CUDA build (several GB).
+XEMBED_TORCH_INDEX=<url> picks another index; XEMBED_TORCH_INDEX=default keeps pip's configuration (a local
+wheelhouse, a mirror).
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import nox
 
-CPU_BACKENDS = ["numpy", "array_api_strict", "torch"]
+ROOT = Path(__file__).resolve().parent
+DEV_ENV = ROOT / ".nox" / "dev"
+DEV_EXTRAS = "test,bench"
+CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+# The libraries whose types mypy reads (torch comes first, from _install_torch): without one, its names are Any
+# and strict mypy reports other errors than CI's.  Not needed: the project itself (mypy reads src/), its test
+# plugins, array-api-strict, scipy, cupy, distributed (`ignore_missing_imports` in pyproject.toml).
+MYPY_NEEDS = ["numpy>=1.26", "pytest>=8", "hypothesis>=6.100", "numba>=0.60", "jax>=0.4.35", "dask[array]>=2024.12"]
 
 
 def _has_cuda_gpu() -> bool:
-    """True when an NVIDIA driver answers (`nvidia-smi -L` lists a GPU): only then is the CuPy session a default."""
+    """True when an NVIDIA driver answers (`nvidia-smi -L` lists a GPU)."""
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return False
@@ -29,42 +50,106 @@ def _has_cuda_gpu() -> bool:
     return res.returncode == 0 and "GPU" in res.stdout
 
 
-nox.options.sessions = [*(f"tests({b})" for b in CPU_BACKENDS), "fallback", "lint", "conformance"]
-if _has_cuda_gpu():
-    nox.options.sessions.insert(len(CPU_BACKENDS), "tests(cupy)")
+HAS_GPU = _has_cuda_gpu()
+nox.options.sessions = ["tests", "fallback", "lint", "docs", *(["tests-gpu"] if HAS_GPU else [])]
 nox.options.reuse_existing_virtualenvs = True
 
 
-@nox.session
-@nox.parametrize("backend", [*CPU_BACKENDS, "cupy"], ids=[*CPU_BACKENDS, "cupy"])
-def tests(session: nox.Session, backend: str) -> None:
-    """The test-suite with only one backend in the `xp` fixture (XEMBED_TEST_BACKENDS)."""
-    extras = "test,cupy" if backend == "cupy" else "test"
-    session.install("-e", f".[{extras}]")
-    backends = "cupy,torch_cuda" if backend == "cupy" else backend
-    session.run("pytest", "-n", "2", *session.posargs, env={"XEMBED_TEST_BACKENDS": backends})
+def _no_venv(session: nox.Session) -> bool:
+    """`nox --no-venv`: run in the current environment, install nothing."""
+    config = session._runner.global_config  # nox has no public accessor for the flag
+    return bool(getattr(config, "no_venv", False)) or getattr(config, "force_venv_backend", None) == "none"
 
 
-@nox.session
+def _torch_index_args() -> list[str]:
+    """pip arguments that choose where torch comes from (the module docstring says why)."""
+    index = os.environ.get("XEMBED_TORCH_INDEX", "default" if HAS_GPU else CPU_TORCH_INDEX)
+    return [] if index == "default" else ["--index-url", index]
+
+
+def _install_torch(session: nox.Session, python: str = "python") -> None:
+    """torch first, from the CPU index where there is no GPU, so that the extras then keep it."""
+    session.run(python, "-m", "pip", "install", "-q", "torch>=2.14", *_torch_index_args(),
+                external=True, silent=True)
+
+
+def _dev_python(session: nox.Session) -> str:
+    """The interpreter of the shared development environment, made or updated when needed."""
+    if _no_venv(session):
+        return "python"
+    python = DEV_ENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    stamp = DEV_ENV / "installed.sha256"
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + DEV_EXTRAS.encode()).hexdigest()
+    if not python.exists():
+        session.run("python", "-m", "venv", str(DEV_ENV), external=True)
+    if not stamp.exists() or stamp.read_text() != wanted:
+        session.log(f"installing .[{DEV_EXTRAS}] into {DEV_ENV.relative_to(ROOT)}")
+        _install_torch(session, str(python))
+        session.run(str(python), "-m", "pip", "install", "-q", "-e", f".[{DEV_EXTRAS}]", external=True)
+        stamp.write_text(wanted)
+    return str(python)
+
+
+def _pytest(session: nox.Session, *args: str, env: dict[str, str] | None = None) -> None:
+    session.run(_dev_python(session), "-m", "pytest", *args, *session.posargs, env=env, external=True)
+
+
+@nox.session(venv_backend="none")
+def tests(session: nox.Session) -> None:
+    """The test-suite on every installed CPU backend (XEMBED_TEST_BACKENDS=numpy,torch narrows it)."""
+    _pytest(session, "-n", "2")
+
+
+@nox.session(venv_backend="none")
 def fallback(session: nox.Session) -> None:
     """The test-suite with the native primitives disabled: proves the standard-only path everywhere."""
-    session.install("-e", ".[test]")
-    session.run("pytest", "-n", "2", "tests", *session.posargs, env={"XEMBED_PRIMITIVES": "fallback"})
+    _pytest(session, "-n", "2", env={"XEMBED_PRIMITIVES": "fallback"})
+
+
+@nox.session(venv_backend="none")
+def dask(session: nox.Session) -> None:
+    """The dask path on a distributed LocalCluster of 2 worker processes."""
+    _pytest(session, "tests/test_dask.py")
+
+
+@nox.session(venv_backend="none")
+def benchmarks(session: nox.Session) -> None:
+    """The benchmark suite (ratios to torch native in the same run); `-- --full` for the standard sizes."""
+    args = list(session.posargs)
+    quick = [] if "--full" in args else ["--quick"]
+    args = [a for a in args if a != "--full"]
+    session.run(_dev_python(session), "-m", "benchmarks", *quick, *args, external=True)
+
+
+@nox.session(name="tests-gpu")
+def tests_gpu(session: nox.Session) -> None:
+    """The test-suite on CuPy and torch CUDA (a CUDA GPU, and the CUDA build of torch from pip's default index)."""
+    if not _no_venv(session):
+        session.install("-e", ".[test,cupy]")
+    session.run("pytest", "-n", "2", *session.posargs, env={"XEMBED_TEST_BACKENDS": "cupy,torch_cuda"})
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff and mypy with the configuration in pyproject.toml (what .ci/run runs after the tests)."""
-    session.install("-e", ".[test]", "ruff", "mypy")
+    """ruff check . and mypy (strict; configuration in pyproject.toml), as CI runs them."""
+    if not _no_venv(session):
+        _install_torch(session)
+        session.install("ruff", "mypy", *MYPY_NEEDS)
     session.run("ruff", "check", ".")
-    session.run("mypy")
+    session.run("mypy", *session.posargs)
 
 
 @nox.session
-def dask(session: nox.Session) -> None:
-    """The dask path on a distributed LocalCluster of 2 worker processes (issue 13)."""
-    session.install("-e", ".[test]")
-    session.run("pytest", "tests/test_dask.py", *session.posargs)
+def docs(session: nox.Session) -> None:
+    """The documentation site in docs/_build/html (Sphinx, warnings as errors, numpydoc validation of the
+    documented docstrings) and numpydoc's lint of the public modules.  The examples in the pages and docstrings
+    run in the test-suite (tests/test_docs.py)."""
+    if not _no_venv(session):
+        session.install("-e", ".[docs]")
+    session.run("python", "-m", "numpydoc", "lint", "src/xembed/_api.py", "src/xembed/_modules.py",
+                "src/xembed/_sparse.py")
+    session.run("python", "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html",
+                *session.posargs)
 
 
 @nox.session
@@ -76,13 +161,3 @@ def conformance(session: nox.Session) -> None:
         "--backend", "numpy,torch,array_api_strict", "--strict",
         "--report", "conformance-report", *session.posargs,
     )
-
-
-@nox.session
-def benchmarks(session: nox.Session) -> None:
-    """The benchmark suite (ratios to torch native in the same run); `-- --full` for the standard sizes."""
-    session.install("-e", ".[bench]")
-    args = list(session.posargs)
-    quick = [] if "--full" in args else ["--quick"]
-    args = [a for a in args if a != "--full"]
-    session.run("python", "-m", "benchmarks", *quick, *args)
