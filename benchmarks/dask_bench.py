@@ -1,4 +1,4 @@
-"""xembed on dask.distributed against xembed on NumPy in one process (issue 13).
+"""xembed on dask.distributed against xembed on NumPy in one process.
 
     python benchmarks/dask_bench.py [--vocab 1000000 --dim 64 --bags 65536 --mean-len 32 --workers 2]
 
@@ -8,7 +8,7 @@ of worker processes (1 thread each).  The same batch and table run through xembe
 
 Reported: time and throughput (M lookups/s) of both, the task count of the forward and gradient graphs, and
 per worker the peak RSS sampled every 5 ms during each computation (persisted on the workers), next to the
-bound of issue 13: the worker's baseline RSS before any data arrived (after a warm-up on a tiny table, so the
+per-worker memory bound: the worker's baseline RSS before any data arrived (after a warm-up on a tiny table, so the
 accelerator's per-process compiled kernels count as baseline), plus its share of the table and of the
 batch (what it holds), plus its share of the result (the gradient is table-sized), plus a working set of a few
 chunks (3 table chunks: a gradient step copies its accumulator; 2 batch chunks) — independent of the table's

@@ -1,4 +1,4 @@
-"""Benchmark rows for the extensions beyond torch (issue 14): ``sqrtn``, the weighted mean and ``min``.
+"""Benchmark rows for the extensions beyond torch: ``sqrtn``, the weighted mean and ``min``.
 
 torch has no such modes, so each is timed against torch's closest native equivalent **in the same run**:
 ``sqrtn`` and the weighted mean are ``F.embedding_bag(mode='sum', per_sample_weights=...)`` with the

@@ -1,5 +1,5 @@
 """xembed on JAX (``jax.jit``) against a hand-written ``jnp.take`` + ``jax.ops.segment_sum`` / ``segment_max``
-and torch's native ``tfn.embedding_bag``, CPU, fp32, same run (issue 12).
+and torch's native ``tfn.embedding_bag``, CPU, fp32, same run.
 
     python benchmarks/jax_bench.py            # V=1e5 D=64 B=2048 L~20, 7 repeats
     python benchmarks/jax_bench.py --quick    # smaller, 3 repeats

@@ -1,6 +1,6 @@
 """Small-call (per-call overhead) benchmark: ``python -m benchmarks --small``.
 
-The workloads of issue 9 where the data costs a few microseconds and everything else (checks, dispatch,
+The workloads where the data costs a few microseconds and everything else (checks, dispatch,
 namespace lookups, autograd wiring) shows: V=1000 D=16 one bag of 8; V=1e5 D=64 32 bags of 20; embedding of
 8 and of 640 indices.  Contenders: torch native (the reference of the ratios, same run), xembed on NumPy
 arrays and xembed on torch tensors.  Passes: forward (sum, mean, max for bags) and forward+backward (the
@@ -141,7 +141,7 @@ def markdown(records: list[dict[str, Any]], env: dict[str, Any]) -> str:
     lines = ["# xembed small-call benchmark", "",
              "Environment: " + ", ".join(f"{k}={v}" for k, v in env.items()), "",
              ("Median us per call (timeit loops, contenders interleaved); ratio = time / torch native in the "
-              "same run.  Targets (issue 9): forward <= 2.0x, forward+backward <= 2.0x.  `xembed-numba`: NumPy "
+              "same run.  Targets: forward <= 2.0x, forward+backward <= 2.0x.  `xembed-numba`: NumPy "
               "arrays, mode `numba`; `xembed-numpy`: NumPy arrays, pure NumPy (mode `native`); `xembed-torch`: "
               "torch tensors."), "",
              "| workload | pass | torch us | " + " | ".join(f"{c} us | ratio" for c in conts) + " |",

@@ -1,4 +1,4 @@
-"""Bag-of-words embeddings of a whole corpus on a dask.distributed cluster (issue 13).
+"""Bag-of-words embeddings of a whole corpus on a dask.distributed cluster.
 
 The embedding table is created on the workers in 8 row chunks (it never exists in this process), the corpus
 is one flat array of token ids chunked along positions with an offsets array (documents straddle chunk

@@ -279,7 +279,7 @@ EXT_ROWS = ["embedding_bag::mode='sqrtn'::*", "embedding_bag::mode='sqrtn' × pe
 
 
 def test_extension_not_offered_is_not_a_failure() -> None:
-    """EXT-CHECKER: torch.nn.functional offers none of issue 14's extensions: every row (values and grad) is
+    """EXT-CHECKER: torch.nn.functional offers none of the extensions beyond torch: every row (values and grad) is
     "not offered", and the run conforms."""
     rep = run_conformance("torch.nn.functional", backend="torch", max_examples=10, only=EXT_ROWS)
     st_ = _status(rep)

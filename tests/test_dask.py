@@ -1,4 +1,4 @@
-"""xembed on dask arrays (issue 13, spec section "Dask"), run on a ``distributed.LocalCluster`` with 2 worker
+"""xembed on dask arrays (spec section "Dask"), run on a ``distributed.LocalCluster`` with 2 worker
 processes; values and gradients against the torch oracle (float64 CPU) or, for the NaN cases torch's CPU
 kernel also decides, against xembed on NumPy."""
 

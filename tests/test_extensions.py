@@ -1,4 +1,4 @@
-"""Extensions beyond torch (docs/spec.md, section "Extensions beyond torch (issue 14)"): ``mode='sqrtn'``,
+"""Extensions beyond torch (docs/spec.md, section "Extensions beyond torch"): ``mode='sqrtn'``,
 ``mode='min'``, the weighted mean (``per_sample_weights`` with ``mode='mean'``) and ``lengths=``.
 
 torch has none of these, so the oracle is :func:`reference` below: the formulas of the spec written directly,

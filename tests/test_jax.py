@@ -1,9 +1,9 @@
-"""xembed on JAX arrays (issue 12): values and gradients against the torch oracle, eagerly and under
+"""xembed on JAX arrays: values and gradients against the torch oracle, eagerly and under
 ``jax.jit``; ``jax.grad`` / ``jax.vjp`` / ``jax.jvp`` / ``jax.vmap``; the functional renorm; invalid values
 eagerly (NumPy's errors) and under jit (NaN rows, opt-in checkify); sparse pullbacks and BCOO.
 
 Spec: JAX-AUTODIFF, JAX-SPARSE-AUTODIFF, RENORM-FUNCTIONAL, JIT-STATIC, JIT-INVALID-INDEX,
-JIT-INVALID-OFFSETS, JIT-CHECKIFY, JIT-SPARSE-PAD (docs/spec.md, "JAX (issue 12)").
+JIT-INVALID-OFFSETS, JIT-CHECKIFY, JIT-SPARSE-PAD (docs/spec.md, "JAX: immutable and traced arrays").
 """
 
 from __future__ import annotations

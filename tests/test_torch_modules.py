@@ -1,4 +1,4 @@
-"""``xembed.torch.Embedding`` / ``EmbeddingBag``: torch.nn drop-ins (issue 11, rule ``TORCH-MODULES``).
+"""``xembed.torch.Embedding`` / ``EmbeddingBag``: torch.nn drop-ins (rule ``TORCH-MODULES``).
 
 state_dict both ways with torch's modules, from_pretrained, ``.to()``, ``.parameters()``, typed
 constructor errors, and training step for step like torch's (SparseAdam / SGD with sparse gradients,

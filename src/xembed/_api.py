@@ -127,7 +127,7 @@ def _run(xp: Namespace, weight: Array, per_sample_weights: Array | None, input: 
 
 def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, norm_type: Any,
                scale_grad_by_freq: Any, sparse: Any, xp: Namespace | None, want_vjp: bool) -> Any:
-    if _dask.involves_dask(input, weight):  # dask arrays: the blockwise path (issue 13, spec DASK-*)
+    if _dask.involves_dask(input, weight):  # dask arrays: the blockwise path (spec DASK-*)
         return _dask.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
                                xp, want_vjp)
     ns, pad, mnorm, ntype, sgbf, sparse_ = _prepare_embedding(
@@ -141,7 +141,7 @@ def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, nor
         if out is not None:
             return out
     v.check_indices_in_range(input, weight.shape[0], ns)
-    if is_jax_namespace(ns):  # JAX (issue 12): autodiff, functional renorm, traced values
+    if is_jax_namespace(ns):  # JAX: autodiff, functional renorm, traced values
         from . import _jax_autodiff
 
         return _jax_autodiff.embedding(input, weight, pad, mnorm, ntype, sgbf, sparse_, ns, want_vjp)
@@ -275,7 +275,7 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
                    scale_grad_by_freq: Any, mode: Any, sparse: Any, per_sample_weights: Array | None,
                    include_last_offset: Any, padding_idx: Any, xp: Namespace | None, want_vjp: bool,
                    lengths: Array | None = None) -> Any:
-    if _dask.involves_dask(input, weight, offsets, per_sample_weights, lengths):  # issue 13, spec DASK-*
+    if _dask.involves_dask(input, weight, offsets, per_sample_weights, lengths):  # spec DASK-*
         return _dask.embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode,
                                    sparse, per_sample_weights, include_last_offset, padding_idx, xp, want_vjp,
                                    lengths)
@@ -297,7 +297,7 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
         if out is not None:
             return out
     v.check_indices_in_range(input, weight.shape[0], ns)
-    if is_jax_namespace(ns):  # JAX (issue 12): autodiff, functional renorm, traced values
+    if is_jax_namespace(ns):  # JAX: autodiff, functional renorm, traced values
         from . import _jax_autodiff
 
         return _jax_autodiff.embedding_bag(input, weight, offsets, per_sample_weights, a, ns, want_vjp)

@@ -1,4 +1,4 @@
-"""Dask path (issue 13): ``embedding`` / ``embedding_bag`` / ``*_vjp`` on dask arrays, never gathering.
+"""Dask path (spec DASK-*): ``embedding`` / ``embedding_bag`` / ``*_vjp`` on dask arrays, never gathering.
 
 The generic core would pull the whole table (``take``) and the whole input (sort, ``unique``) into single
 tasks, so dask arrays get a dedicated blockwise graph (spec section "Dask", rules ``DASK-*``):

@@ -1,4 +1,4 @@
-"""JAX support (issue 12): autodiff wiring, max_norm on immutable arrays, and values under ``jit``.
+"""JAX support: autodiff wiring, max_norm on immutable arrays, and values under ``jit``.
 
 Imported only when jax arrays are passed.  The semantics stay in :mod:`._core` (one forward, one
 pullback); this module only

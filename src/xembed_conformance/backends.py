@@ -373,7 +373,7 @@ class CupyBackend(Backend):
 
 
 class JaxBackend(Backend):
-    """JAX, eager (issue 12).  Immutable arrays: ``renorm_in_place = False`` (RENORM-FUNCTIONAL: the weight is
+    """JAX, eager.  Immutable arrays: ``renorm_in_place = False`` (RENORM-FUNCTIONAL: the weight is
     unchanged, the output reads the renormed rows).  Gradients through the target's ``*_vjp`` functions.
     ``jax_enable_x64`` is switched on (float64 rows, int64 indices)."""
 
@@ -417,7 +417,7 @@ class JaxBackend(Backend):
 
 
 class JaxJitBackend(JaxBackend):
-    """JAX under ``jax.jit`` (issue 12): every call is ``jax.jit(functools.partial(fn, **options))(arrays)`` --
+    """JAX under ``jax.jit``: every call is ``jax.jit(functools.partial(fn, **options))(arrays)`` --
     options (Python values) static, arrays traced; ``*_vjp`` calls jit the forward and the pullback separately.
     A ``sparse=True`` pullback with ``padding_idx`` runs eagerly (JIT-SPARSE-PAD: the number of sparse entries
     depends on the values).  Error rows whose error depends on array values check JIT-INVALID-*'s NaN rows."""
@@ -460,7 +460,7 @@ class JaxJitBackend(JaxBackend):
 
 
 class DaskBackend(Backend):
-    """Dask arrays (issue 13): every array in 2 chunks along every axis (chunk boundaries are exercised).  The
+    """Dask arrays: every array in 2 chunks along every axis (chunk boundaries are exercised).  The
     target's lazy results are computed at the call (``.compute()``, by the current scheduler -- a
     ``dask.distributed`` client when one is set), so value errors raised at ``.compute()`` (DASK-CHECKS) are
     the call's errors; outputs stay dask arrays with their chunks.  ``renorm_in_place = False`` (DASK-RENORM)."""

@@ -209,7 +209,7 @@ def ext_bounds(case: Case) -> tuple[NDArray, NDArray]:
 
 def ext_bag(case: Case, weight: NDArray, grad_out: NDArray | None = None, *,
             magnitude: bool = False) -> tuple[NDArray, NDArray, NDArray, NDArray, NDArray | None]:
-    """Float64 reference of the issue-14 rules (EXT-SQRTN*, EXT-WMEAN*, EXT-MIN*, EXT-PAD, EXT-SGBF,
+    """Float64 reference of the extension rules (EXT-SQRTN*, EXT-WMEAN*, EXT-MIN*, EXT-PAD, EXT-SGBF,
     EXT-SPARSE, EXT-LENGTHS) and of torch's sum / mean / max (for `lengths=` cases), gradients included.
 
     `weight`: already renormed (EXT-RENORM).  Returns (output, dense grad_weight, sparse indices, sparse values

@@ -1,6 +1,6 @@
 # mypy: disable-error-code="no-untyped-call, no-untyped-def"
 # (deliberately torch.nn.functional-shaped, untyped targets: the checker must cope with any signature style)
-"""Deliberately broken *extension* targets (NumPy backend), each wrong in one documented way (issue 14).
+"""Deliberately broken *extension* targets (NumPy backend), each wrong in one documented way.
 
 Each wraps xembed on NumPy arrays (the tests may import xembed; the checker never does) and changes one
 extension behaviour; `EXT_BROKEN[name]` gives the target, the defect and the check ids that must report it.

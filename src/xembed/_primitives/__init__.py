@@ -181,7 +181,7 @@ def _cupy_table() -> Table:
 
 
 def _jax_table() -> Table:
-    # static-shape primitives (jit / vmap / autodiff friendly; issue 12)
+    # static-shape primitives (jit / vmap / autodiff friendly)
     from . import _jax as m
 
     return _with(_FALLBACK, m, ("segment_ids", "bincount", "gather_segment_sum", "gather_segment_max",

@@ -23,8 +23,8 @@ like :func:`xembed_conformance.reference.ext_bag`) also gets a "grad" aspect: th
 sparse COO with GRAD-SPARSE's layout), and the per_sample_weights gradient, through the target's autograd or
 ``*_vjp`` exactly as the gradient rows (checks/gradients.py).
 
-Built-in rows: issue 14's ``mode='sqrtn'``, ``mode='min'``, the weighted mean (per_sample_weights with
-``mode='mean'``) and ``lengths=`` (docs/spec.md, "Extensions beyond torch (issue 14)").
+Built-in rows: ``mode='sqrtn'``, ``mode='min'``, the weighted mean (per_sample_weights with
+``mode='mean'``) and ``lengths=`` (docs/spec.md, "Extensions beyond torch").
 """
 
 # ruff: noqa: EM101, RUF001  # Violation(what, message, case): `what` is a label; row labels use the multiplication sign
@@ -145,10 +145,10 @@ def ext_grad_slack(case: Case, bound: NDArray) -> NDArray | None:
     return ref.ext_bag(case, bound, magnitude=True)[4]
 
 
-# issue 14 (docs/spec.md, "Extensions beyond torch") ----------------------------------------------------
+# the extensions of docs/spec.md, "Extensions beyond torch" ---------------------------------------------
 
 _BAG = "embedding_bag"
-_ISSUE14_COMMON = ("EXT-PAD", "EXT-RENORM", "EXT-DTYPES", "EXT-CHECKER")
+_EXT_COMMON = ("EXT-PAD", "EXT-RENORM", "EXT-DTYPES", "EXT-CHECKER")
 
 
 def _ext_bag(case: Case, weight: NDArray, magnitude: bool) -> GradRef:
@@ -220,20 +220,20 @@ _KW: dict[str, Any] = {"shape": "any", "padding": "any", "norm_type": (None, 1.0
 
 for _ext in (
     Extension("mode='sqrtn'", _BAG, ("EXT-SQRTN", "EXT-SQRTN-ZERO", "EXT-SQRTN-GRAD", "EXT-SGBF", "EXT-SPARSE",
-                                     *_ISSUE14_COMMON),
+                                     *_EXT_COMMON),
               Want(_BAG, mode="sum", sgbf="any", sparse="any", **_KW), _sqrtn, _ext_out, gradient=_ext_bag),
     Extension("mode='sqrtn' × per_sample_weights", _BAG,
               ("EXT-SQRTN", "EXT-SQRTN-ZERO", "EXT-SQRTN-GRAD", "EXT-PSW-MODES", "EXT-SGBF", "EXT-SPARSE",
-               *_ISSUE14_COMMON),
+               *_EXT_COMMON),
               Want(_BAG, mode="sum", psw=True, sgbf="any", sparse="any", **_KW), _sqrtn, _ext_out,
               gradient=_ext_bag),
-    Extension("mode='min'", _BAG, ("EXT-MODES", "EXT-MIN", "EXT-MIN-TIES", "EXT-MIN-GRAD", *_ISSUE14_COMMON),
+    Extension("mode='min'", _BAG, ("EXT-MODES", "EXT-MIN", "EXT-MIN-TIES", "EXT-MIN-GRAD", *_EXT_COMMON),
               Want(_BAG, mode="max", **_KW), _min, _ext_out, gradient=_ext_bag),
     Extension("empty bags × mode='min'", _BAG, ("EXT-MIN", "EXT-MIN-GRAD"),
               Want(_BAG, mode="max", empty_bag=True, padding="any"), _min, _ext_out, gradient=_ext_bag),
     Extension("weighted mean (per_sample_weights × mode='mean')", _BAG,
               ("EXT-WMEAN", "EXT-WMEAN-ZERO", "EXT-WMEAN-GRAD", "EXT-PSW-MODES", "EXT-SGBF", "EXT-SPARSE",
-               *_ISSUE14_COMMON),
+               *_EXT_COMMON),
               Want(_BAG, mode="sum", psw=True, sgbf="any", sparse="any", **_KW), _wmean, _ext_out,
               gradient=_ext_bag),
     Extension("lengths= (instead of offsets)", _BAG, ("EXT-LENGTHS", "EXT-DTYPES", "EXT-CHECKER"),
