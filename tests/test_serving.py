@@ -105,6 +105,19 @@ def test_npz_round_trip_both_ways(tmp_path):
     np.testing.assert_array_equal(ours.weight, theirs.weight.detach().numpy())
 
 
+def test_safetensors_file_loads_without_torch(tmp_path):
+    """MOD-STATE-DICT: a torch state_dict saved with safetensors loads through safetensors' NumPy reader."""
+    safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="safetensors is in the `test` extra")
+    import safetensors.torch
+
+    theirs = torch.nn.Sequential(torch.nn.EmbeddingBag(N, D, mode="max"))
+    safetensors.torch.save_file(theirs.state_dict(), str(tmp_path / "model.safetensors"))
+    ours = xembed.EmbeddingBag(N, D, mode="max")
+    ours.load_state_dict(safetensors_numpy.load_file(str(tmp_path / "model.safetensors")), prefix="0.")
+    idx = np.array([[1, 2, 6], [0, 0, 3]])
+    np.testing.assert_array_equal(ours(idx), theirs(torch.from_numpy(idx)).detach().numpy())
+
+
 def test_load_keeps_namespace_dtype_and_freeze():
     """The loaded weight takes the module's namespace and dtype; on torch, requires_grad follows freeze."""
     frozen = xembed.EmbeddingBag.from_pretrained(torch.zeros(N, D, dtype=torch.float64))
