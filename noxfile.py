@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parent
 DEV_ENV = ROOT / ".nox" / "dev"
 DEV_EXTRAS = "test,bench"
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+# The modules whose docstrings numpydoc checks (the public names of xembed live there).
+PUBLIC_MODULES = ["src/xembed/_api.py", "src/xembed/_modules.py", "src/xembed/_sparse.py", "src/xembed/_checkpoint.py"]
 # The libraries whose types mypy reads (torch comes first, from _install_torch): without one, its names are Any
 # and strict mypy reports other errors than CI's.  Not needed: the project itself (mypy reads src/), its test
 # plugins, array-api-strict, scipy, cupy, distributed (`ignore_missing_imports` in pyproject.toml).
@@ -146,8 +148,7 @@ def docs(session: nox.Session) -> None:
     run in the test-suite (tests/test_docs.py)."""
     if not _no_venv(session):
         session.install("-e", ".[docs]")
-    session.run("python", "-m", "numpydoc", "lint", "src/xembed/_api.py", "src/xembed/_modules.py",
-                "src/xembed/_sparse.py")
+    session.run("python", "-m", "numpydoc", "lint", *PUBLIC_MODULES)
     session.run("python", "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html",
                 *session.posargs)
 

@@ -33,7 +33,7 @@ numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
 # The checks of [tool.numpydoc_validation] in pyproject.toml (`numpydoc lint`), on every documented object.
 numpydoc_validation_checks = {"all", "GL01", "ES01", "SA01"}
-numpydoc_validation_exclude = {r"\.__init__$", r"\.__repr__$", r"\._[A-Za-z][A-Za-z0-9_]*$"}
+numpydoc_validation_exclude = {r"\.__init__$", r"\.__repr__$", r"\._[A-Za-z][A-Za-z0-9_]*$", r"\._Unpickler\."}
 
 html_theme = "alabaster"
 html_title = f"xembed {version}"

@@ -12,7 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
-PUBLIC_MODULES = ["xembed", "xembed._api", "xembed._modules", "xembed._sparse", "xembed._validate"]
+PUBLIC_MODULES = ["xembed", "xembed._api", "xembed._modules", "xembed._sparse", "xembed._validate",
+                  "xembed._checkpoint"]
 PYCON = re.compile(r"^```pycon\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
@@ -23,8 +24,10 @@ def _run(test: doctest.DocTest) -> None:
 
 
 @pytest.mark.parametrize("module", PUBLIC_MODULES)
-def test_docstring_examples(module):
-    """Every Examples section of the public docstrings runs and prints what it shows."""
+def test_docstring_examples(module, tmp_path, monkeypatch):
+    """Every Examples section of the public docstrings runs and prints what it shows (in a temporary directory:
+    an example may write a file)."""
+    monkeypatch.chdir(tmp_path)
     tests = doctest.DocTestFinder().find(importlib.import_module(module))
     if module != "xembed":
         assert any(t.examples for t in tests), f"{module} has no examples"

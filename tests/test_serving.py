@@ -206,3 +206,50 @@ def test_serve_torch_model_example(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     accuracy = float(res.stdout.split("ACCURACY")[1])
     assert accuracy > 0.9, res.stdout
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64])
+def test_load_torch_state_dict_reads_torch_save_without_torch(tmp_path, dtype):
+    """MOD-STATE-DICT: ``xembed.load_torch_state_dict`` reads a ``torch.save``'d state dict with NumPy only:
+    every tensor equal to what torch.load gives (bfloat16 as float32), views of a shared storage included."""
+    base = torch.arange(24, dtype=torch.float64).reshape(6, 4).to(dtype)
+    state = {"emb.weight": base, "tied.weight": base[1:5, ::2], "scalar": torch.tensor(3, dtype=dtype),
+             "empty": torch.zeros(0, 4, dtype=dtype)}
+    torch.save(state, tmp_path / "ckpt.pt")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np, xembed\n"
+        f"state = xembed.load_torch_state_dict({str(tmp_path / 'ckpt.pt')!r})\n"
+        f"np.savez({str(tmp_path / 'out.npz')!r}, **state)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    with np.load(tmp_path / "out.npz") as got:
+        assert sorted(got.files) == sorted(state)
+        for key, tensor in torch.load(tmp_path / "ckpt.pt").items():
+            expected = tensor.float().numpy() if dtype == torch.bfloat16 else tensor.numpy()
+            assert got[key].dtype == expected.dtype, key
+            np.testing.assert_array_equal(got[key], expected, err_msg=key)
+
+
+def test_load_torch_state_dict_serves_a_module(tmp_path):
+    theirs = torch.nn.Sequential(torch.nn.Embedding(N, D, padding_idx=0))
+    torch.save(theirs.state_dict(), tmp_path / "model.pt")
+    ours = xembed.Embedding(N, D, padding_idx=0)
+    ours.load_state_dict(xembed.load_torch_state_dict(tmp_path / "model.pt"), prefix="0.")
+    idx = np.array([[0, 3], [6, 1]])
+    np.testing.assert_array_equal(ours(idx), theirs(torch.from_numpy(idx)).detach().numpy())
+
+
+def test_load_torch_state_dict_refuses_what_is_not_a_state_dict(tmp_path):
+    """A pickled module (code would have to run to rebuild it) and a file that is not a checkpoint are
+    ValueErrors naming `path`; nothing from the file is executed."""
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")
+    with pytest.raises(ValueError, match=r"`path` .*module\.pt.*torch\.nn\.modules\.linear\.Linear"):
+        xembed.load_torch_state_dict(tmp_path / "module.pt")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    with pytest.raises(ValueError, match=r"`path` .* is not a checkpoint in torch's zip format"):
+        xembed.load_torch_state_dict(tmp_path / "text.pt")
+    torch.save([torch.ones(2)], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="holds a list, not a state dict of tensors"):
+        xembed.load_torch_state_dict(tmp_path / "list.pt")
