@@ -6,6 +6,8 @@ from __future__ import annotations
 import doctest
 import importlib
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,12 @@ def test_the_guides_have_examples():
     runnable = set(_pages())
     without = [g.name for g in guides if g not in runnable and "GPU" not in g.read_text(encoding="utf-8")]
     assert not without, f"guides without pycon examples: {without}"
+
+
+@pytest.mark.parametrize("script", ["train_bag_of_words.py", "fasttext_sqrtn.py"])
+def test_training_examples_match_torch(script):
+    """The training examples the docs point to run (shortened) and report agreement with torch (exit 0)."""
+    res = subprocess.run([sys.executable, str(ROOT / "examples" / script), "--steps", "10"], capture_output=True,
+                         text=True, timeout=600, check=False)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert res.stdout.rstrip().endswith("OK"), res.stdout[-2000:]
