@@ -448,16 +448,10 @@ class EmbeddingBag(_Base):
 
     Parameters
     ----------
-    num_embeddings : int
-        Number of rows N of the table.
-    embedding_dim : int
-        Size D of each row.
-    max_norm : float, optional
-        Rows looked up whose norm exceeds it are renormalised, in place where the array allows it.
-    norm_type : float, optional
-        The p of the p-norm for ``max_norm`` (default 2).
-    scale_grad_by_freq : bool, optional
-        Divide each row's gradient by its index's frequency in the input.
+    num_embeddings, embedding_dim : int
+        The shape (N, D) of the table.
+    max_norm, norm_type, scale_grad_by_freq : optional
+        As in :class:`Embedding`.
     mode : {'mean', 'sum', 'max', 'sqrtn', 'min'}, optional
         The reduction of each bag; ``'sqrtn'`` and ``'min'`` are extensions beyond torch.
     sparse : bool, optional
@@ -468,23 +462,14 @@ class EmbeddingBag(_Base):
         The last entry of ``offsets`` is the end of the last bag.
     padding_idx : int, optional
         Row left out of every bag; negative values count from the end.  Zeroed at construction.
-    xp : module or namespace, optional
-        Array library of a new weight; default NumPy.
-    device : device, optional
-        Device of a new weight.
-    dtype : dtype, optional
-        The dtype of a new weight; default float32, as torch.
-    seed : int or numpy.random.Generator, optional
-        Seed of the N(0, 1) initialisation.
-    _freeze : bool, optional
-        The weight takes no gradient (``from_pretrained``'s ``freeze``).
+    xp, device, dtype, seed, _freeze : optional
+        As in :class:`Embedding`: the library, device, dtype (default float32) and seed of a new weight, and
+        whether the weight takes no gradient.
 
     Attributes
     ----------
-    weight : array
-        The (N, D) table; on torch a leaf tensor with ``requires_grad = not freeze``.
-    freeze : bool
-        True when the weight takes no gradient.
+    weight, freeze
+        As in :class:`Embedding`.
 
     See Also
     --------
@@ -567,13 +552,9 @@ class EmbeddingBag(_Base):
         Parameters
         ----------
         input : array of int
-            (B, L) bags, or 1-D with ``offsets`` or ``lengths``.
-        offsets : array of int, optional
-            Start of each bag of a 1-D ``input``.
-        per_sample_weights : array, optional
-            One weight per position of ``input``.
-        lengths : array of int, optional
-            Length of each bag of a 1-D ``input``, instead of ``offsets``.
+            The bags, as in :meth:`__call__`.
+        offsets, per_sample_weights, lengths : array, optional
+            As in :meth:`__call__`.
 
         Returns
         -------
