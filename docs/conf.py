@@ -37,3 +37,5 @@ numpydoc_validation_exclude = {r"\.__init__$", r"\.__repr__$", r"\._[A-Za-z][A-Z
 
 html_theme = "alabaster"
 html_title = f"xembed {version}"
+# Wide enough for the 110-column code of the guides without a scroll bar.
+html_theme_options = {"page_width": "1240px", "body_max_width": "none"}
