@@ -108,7 +108,7 @@ def jit_value_checks(enabled: bool = True) -> Iterator[None]:
     ...     lookup = jax.jit(checkify.checkify(xembed.embedding))
     ...     err, out = lookup(jnp.array([1, 7]), W)
     >>> print(err.get())  # doctest: +ELLIPSIS
-    index 7 at flat position 1 of `input` is out of range for a weight with 4 rows...
+    index 7 at ...position 1 of `input` is out of range for a weight with 4 rows...
     """
     token = TRACED_CHECKS.set(bool(enabled))
     try:
