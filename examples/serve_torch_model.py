@@ -6,10 +6,10 @@ optimiser settings on synthetic documents (each class draws its words from its o
 
 1. ``train``: torch trains the model and saves ``model.pt`` (``torch.save``) and ``model.npz`` (the same
    ``state_dict``, as NumPy arrays, loadable without torch).
-2. ``TextClassifier.load``: reads ``model.npz`` with NumPy only, into ``xembed.EmbeddingBag`` (torch's key
-   ``embedding.weight``) and a NumPy linear layer.
-3. The script classifies held-out documents with both and exits non-zero unless the logits agree to float32
-   rounding and the predicted classes are identical.
+2. ``TextClassifier.load``: reads ``model.pt`` (``xembed.load_torch_state_dict``) or ``model.npz`` with NumPy
+   only, into ``xembed.EmbeddingBag`` (torch's key ``embedding.weight``) and a NumPy linear layer.
+3. The script classifies held-out documents with torch and with both checkpoints served on NumPy, and exits
+   non-zero unless the logits agree to float32 rounding and the predicted classes are identical.
 
     python examples/serve_torch_model.py [--out DIR] [--epochs 2]
 """
@@ -92,11 +92,16 @@ class TextClassifier:
 
     @classmethod
     def load(cls, path: Path) -> TextClassifier:
-        """Read the ``.npz`` checkpoint with NumPy only (torch need not be installed)."""
-        with np.load(path) as checkpoint:
-            embedding = xembed.EmbeddingBag(VOCAB, DIM, mode="mean")
-            embedding.load_state_dict(checkpoint, strict=False, prefix="embedding.")
-            return cls(embedding, checkpoint["fc.weight"], checkpoint["fc.bias"])
+        """Read the checkpoint with NumPy only (torch need not be installed): a ``.pt`` file written by
+        ``torch.save`` through ``xembed.load_torch_state_dict``, or an ``.npz`` file through ``numpy.load``."""
+        if Path(path).suffix == ".pt":
+            checkpoint = xembed.load_torch_state_dict(path)
+        else:
+            with np.load(path) as npz:
+                checkpoint = dict(npz)
+        embedding = xembed.EmbeddingBag(VOCAB, DIM, mode="mean")
+        embedding.load_state_dict(checkpoint, strict=False, prefix="embedding.")
+        return cls(embedding, checkpoint["fc.weight"], checkpoint["fc.bias"])
 
     def logits(self, text: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         return self.embedding(text, offsets) @ self.fc_weight.T + self.fc_bias
@@ -117,20 +122,19 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = args.out or Path(tmp)
         out_dir.mkdir(parents=True, exist_ok=True)
         model = train(out_dir, args.epochs)
-        served = TextClassifier.load(out_dir / "model.npz")
-
         test_docs, test_labels = make_documents(np.random.default_rng(1), 1000)
         text, offsets = flatten(test_docs)
         with torch.no_grad():
             expected = model(torch.from_numpy(text), torch.from_numpy(offsets)).numpy()
-        got = served.logits(text, offsets)
-
-    worst = float(np.max(np.abs(got - expected)))
-    same_classes = bool(np.array_equal(got.argmax(axis=1), expected.argmax(axis=1)))
-    accuracy = float(np.mean(got.argmax(axis=1) == test_labels))
-    print(f"held-out accuracy {accuracy:.3f}; largest logit difference xembed vs torch {worst:.2e}; "
-          f"same predicted classes: {same_classes}")
-    ok = same_classes and np.allclose(got, expected, rtol=1e-5, atol=1e-5)
+        ok = True
+        for name in ("model.npz", "model.pt"):
+            got = TextClassifier.load(out_dir / name).logits(text, offsets)
+            worst = float(np.max(np.abs(got - expected)))
+            same_classes = bool(np.array_equal(got.argmax(axis=1), expected.argmax(axis=1)))
+            accuracy = float(np.mean(got.argmax(axis=1) == test_labels))
+            print(f"{name}: held-out accuracy {accuracy:.3f}; largest logit difference xembed vs torch "
+                  f"{worst:.2e}; same predicted classes: {same_classes}")
+            ok = ok and same_classes and bool(np.allclose(got, expected, rtol=1e-5, atol=1e-5))
     if not ok:
         print("xembed on NumPy does not serve the torch model faithfully", file=sys.stderr)
     return 0 if ok else 1
