@@ -144,6 +144,7 @@ def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, nor
     ns, pad, mnorm, ntype, sgbf, sparse_ = _prepare_embedding(
         input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp)
     input = prim.plain("input", input, xp=ns)
+    prim.plain("weight", weight, xp=ns)  # refused now if it must be (read through plain() in _run)
     if want_vjp:
         input = _snapshot(input, ns)
     if is_torch_namespace(ns):
