@@ -328,3 +328,23 @@ def test_sparse_args_checked():
         xembed.SparseGrad(np.array([1.0]), values, (10, 4))
     grad = xembed.SparseGrad(np.array([9, 9]), np.ones((2, 4), np.float32), (10, 4))
     assert grad.to_dense()[9].tolist() == [2.0] * 4
+
+
+def test_numba_boundscheck_run_catches_out_of_bounds(tmp_path):
+    """The CI run with ``NUMBA_BOUNDSCHECK=1`` (and a fresh kernel cache, since numba's cache does not key on
+    that flag) turns an out-of-bounds read in a compiled kernel into an IndexError instead of a memory read."""
+    pytest.importorskip("numba")
+    out = run_isolated(f"""
+        import os
+        os.environ["NUMBA_BOUNDSCHECK"] = "1"
+        os.environ["NUMBA_CACHE_DIR"] = {str(tmp_path)!r}
+        import numpy as np
+        from xembed import _primitives as prim
+        w = np.ones((4, 3), np.float32)
+        with prim.use("numba"):
+            try:
+                prim.gather_segment_sum(w, np.array([1, 50]), np.array([0, 1, 2]), None, np.float32, xp=np)
+            except IndexError as e:
+                print("IndexError:", e)
+    """)
+    assert out.startswith("IndexError: index is out of bounds"), out
