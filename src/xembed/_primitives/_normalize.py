@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 Array = Any
 
 
@@ -27,8 +29,6 @@ def plain_numpy(name: str, x: Any) -> Any:
     """A plain ``numpy.ndarray`` in native byte order: masked arrays are refused (a masked entry is not an
     index, and a kernel would read the value under the mask); other ndarray subclasses are viewed as plain
     arrays (no copy); big-endian data is converted (a copy) so that every path reads the same values."""
-    import numpy as np
-
     if type(x) is not np.ndarray:
         if isinstance(x, np.ma.MaskedArray):
             msg = (f"`{name}` must not be a masked array (masked entries have no meaning here); pass "
@@ -48,6 +48,8 @@ def plain_torch(name: str, x: Any) -> Any:
     """torch's unsigned integers beyond uint8 have few operators (no comparisons on CPU in torch 2.14):
     ``uint16`` / ``uint32`` index arrays are widened to int64 (exact); ``uint64`` is refused, since its
     values above int64's range cannot be compared or converted exactly."""
+    if x.dtype.is_signed:  # every floating dtype too: only bool and the unsigned integers go on
+        return x
     import torch
 
     dt = x.dtype
