@@ -202,11 +202,13 @@ def _bag_layout(input: Array, offsets: Array | None, include_last_offset: bool, 
 
 
 def lengths_to_offsets(lengths: Array, xp: Namespace) -> Array:
-    """EXT-LENGTHS: the full offsets ``[0, cumsum(lengths)]`` (B+1 entries, used with include_last_offset),
-    int64 (the bag layout casts them to the index dtype)."""
+    """EXT-LENGTHS: the full offsets ``[0, cumsum(lengths)]`` (B+1 entries, used with include_last_offset), in
+    the namespace's index dtype.  Each length was checked to lie in ``[0, len(input)]``, so the cast is exact
+    and a running sum that wraps shows up as decreasing offsets (VAL-EXACT)."""
     dev = _device(lengths)
-    zero = xp.zeros((1,), dtype=xp.int64, device=dev)
-    return xp.concat([zero, xp.cumulative_sum(xp.astype(lengths, xp.int64))])
+    itype = prim.index_dtype(xp, dev)
+    zero = xp.zeros((1,), dtype=itype, device=dev)
+    return xp.concat([zero, xp.cumulative_sum(_cast(lengths, itype))])
 
 
 def _bag_totals(values: Array, offs: Array, acc: DType, xp: Namespace) -> Array:
