@@ -107,8 +107,11 @@ def _run(xp: Namespace, weight: Array, per_sample_weights: Array | None, input: 
     needed (RENORM-GRAD: the renormed weight is the leaf).
 
     ``kind``: ``"embedding"`` or the bag mode.  torch autograd (reverse and forward mode) gets the
-    undetached leaves, so that the backward is itself differentiable.
+    undetached leaves, so that the backward is itself differentiable.  ``weight`` is the caller's array (the
+    renorm writes into it); the computation reads it through :func:`xembed._primitives.plain` (ARR-NORMALIZE).
     """
+    if max_norm is not None:
+        v.check_writable(weight, xp)
     leaves: tuple[Array, Array | None] | None = None
     if is_torch_namespace(xp):
         from . import _torch_autograd
@@ -120,9 +123,17 @@ def _run(xp: Namespace, weight: Array, per_sample_weights: Array | None, input: 
         weight = _core.renorm_(weight, input, max_norm, norm_type, xp)
     if leaves is not None:
         return _torch_autograd.apply(*leaves, compute, kind)
+    weight = prim.plain("weight", weight, xp=xp)
     if not want_vjp:
         return compute(weight, per_sample_weights, need_pullback=False)[0]
     return compute(weight, per_sample_weights)
+
+
+def _snapshot(x: Array | None, xp: Namespace) -> Array | None:
+    """PULLBACK-SNAPSHOT: a private copy of an argument the pullback reads, so that a caller reusing the
+    buffer after the forward (a data loader refilling its index array) changes neither the gradient nor
+    what reaches the kernels."""
+    return None if x is None else xp.asarray(x, copy=True)
 
 
 def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, norm_type: Any,
@@ -132,6 +143,10 @@ def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, nor
                                xp, want_vjp)
     ns, pad, mnorm, ntype, sgbf, sparse_ = _prepare_embedding(
         input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp)
+    input = prim.plain("input", input, xp=ns)
+    prim.plain("weight", weight, xp=ns)  # refused now if it must be (read through plain() in _run)
+    if want_vjp:
+        input = _snapshot(input, ns)
     if is_torch_namespace(ns):
         from ._primitives import _torch as fused
 
@@ -281,13 +296,20 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
                                    lengths)
     ns = _namespace(xp, input=input, weight=weight, offsets=offsets, per_sample_weights=per_sample_weights,
                     lengths=lengths)
-    a = v.check_bag_metadata(input, weight, offsets, per_sample_weights, mode, max_norm, norm_type,
-                             scale_grad_by_freq, sparse, include_last_offset, padding_idx, ns, lengths=lengths)
+    input, offsets, lengths, per_sample_weights = (
+        prim.plain(name, x, xp=ns) for name, x in
+        (("input", input), ("offsets", offsets), ("lengths", lengths), ("per_sample_weights", per_sample_weights)))
+    a = v.check_bag_metadata(input, prim.plain("weight", weight, xp=ns), offsets, per_sample_weights, mode,
+                             max_norm, norm_type, scale_grad_by_freq, sparse, include_last_offset, padding_idx, ns,
+                             lengths=lengths)
     if lengths is not None:  # EXT-LENGTHS: exactly the offsets [0, cumsum(lengths)] with a last offset
         v.check_lengths_values(lengths, input.shape[0], ns)
         offsets, a = _core.lengths_to_offsets(lengths, ns), dataclasses.replace(a, include_last_offset=True)
+        v.check_offsets_values(offsets, input.shape[0], True, ns, source="lengths")
     elif input.ndim == 1:
         v.check_offsets_values(offsets, input.shape[0], a.include_last_offset, ns)
+    if want_vjp:
+        input, offsets, per_sample_weights = (_snapshot(x, ns) for x in (input, offsets, per_sample_weights))
     if is_torch_namespace(ns):
         from ._primitives import _torch as fused
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_array_api_obj
 from array_api_compat import device as _device
 
 from . import _primitives as prim
@@ -116,6 +116,14 @@ def renorm(weight: Array, indices: Array, max_norm: float, norm_type: float, xp:
 
 
 def _check_grad(grad: Array, shape: tuple[int, ...], xp: Namespace) -> Array:
+    """GRAD-OUTPUT-ARGS: an array of the output's library, shape and a real floating dtype."""
+    if not is_array_api_obj(grad):
+        msg = f"`grad_output` must be an array of the output's library, got {type(grad).__name__}"
+        raise TypeError(msg)
+    if array_namespace(grad) is not xp:
+        msg = (f"`grad_output` must be an array of the output's library ({getattr(xp, '__name__', xp)}), got "
+               f"{type(grad).__module__}.{type(grad).__name__}")
+        raise TypeError(msg)
     if tuple(grad.shape) != tuple(shape):
         msg = f"`grad_output` must have the output's shape {tuple(shape)}, got {tuple(grad.shape)}"
         raise ValueError(msg)
@@ -136,7 +144,7 @@ def _weight_grad(idx: Array, rows: Array, coef: Array | None, weight: Array, spa
     n_rows = weight.shape[0]
     if sparse:
         idx64 = _cast(idx, prim.index_dtype(xp, _device(weight)))
-        return SparseGrad(idx64, _cast(rows, weight.dtype), tuple(weight.shape))
+        return SparseGrad._from_core(idx64, _cast(rows, weight.dtype), tuple(weight.shape))
     return _cast(prim.scatter_add_rows(idx, rows, n_rows, xp=xp), weight.dtype)
 
 
@@ -194,11 +202,13 @@ def _bag_layout(input: Array, offsets: Array | None, include_last_offset: bool, 
 
 
 def lengths_to_offsets(lengths: Array, xp: Namespace) -> Array:
-    """EXT-LENGTHS: the full offsets ``[0, cumsum(lengths)]`` (B+1 entries, used with include_last_offset),
-    int64 (the bag layout casts them to the index dtype)."""
+    """EXT-LENGTHS: the full offsets ``[0, cumsum(lengths)]`` (B+1 entries, used with include_last_offset), in
+    the namespace's index dtype.  Each length was checked to lie in ``[0, len(input)]``, so the cast is exact
+    and a running sum that wraps shows up as decreasing offsets (VAL-EXACT)."""
     dev = _device(lengths)
-    zero = xp.zeros((1,), dtype=xp.int64, device=dev)
-    return xp.concat([zero, xp.cumulative_sum(xp.astype(lengths, xp.int64))])
+    itype = prim.index_dtype(xp, dev)
+    zero = xp.zeros((1,), dtype=itype, device=dev)
+    return xp.concat([zero, xp.cumulative_sum(_cast(lengths, itype))])
 
 
 def _bag_totals(values: Array, offs: Array, acc: DType, xp: Namespace) -> Array:
@@ -282,6 +292,11 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
         out = _cast(total, weight.dtype)
     if parked:
         out = out[:num_bags, ...]
+    # PULLBACK-SNAPSHOT: the per_sample_weights gradient reads the rows as the forward saw them (the caller
+    # may update the table before pulling back).
+    psw_rows = None
+    if need_pullback and per_sample_weights is not None:
+        psw_rows = xp.take(weight, idx, axis=0)
 
     def pullback(grad_output: Array) -> tuple[Array | SparseGrad, Array | None]:
         if parked:
@@ -307,25 +322,25 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
                 grad_w = _cast(dense, weight.dtype)
         grad_psw = None
         if per_sample_weights is not None:
-            grad_psw = _psw_grad(g, weight, idx, offs, psw, valid, inv, total, a.mode, per_sample_weights, xp)
+            grad_psw = _psw_grad(g, psw_rows, idx, offs, psw, valid, inv, total, a.mode, per_sample_weights, xp)
         return grad_w, grad_psw
 
     return out, (pullback if need_pullback else None)
 
 
-def _psw_grad(g: Array, weight: Array, idx: Array, offs: Array, psw: Array, valid: Array | None,
+def _psw_grad(g: Array, rows: Array, idx: Array, offs: Array, psw: Array, valid: Array | None,
               inv: Array | None, out_acc: Array | None, mode: str, per_sample_weights: Array, xp: Namespace) -> Array:
     """Gradient of per_sample_weights, 0 at padding positions (GRAD-PSW, EXT-WMEAN-GRAD, EXT-SQRTN-GRAD).
 
     With ``d_i = dot(g[b], W[idx_i])``, ``o_b = dot(g[b], out[b])`` and ``inv_b = 1 / divisor_b`` (0 where
     the divisor is 0): sum ``d_i``; weighted mean ``(d_i - o_b) * inv_b``; sqrtn
-    ``(d_i - w_i * inv_b * o_b) * inv_b``.
+    ``(d_i - w_i * inv_b * o_b) * inv_b``.  ``rows`` (n, D): the weight's rows at ``idx``.
     """
-    dev = _device(weight)
+    dev = _device(rows)
     acc = g.dtype
     n = idx.shape[0]
     seg = prim.segment_ids(offs, n, xp=xp)
-    w_rows = _cast(xp.take(weight, idx, axis=0), acc)
+    w_rows = _cast(rows, acc)
     dots = xp.sum(xp.take(g, seg, axis=0) * w_rows, axis=1)
     if mode != "sum" and inv is not None and out_acc is not None:
         inv_pos = xp.take(inv, seg)

@@ -600,7 +600,8 @@ class DaskSparseGrad(SparseGrad):
     __slots__ = ("row_chunks",)
 
     def __init__(self, indices: Array, values: Array, shape: tuple[int, int], row_chunks: tuple[int, ...]):
-        super().__init__(indices, values, shape)
+        # the graph's own arrays, valid by construction (their sizes may be unknown: no checked __init__)
+        self.indices, self.values, self.shape = indices, values, (int(shape[0]), int(shape[1]))
         self.row_chunks = row_chunks
 
     @property

@@ -30,7 +30,8 @@ from ._validate import TRACED_CHECKS, BagArgs, has_values
 Array = Any
 
 jax.tree_util.register_pytree_node(
-    SparseGrad, lambda s: ((s.indices, s.values), s.shape), lambda shape, ch: SparseGrad(ch[0], ch[1], shape))
+    SparseGrad, lambda s: ((s.indices, s.values), s.shape),
+    lambda shape, ch: SparseGrad._from_core(ch[0], ch[1], shape))
 
 
 # ----------------------------------------------------------------------------------------------------

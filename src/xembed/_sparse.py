@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from array_api_compat import array_namespace
 
 from . import _primitives as prim
 from ._typing import Array
+
+
+def _check_shape(shape: Any) -> tuple[int, int]:
+    ok = isinstance(shape, (tuple, list)) and len(shape) == 2
+    if ok:
+        try:
+            n_rows, dim = (operator.index(d) for d in shape)
+        except TypeError:
+            ok = False
+        else:
+            ok = n_rows >= 0 and dim >= 0
+    if not ok:
+        msg = f"`shape` must be two non-negative ints (num_embeddings, embedding_dim), got {shape!r}"
+        raise ValueError(msg)
+    return n_rows, dim
 
 
 class SparseGrad:
@@ -61,9 +77,31 @@ class SparseGrad:
     __slots__ = ("indices", "shape", "values")
 
     def __init__(self, indices: Array, values: Array, shape: tuple[int, int]) -> None:
-        self.indices = indices
-        self.values = values
-        self.shape = (int(shape[0]), int(shape[1]))
+        """Checked construction (SPARSE-ARGS): ``indices`` 1-D integer with every value in ``[0, N)``,
+        ``values`` (nnz, D) real floating, ``shape`` two non-negative ints; a typed error names the argument."""
+        from ._validate import check_index_dtype, check_indices_in_range, check_is_array
+
+        check_is_array("indices", indices)
+        check_is_array("values", values)
+        xp = array_namespace(indices, values)
+        n_rows, dim = _check_shape(shape)
+        check_index_dtype("indices", indices, xp)
+        if indices.ndim != 1 or tuple(values.shape) != (indices.shape[0], dim):
+            msg = (f"`indices` must be 1-D (nnz,) and `values` (nnz, {dim}), got shapes {tuple(indices.shape)} "
+                   f"and {tuple(values.shape)}")
+            raise ValueError(msg)
+        if not xp.isdtype(values.dtype, "real floating"):
+            msg = f"`values` must have a real floating dtype, got {values.dtype}"
+            raise TypeError(msg)
+        check_indices_in_range(indices, n_rows, xp, name="indices")
+        self.indices, self.values, self.shape = indices, values, (n_rows, dim)
+
+    @classmethod
+    def _from_core(cls, indices: Array, values: Array, shape: tuple[int, int]) -> SparseGrad:
+        """Construction from the core's own, already valid arrays (no value pass)."""
+        grad = cls.__new__(cls)
+        grad.indices, grad.values, grad.shape = indices, values, (int(shape[0]), int(shape[1]))
+        return grad
 
     @property
     def nnz(self) -> int:

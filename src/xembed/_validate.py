@@ -36,6 +36,9 @@ from ._typing import Array, Namespace
 MODES = ("sum", "mean", "max", "sqrtn", "min")
 """Bag modes: torch's three, then the extensions ``sqrtn`` (EXT-SQRTN) and ``min`` (EXT-MIN)."""
 PSW_MODES = ("sum", "mean", "sqrtn")
+MAX_NDIM = 64
+"""EMB-NDIM: NumPy's limit on dimensions (torch's and JAX's are no lower); the output of ``embedding`` has one
+more dimension than ``input``."""
 """Modes that accept per_sample_weights (``mean``: the weighted mean, EXT-WMEAN)."""
 
 
@@ -206,23 +209,42 @@ def normalize_padding_idx(padding_idx: Any, num_embeddings: int) -> int | None:
     return p + num_embeddings if p < 0 else p
 
 
+def _as_float(name: str, value: numbers.Real) -> float:
+    """``float(value)``, with a ValueError naming the argument when it has no float value (an int beyond
+    float64's range raises OverflowError in ``float()``)."""
+    try:
+        return float(value)
+    except OverflowError:
+        digits = len(str(abs(math.trunc(value))))
+        msg = f"`{name}` must be representable as a float64, got an integer of {digits} digits"
+        raise ValueError(msg) from None
+
+
 def check_renorm_args(max_norm: Any, norm_type: Any) -> tuple[float | None, float]:
     """RENORM-ARGS: ``max_norm`` > 0 or None, ``norm_type`` > 0 (inf allowed); NaN rejected."""
     if max_norm is not None:
         if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real):
             msg = f"`max_norm` must be a real number or None, got {max_norm!r}"
             raise TypeError(msg)
-        if not float(max_norm) > 0:  # also rejects NaN
+        if not _as_float("max_norm", max_norm) > 0:  # also rejects NaN
             msg = f"`max_norm` must be > 0, got {max_norm!r}"
             raise ValueError(msg)
         max_norm = float(max_norm)
     if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real):
         msg = f"`norm_type` must be a real number, got {norm_type!r}"
         raise TypeError(msg)
-    if not float(norm_type) > 0:  # also rejects NaN
+    if not _as_float("norm_type", norm_type) > 0:  # also rejects NaN
         msg = f"`norm_type` must be > 0 (a p-norm, inf allowed), got {norm_type!r}"
         raise ValueError(msg)
     return max_norm, float(norm_type)
+
+
+def check_writable(weight: Array, xp: Namespace) -> None:
+    """RENORM-WRITABLE: the in-place renorm needs a writable weight; checked before any row is written."""
+    if not prim.is_writable(weight, xp=xp):
+        msg = ("`weight` is read-only, but `max_norm` renormalises its rows in place; pass a writable array, or "
+               "use `xembed.renorm(weight, input, max_norm)` (functional) and call without `max_norm`")
+        raise ValueError(msg)
 
 
 def check_indices_in_range(x: Array, num_embeddings: int, xp: Namespace, name: str = "input") -> None:
@@ -279,6 +301,10 @@ def check_embedding_metadata(input: Array, weight: Array, padding_idx: Any, max_
     scale_grad_by_freq, sparse)``."""
     check_weight(weight, xp)
     check_index_dtype("input", input, xp)
+    if input.ndim >= MAX_NDIM:
+        msg = (f"`input` must have fewer than {MAX_NDIM} dimensions (the output adds one, and array libraries "
+               f"stop at {MAX_NDIM}), got {input.ndim}")
+        raise ValueError(msg)
     scale_grad_by_freq = check_flag("scale_grad_by_freq", scale_grad_by_freq)
     sparse = check_flag("sparse", sparse)
     if sparse and scale_grad_by_freq:
@@ -382,24 +408,31 @@ def check_lengths_metadata(input: Array, offsets: Array | None, lengths: Array, 
 
 
 def check_lengths_values(lengths: Array, n: int, xp: Namespace) -> None:
-    """EXT-LENGTHS-VALUES: every length >= 0 and ``sum(lengths) == len(input)`` (value check)."""
-    if not has_values(lengths):
+    """EXT-LENGTHS-VALUES, in exact integer arithmetic (VAL-EXACT): every length in ``[0, len(input)]``,
+    compared in the lengths' own dtype (unsigned values beyond int64's range included), so that the offsets
+    derived from them (``_core.lengths_to_offsets``) cannot wrap around before a prefix exceeds ``len(input)``;
+    the sum rule is then checked on those offsets by :func:`check_offsets_values` (value check)."""
+    if not has_values(lengths) or lengths.shape[0] == 0:
         return
-    if lengths.shape[0] != 0:
-        neg = lengths < 0
-        if bool(xp.any(neg)):
-            pos = int(xp.argmax(xp.astype(neg, xp.int8)))
-            msg = f"`lengths` must be non-negative, but lengths[{pos}] = {int(lengths[pos])}"
-            raise ValueError(msg)
-    total = int(xp.sum(xp.astype(lengths, xp.int64))) if lengths.shape[0] != 0 else 0
-    if total != n:
-        msg = f"`lengths` must sum to the number of indices in `input` ({n}), got sum(lengths) = {total}"
-        raise ValueError(msg)
+    lo, hi = prim.index_bounds(lengths, xp=xp)
+    if lo >= 0 and hi <= n:
+        return
+    bad = (lengths < 0) | (lengths > n)
+    pos = int(xp.argmax(xp.astype(bad, xp.int8)))
+    value = int(lengths[pos])
+    what = "non-negative" if value < 0 else f"at most the number of indices in `input` ({n})"
+    msg = f"every entry of `lengths` must be {what}, but lengths[{pos}] = {value}"
+    raise ValueError(msg)
 
 
-def check_offsets_values(offsets: Array, n: int, include_last_offset: bool, xp: Namespace) -> None:
+def check_offsets_values(offsets: Array, n: int, include_last_offset: bool, xp: Namespace,
+                         source: str = "offsets") -> None:
     """offsets[0] == 0 (ERR-OFFSETS-FIRST), non-decreasing (ERR-OFFSETS-DECREASING), offsets[-1] <= n
-    (ERR-OFFSETS-END; == n with include_last_offset, BAG-LAST-OFFSET) (value check, one pass: VAL-ONE-PASS)."""
+    (ERR-OFFSETS-END; == n with include_last_offset, BAG-LAST-OFFSET) (value check, one pass: VAL-ONE-PASS).
+
+    Every comparison is made in the offsets' own dtype or on Python ints (VAL-EXACT).  ``source="lengths"``:
+    the offsets were derived from ``lengths`` (EXT-LENGTHS) and the errors speak of those.
+    """
     if not has_values(offsets) or offsets.shape[0] == 0:
         return
     first = int(offsets[0])
@@ -408,10 +441,16 @@ def check_offsets_values(offsets: Array, n: int, include_last_offset: bool, xp: 
         raise ValueError(msg)
     pos = prim.offsets_first_decrease(offsets, xp=xp)
     if pos > 0:
-        msg = (f"`offsets` must be non-decreasing, but offsets[{pos}] = {int(offsets[pos])} < "
-               f"offsets[{pos - 1}] = {int(offsets[pos - 1])}")
+        if source == "lengths":  # a running sum wrapped around its dtype
+            msg = f"the running sum of `lengths` overflows its integer dtype at lengths[{pos - 1}]"
+        else:
+            msg = (f"`offsets` must be non-decreasing, but offsets[{pos}] = {int(offsets[pos])} < "
+                   f"offsets[{pos - 1}] = {int(offsets[pos - 1])}")
         raise ValueError(msg)
     last = int(offsets[-1])
+    if source == "lengths" and last != n:
+        msg = f"`lengths` must sum to the number of indices in `input` ({n}), got sum(lengths) = {last}"
+        raise ValueError(msg)
     if last > n:
         msg = f"`offsets`[-1] = {last} is greater than the number of indices in `input` ({n})"
         raise ValueError(msg)

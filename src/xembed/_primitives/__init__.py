@@ -45,8 +45,10 @@ __all__ = [
     "gather_segment_sum",
     "index_bounds",
     "index_dtype",
+    "is_writable",
     "mode",
     "numba_available",
+    "plain",
     "put_rows_",
     "scatter_add_rows",
     "segment_ids",
@@ -268,3 +270,32 @@ for _f in (segment_ids, bincount, gather_segment_sum, gather_segment_max, gather
 del _f
 
 index_dtype = _fallback.index_dtype
+
+
+# Normalisation does not depend on the primitive mode: every mode must see the same arrays (ARR-NORMALIZE).
+_ADAPTERS: dict[int, tuple[Callable[[str, Array], Array], Callable[[Array], bool]]] = {}
+
+
+def _adapter(xp: Any) -> tuple[Callable[[str, Array], Array], Callable[[Array], bool]]:
+    a = _ADAPTERS.get(id(xp))
+    if a is None:
+        from . import _normalize as n
+
+        if is_numpy_namespace(xp):
+            a = (n.plain_numpy, n.writable_numpy)
+        elif is_torch_namespace(xp):
+            a = (n.plain_torch, n.writable_always)
+        else:
+            a = (n.plain_identity, n.writable_always)
+        _ADAPTERS[id(xp)] = a
+    return a
+
+
+def plain(name: str, x: Array | None, *, xp: Any) -> Array | None:
+    """``x`` as an array every primitive path reads alike (or a TypeError naming ``name``); None stays None."""
+    return None if x is None else _adapter(xp)[0](name, x)
+
+
+def is_writable(x: Array, *, xp: Any) -> bool:
+    """Whether ``x`` can be written in place (the max_norm renorm checks it before writing anything)."""
+    return _adapter(xp)[1](x)
