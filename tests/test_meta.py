@@ -21,7 +21,8 @@ def _spec_ids() -> set[str]:
 
 
 def _citing_files() -> list[Path]:
-    files = [ROOT / "README.md", *sorted((ROOT / "src" / "xembed").glob("*.py")), *sorted(ROOT.glob("tests/*.py"))]
+    files = [ROOT / "README.md", *sorted((ROOT / "src" / "xembed").glob("*.py")), *sorted(ROOT.glob("tests/*.py")),
+             *sorted(ROOT.glob("docs/guide/*.md")), *sorted(ROOT.glob("docs/project/*.md"))]
     return [f for f in files if f.name != "test_checker.py"]  # the checker's tests: its helper keeps them
 
 
@@ -34,8 +35,8 @@ def test_spec_ids_are_unique() -> None:
 
 @pytest.mark.parametrize("path", _citing_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_cited_rule_ids_exist(path: Path) -> None:
-    """A rule ID cited in README, xembed's source or the tests is defined in docs/spec.md (a family `X-*` must
-    name at least one rule)."""
+    """A rule ID cited in README, xembed's source, the tests or the user guides is defined in docs/spec.md (a
+    family `X-*` must name at least one rule)."""
     ids = _spec_ids()
     text = path.read_text(encoding="utf-8")
     missing = set()
