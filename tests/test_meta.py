@@ -11,7 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "docs" / "spec.md"
-PREFIXES = ("REF", "EMB", "PAD", "BAG", "RENORM", "GRAD", "ACC", "TOL", "ERR", "DIV", "EXT", "MOD")
+PREFIXES = ("REF", "EMB", "PAD", "BAG", "RENORM", "GRAD", "ACC", "TOL", "ERR", "DIV", "EXT", "MOD", "TORCH", "JAX",
+            "JIT", "DASK", "PRIM", "VAL", "ARR", "SPARSE", "PULLBACK")
 # An ID: a known prefix, then dash-separated upper-case / digit parts, or a trailing `*` (a family: `RENORM-*`).
 ID_RE = re.compile(rf"\b(?:{'|'.join(PREFIXES)})(?:-[A-Z0-9]+)*(?:-\*|\b)")
 
