@@ -131,6 +131,37 @@ def test_load_keeps_namespace_dtype_and_freeze():
     assert trainable.weight.is_leaf
 
 
+def test_load_writes_into_the_weight_like_torch():
+    """MOD-STATE-DICT: as torch's load_state_dict, the values go into the existing storage: the array wrapped by
+    from_pretrained and an optimizer's reference to a torch weight see them."""
+    wrapped = np.zeros((N, D), np.float32)
+    emb = xembed.Embedding.from_pretrained(wrapped)
+    emb.load_state_dict({"weight": np.ones((N, D))})
+    assert emb.weight is wrapped
+    np.testing.assert_array_equal(wrapped, 1.0)
+    theirs = torch.nn.Embedding.from_pretrained(torch.zeros(N, D))
+    source = theirs.weight.data
+    theirs.load_state_dict({"weight": torch.ones(N, D)})
+    assert float(source.sum()) == N * D  # torch does the same
+
+    trainable = xembed.Embedding(N, D, xp=torch)
+    optimizer = torch.optim.SGD([trainable.weight], lr=1.0)
+    trainable.load_state_dict({"weight": np.full((N, D), 2.0)})
+    assert optimizer.param_groups[0]["params"][0] is trainable.weight
+    assert trainable.weight.requires_grad
+    trainable(torch.tensor([1])).sum().backward()
+    optimizer.step()
+    assert float(trainable.weight.detach()[1, 0]) == 1.0
+
+    frozen = np.ones((N, D), np.float32)
+    frozen.flags.writeable = False
+    emb = xembed.Embedding.from_pretrained(frozen)
+    emb.load_state_dict({"weight": np.zeros((N, D))})
+    assert emb.weight is not frozen
+    np.testing.assert_array_equal(emb.weight, 0.0)
+    np.testing.assert_array_equal(frozen, 1.0)
+
+
 def test_prefix_and_strict():
     checkpoint = {"embedding.weight": np.ones((N, D)), "fc.weight": np.ones((2, D)), "embedding.extra": np.ones(1)}
     m = xembed.EmbeddingBag(N, D)

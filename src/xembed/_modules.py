@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, SupportsIndex
 
 import array_api_compat
 import numpy as np
-from array_api_compat import array_namespace, is_torch_namespace
+from array_api_compat import array_namespace, is_jax_namespace, is_torch_namespace
 
 from . import _api
 from . import _validate as v
@@ -208,9 +208,10 @@ class _Base:
 
         Notes
         -----
-        The values are copied into the module's namespace, device and dtype (torch's default
-        ``assign=False`` copies into the existing parameter too), so a float32 checkpoint served by a
-        float64 module is converted once here.  Nothing is modified when an error is raised (MOD-STATE-DICT).
+        The values are converted to the module's dtype and written into the existing weight, as torch's
+        default ``assign=False`` does: an optimizer holding the weight, or the array ``from_pretrained``
+        wrapped, sees them.  Arrays that cannot be written (JAX, a read-only NumPy array) are replaced by a new
+        one.  Nothing is modified when an error is raised (MOD-STATE-DICT).
 
         Examples
         --------
@@ -235,8 +236,20 @@ class _Base:
                    f"unexpected keys {result.unexpected_keys}")
             raise KeyError(msg)
         if key in mine:
-            self._set_weight(self._converted(f"state_dict[{key!r}]", state_dict[key]))
+            self._copy_into_weight(self._converted(f"state_dict[{key!r}]", state_dict[key]))
         return result
+
+    def _copy_into_weight(self, new: Array) -> None:
+        """Write ``new`` into the weight's storage, as torch's ``load_state_dict`` does, so that an optimizer
+        holding the weight, or the array ``from_pretrained`` wrapped, sees the loaded values; an array that cannot
+        be written (JAX, a read-only NumPy array) is replaced instead."""
+        ns = array_namespace(self.weight)
+        if is_torch_namespace(ns):
+            self.weight.detach().copy_(new)  # the detached view shares the storage, outside autograd
+        elif is_jax_namespace(ns) or (isinstance(self.weight, np.ndarray) and not self.weight.flags.writeable):
+            self._set_weight(new)
+        else:
+            self.weight[...] = new
 
     def _converted(self, name: str, value: Any) -> Array:
         """``value`` checked, as a new array of the weight's namespace, device and dtype."""
