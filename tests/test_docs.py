@@ -79,3 +79,34 @@ def test_training_examples_match_torch(script):
                          text=True, timeout=600, check=False)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert res.stdout.rstrip().endswith("OK"), res.stdout[-2000:]
+
+
+README = ROOT / "README.md"
+
+
+def test_readme_is_short_and_speaks_to_users():
+    """README is a manual, not a log: at most 220 lines, and no work-history references ("issue 12")."""
+    text = README.read_text(encoding="utf-8")
+    assert text.count("\n") <= 220, f"README.md has {text.count(chr(10))} lines"
+    found = re.findall(r"\bissues?[ -]?#?\d+", text, re.IGNORECASE)
+    assert not found, f"README.md cites {found}"
+
+
+@pytest.mark.parametrize("marker", ["main-command", "test-command"])
+def test_readme_commands_parse_as_ci_reads_them(marker):
+    """.ci/run takes the first line of the bash block after each marker (the awk program below is its own)."""
+    awk = f"/<!-- {marker} -->/{{f=1; next}} f && /^```/{{if (n++) exit; next}} f && n==1 {{print; exit}}"
+    res = subprocess.run(["awk", awk, str(README)], capture_output=True, text=True, check=True)
+    assert res.stdout.startswith('python -m pip install -e ".[test]"'), res.stdout
+    assert "&& python -m pytest" in res.stdout, res.stdout
+
+
+def _readme_blocks() -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), re.MULTILINE | re.DOTALL)
+
+
+@pytest.mark.parametrize("block", _readme_blocks(), ids=lambda b: b.splitlines()[0][:40])
+def test_readme_python_blocks_run(block, tmp_path, monkeypatch):
+    """Every Python block of README.md runs as written (in a temporary directory: a block may write a file)."""
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {})  # noqa: S102 (running the README's own code is the test)
