@@ -196,6 +196,11 @@ def test_arr_normalize_masked_input_refused(prim_mode):
             xembed.embedding_bag(np.array([1, 2]), w, np.ma.masked_array([0, 1], mask=[False, True]))
         with pytest.raises(TypeError, match=r"`weight` must not be a masked array"):
             xembed.embedding_bag(np.array([1, 2]), np.ma.masked_array(w), np.array([0, 1]))
+        with pytest.raises(TypeError, match=r"`weight` must not be a masked array"):
+            xembed.embedding(np.array([1, 2]), np.ma.masked_array(w), max_norm=0.1)
+        with pytest.raises(TypeError, match=r"`input` must not be a masked array"):
+            xembed.renorm(w, masked, 0.5)
+    assert_bitwise_equal(w, _weight())
 
 
 @pytest.mark.parametrize("mode", ["sum", "mean", "max", "min", "sqrtn"])

@@ -313,6 +313,7 @@ def renorm(weight: Array, input: Array, max_norm: float, norm_type: float = 2.0,
         raise TypeError(msg)
     if _dask.involves_dask(input, weight):  # DASK-RENORM: lazy, chunked like the weight, nothing gathered
         return _dask.renorm(weight, input, checked_max, p, xp)
+    input, weight = prim.plain("input", input, xp=xp), prim.plain("weight", weight, xp=xp)
     v.check_indices_in_range(input, weight.shape[0], xp)
     if is_torch_namespace(xp):
         weight, input = weight.detach(), input.detach()
