@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable
 from typing import Any, SupportsIndex
 
@@ -77,6 +78,23 @@ def _torch_native(ns: Namespace, input: Array, weight: Array, per_sample_weights
         raise e from None
 
 
+def _torch_traced(xp: Namespace | None, want_vjp: bool, *arrays: Array | None) -> bool:
+    """TORCH-TRACED: torch tensors under torch.compile / torch.export / torch.func take the ``xembed::`` ops
+    (decided before any value is read; torch is never imported here)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(arrays[1], torch.Tensor) or (xp is not None and not is_torch_namespace(xp)):
+        return False
+    from .torch import _traced
+
+    if not _traced.is_traced(*arrays):
+        return False
+    if want_vjp:
+        msg = ("xembed.embedding_vjp / embedding_bag_vjp are not traceable (torch.compile, torch.export, torch.func); "
+               "call xembed.embedding / embedding_bag and differentiate with torch.autograd or torch.func")
+        raise NotImplementedError(msg)
+    return True
+
+
 def _detached(x: Array | None) -> Array | None:
     return None if x is None else x.detach()
 
@@ -138,6 +156,10 @@ def _snapshot(x: Array | None, xp: Namespace) -> Array | None:
 
 def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, norm_type: Any,
                scale_grad_by_freq: Any, sparse: Any, xp: Namespace | None, want_vjp: bool) -> Any:
+    if _torch_traced(xp, want_vjp, input, weight):
+        from .torch import _traced
+
+        return _traced.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse)
     if _dask.involves_dask(input, weight):  # dask arrays: the blockwise path (issue 13, spec DASK-*)
         return _dask.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
                                xp, want_vjp)
@@ -203,6 +225,11 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
                    scale_grad_by_freq: Any, mode: Any, sparse: Any, per_sample_weights: Array | None,
                    include_last_offset: Any, padding_idx: Any, xp: Namespace | None, want_vjp: bool,
                    lengths: Array | None = None) -> Any:
+    if _torch_traced(xp, want_vjp, input, weight, offsets, per_sample_weights, lengths):
+        from .torch import _traced
+
+        return _traced.embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse,
+                                     per_sample_weights, include_last_offset, padding_idx, lengths)
     if _dask.involves_dask(input, weight, offsets, per_sample_weights, lengths):  # issue 13, spec DASK-*
         return _dask.embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode,
                                    sparse, per_sample_weights, include_last_offset, padding_idx, xp, want_vjp,

@@ -1,26 +1,34 @@
-"""xembed's torch path as torch library custom ops, for ``torch.compile`` and ``torch.export``.
+"""xembed's torch path as torch library custom ops, for ``torch.compile``, ``torch.export`` and ``torch.func``.
 
-Each op is opaque to the tracers: a fake (meta) kernel gives the output's shape, dtype and device, and
-the real kernel runs the core on real tensors, **value checks included** (index range, offsets rules:
-``TORCH-OPS-VALIDATE``), so a compiled or exported program validates its inputs at run time exactly
-like the eager call.  Autograd is registered with ``register_autograd``; the backward is another op
-(``TORCH-OPS``).  Ops:
+Each op is opaque to the tracers: a fake (meta) kernel gives the output's shape, dtype and device with every
+size symbolic (the number of bags and of indices are never read as Python ints, so a compiled graph serves
+every batch size, ``TORCH-DYNAMIC``), and the real kernel runs the core on real tensors, **value checks
+included** (index range, offsets and lengths rules: ``TORCH-OPS-VALIDATE``), so a compiled or exported
+program validates its inputs at run time exactly like the eager call.  Autograd is registered with
+``register_autograd`` (and the same formulas drive :class:`BagFunction` / :class:`EmbeddingFunction` under
+``torch.func``); the backward is another op (``TORCH-OPS``).  Every op has a batching rule for
+``torch.vmap`` (``TORCH-FUNC``).  Ops:
 
-* ``xembed::renorm_(weight!, input, offsets?, include_last_offset, max_norm, norm_type)`` — the in-place
-  max_norm renorm (validates first: a failing call never touches the weight);
-* ``xembed::embedding(weight, input, padding_idx?, scale_grad_by_freq)`` and its backward
+* ``xembed::renorm_(weight!, input, offsets?, lengths?, include_last_offset, max_norm, norm_type)`` — the
+  in-place max_norm renorm (validates first: a failing call never touches the weight);
+* ``xembed::embedding(weight, input, padding_idx?, scale_grad_by_freq, sparse)`` and its backward
   ``xembed::embedding_backward``;
-* ``xembed::embedding_bag(weight, input, offsets?, per_sample_weights?, mode, padding_idx?,
-  scale_grad_by_freq, include_last_offset)`` and ``xembed::embedding_bag_backward`` (returns the weight
-  gradient and the per_sample_weights gradient, an empty tensor when there are none).
+* ``xembed::embedding_bag(weight, input, offsets?, per_sample_weights?, lengths?, mode, padding_idx?,
+  scale_grad_by_freq, include_last_offset, sparse)`` and ``xembed::embedding_bag_backward`` (returns the
+  weight gradient and the per_sample_weights gradient, an empty tensor when there are none).
 
 The backward ops recompute the forward's bookkeeping through the core (the traced graph cannot hold the
-eager path's pullback closure): a compiled backward costs about one forward more than the eager one.
-Differentiating the backward ops again (double backward under compile / export) raises.
+eager path's pullback closure).  They read only what the gradient needs: the saved indices, offsets and
+per_sample_weights, and the weight only for a per_sample_weights gradient or a max / min / sqrtn / weighted
+mean bag — saved with ``save_for_backward``, so modifying one of them in place after the forward makes the
+backward raise torch's "modified by an inplace operation" error (``TORCH-SAVED``).  The traced gradient is
+dense: ``sparse=True`` raises NotImplementedError when a backward is traced (``TORCH-SPARSE-TRACED``).
+Differentiating the backward ops again (double backward under compile / export / torch.func) raises.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import array_api_compat.torch as xp
@@ -30,85 +38,139 @@ from torch import Tensor
 from .. import _core
 from .. import _validate as v
 
-__all__ = ["embedding_bag_op", "embedding_op", "renorm_op", "xp"]
+__all__ = ["BagFunction", "EmbeddingFunction", "embedding_bag_op", "embedding_op", "renorm_op", "xp"]
 
 
-def _check_values(weight: Tensor, input: Tensor, offsets: Tensor | None, include_last_offset: bool) -> None:
+def _offsets_from(input: Tensor, offsets: Tensor | None, lengths: Tensor | None,
+                  include_last_offset: bool) -> tuple[Tensor | None, bool]:
+    """Validate the offsets / lengths values (ERR-OFFSETS-*, EXT-LENGTHS-VALUES) and give the offsets the
+    core reads (lengths become full offsets with a last entry)."""
+    if lengths is not None:
+        v.check_lengths_values(lengths, input.shape[0], xp)
+        return _core.lengths_to_offsets(lengths, xp), True
     if offsets is not None and input.ndim == 1:
         v.check_offsets_values(offsets, input.shape[0], include_last_offset, xp)
-    v.check_indices_in_range(input, weight.shape[0], xp)
+    return offsets, include_last_offset
 
 
-def _bag_args(mode: str, padding_idx: int | None, scale_grad_by_freq: bool,
-              include_last_offset: bool) -> v.BagArgs:
+def _bag_args(mode: str, padding_idx: int | None, scale_grad_by_freq: bool, include_last_offset: bool) -> v.BagArgs:
     return v.BagArgs(mode, padding_idx, None, 2.0, scale_grad_by_freq, False, include_last_offset)
 
 
 def _no_double_backward(_ctx: Any, *_grads: Any) -> Any:
-    msg = ("double backward through xembed's custom ops (the torch.compile / torch.export path) is not "
-           "supported; differentiate twice in eager mode (xembed.embedding / xembed.embedding_bag)")
+    msg = ("double backward through xembed's custom ops (the torch.compile / torch.export / torch.func path) is "
+           "not supported; differentiate twice in eager mode with torch.autograd (xembed.embedding / "
+           "xembed.embedding_bag)")
     raise NotImplementedError(msg)
+
+
+def _refuse_sparse_backward(sparse: bool, needs_weight_grad: bool) -> None:
+    if sparse and needs_weight_grad:
+        msg = ("`sparse`=True: a sparse gradient cannot be traced (torch.compile / torch.export / torch.func "
+               "build a dense one); use `sparse`=False there, or train eagerly")
+        raise NotImplementedError(msg)
+
+
+# --- batching rules (torch.vmap) ---------------------------------------------------------------------
+
+def _select(args: Sequence[Any], in_dims: Sequence[int | None], k: int) -> list[Any]:
+    return [a if d is None else a.select(d, k) for a, d in zip(args, in_dims, strict=True)]
+
+
+def _loop_rule(op: Callable[..., Any]) -> Callable[..., Any]:
+    """A batching rule that runs ``op`` once per batch entry and stacks the results along dim 0: exact for
+    every option (the ops take ragged bags, which no single batched call describes)."""
+
+    def rule(info: Any, in_dims: tuple[int | None, ...], *args: Any) -> tuple[Any, Any]:
+        results = [op(*_select(args, in_dims, k)) for k in range(info.batch_size)]
+        if isinstance(results[0], tuple):
+            return tuple(torch.stack(list(r)) for r in zip(*results, strict=True)), (0,) * len(results[0])
+        return torch.stack(results), 0
+
+    return rule
 
 
 # --- renorm -----------------------------------------------------------------------------------------
 
 @torch.library.custom_op("xembed::renorm_", mutates_args=("weight",))
-def renorm_op(weight: Tensor, input: Tensor, offsets: Tensor | None, include_last_offset: bool,
-              max_norm: float, norm_type: float) -> None:
+def renorm_op(weight: Tensor, input: Tensor, offsets: Tensor | None, lengths: Tensor | None,
+              include_last_offset: bool, max_norm: float, norm_type: float) -> None:
     """Validate the values, then renorm the rows of ``weight`` referenced by ``input`` in place."""
-    _check_values(weight, input, offsets, include_last_offset)
+    _offsets_from(input, offsets, lengths, include_last_offset)
+    v.check_indices_in_range(input, weight.shape[0], xp)
     _core.renorm_(weight, input, max_norm, norm_type, xp)
 
 
 @renorm_op.register_fake
-def _(_weight: Tensor, _input: Tensor, _offsets: Tensor | None, _include_last_offset: bool, _max_norm: float,
-      _norm_type: float) -> None:
+def _(_weight: Tensor, _input: Tensor, _offsets: Tensor | None, _lengths: Tensor | None,
+      _include_last_offset: bool, _max_norm: float, _norm_type: float) -> None:
     return None
+
+
+@renorm_op.register_vmap
+def _(info: Any, in_dims: tuple[int | None, ...], *args: Any) -> tuple[None, None]:
+    # one batch entry after the other: renorming a row twice changes nothing (its norm is then below
+    # max_norm), so an unbatched weight ends up renormed at the union of the entries' indices
+    for k in range(info.batch_size):
+        renorm_op(*_select(args, in_dims, k))
+    return None, None
 
 
 # --- embedding --------------------------------------------------------------------------------------
 
 @torch.library.custom_op("xembed::embedding", mutates_args=())
-def embedding_op(weight: Tensor, input: Tensor, padding_idx: int | None, scale_grad_by_freq: bool) -> Tensor:
-    """``weight[input]`` (``padding_idx`` / ``scale_grad_by_freq`` only shape the gradient)."""
-    _check_values(weight, input, None, False)
+def embedding_op(weight: Tensor, input: Tensor, padding_idx: int | None, scale_grad_by_freq: bool,
+                 sparse: bool) -> Tensor:  # noqa: ARG001 (sparse: gradient only)
+    """``weight[input]`` (``padding_idx`` / ``scale_grad_by_freq`` / ``sparse`` only shape the gradient)."""
+    v.check_indices_in_range(input, weight.shape[0], xp)
     return _core.embedding_vjp(input, weight, padding_idx, scale_grad_by_freq, False, xp)[0]
 
 
 @embedding_op.register_fake
-def _(weight: Tensor, input: Tensor, _padding_idx: int | None, _scale_grad_by_freq: bool) -> Tensor:
+def _(weight: Tensor, input: Tensor, _padding_idx: int | None, _scale_grad_by_freq: bool, _sparse: bool) -> Tensor:
     return weight.new_empty((*input.shape, weight.shape[1]))
+
+
+@embedding_op.register_vmap
+def _(info: Any, in_dims: tuple[int | None, ...], weight: Tensor, input: Tensor, *options: Any) -> tuple[Tensor, int]:
+    if in_dims[0] is None:  # one table, a batch of index arrays: a lookup of the batch as a whole
+        return embedding_op(weight, input.movedim(in_dims[1], 0), *options), 0  # type: ignore[arg-type]
+    return _loop_rule(embedding_op)(info, (*in_dims,), weight, input, *options)  # type: ignore[no-any-return]
 
 
 @torch.library.custom_op("xembed::embedding_backward", mutates_args=())
 def embedding_backward_op(grad: Tensor, input: Tensor, num_weights: int, padding_idx: int | None,
                           scale_grad_by_freq: bool) -> Tensor:
     """The dense weight gradient of :func:`embedding_op`."""
-    dim = grad.shape[-1]
     # The pullback needs only the weight's shape, dtype and device: a zero-stride stand-in (one element).
-    stand_in = torch.empty_strided((num_weights, dim), (0, 0), dtype=grad.dtype, device=grad.device)
+    stand_in = grad.new_zeros(()).expand(num_weights, grad.shape[-1])
     pullback = _core.embedding_vjp(input, stand_in, padding_idx, scale_grad_by_freq, False, xp)[1]
-    return pullback(grad)
+    return pullback(grad)  # type: ignore[no-any-return]
 
 
 @embedding_backward_op.register_fake
-def _(grad: Tensor, _input: Tensor, num_weights: int, _padding_idx: int | None,
-      _scale_grad_by_freq: bool) -> Tensor:
+def _(grad: Tensor, _input: Tensor, num_weights: int, _padding_idx: int | None, _scale_grad_by_freq: bool) -> Tensor:
     return grad.new_empty((num_weights, grad.shape[-1]))
 
 
+embedding_backward_op.register_vmap(_loop_rule(embedding_backward_op))
+
+
 def _embedding_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:  # noqa: ARG001 (torch passes `output=`)
-    weight, input, ctx.padding_idx, ctx.scale_grad_by_freq = inputs
+    weight, input, ctx.padding_idx, ctx.scale_grad_by_freq, ctx.sparse = inputs
     ctx.num_weights = weight.shape[0]
     ctx.save_for_backward(input)
 
 
-def _embedding_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None]:
+def _embedding_backward(ctx: Any, grad: Tensor, backward_op: Callable[..., Tensor] | None = None,
+                        ) -> tuple[Tensor | None, None, None, None, None]:
     if not ctx.needs_input_grad[0]:
-        return None, None, None, None
+        return None, None, None, None, None
+    _refuse_sparse_backward(ctx.sparse, True)
     (input,) = ctx.saved_tensors
-    grad_w = embedding_backward_op(grad, input, ctx.num_weights, ctx.padding_idx, ctx.scale_grad_by_freq)
-    return grad_w, None, None, None
+    backward_op = backward_op or embedding_backward_op
+    grad_w = backward_op(grad, input, ctx.num_weights, ctx.padding_idx, ctx.scale_grad_by_freq)
+    return grad_w, None, None, None, None
 
 
 embedding_op.register_autograd(_embedding_backward, setup_context=_embedding_setup)
@@ -119,31 +181,46 @@ embedding_backward_op.register_autograd(_no_double_backward)
 
 @torch.library.custom_op("xembed::embedding_bag", mutates_args=())
 def embedding_bag_op(weight: Tensor, input: Tensor, offsets: Tensor | None, per_sample_weights: Tensor | None,
-                     mode: str, padding_idx: int | None, scale_grad_by_freq: bool,
-                     include_last_offset: bool) -> Tensor:
+                     lengths: Tensor | None, mode: str, padding_idx: int | None, scale_grad_by_freq: bool,
+                     include_last_offset: bool, sparse: bool) -> Tensor:  # noqa: ARG001 (sparse: gradient only)
     """The (B, D) bag reduction."""
-    _check_values(weight, input, offsets, include_last_offset)
+    offsets, include_last_offset = _offsets_from(input, offsets, lengths, include_last_offset)
+    v.check_indices_in_range(input, weight.shape[0], xp)
     a = _bag_args(mode, padding_idx, scale_grad_by_freq, include_last_offset)
     return _core.embedding_bag_vjp(input, weight, offsets, per_sample_weights, a, xp, False)[0]
 
 
-def _num_bags(input: Tensor, offsets: Tensor | None, include_last_offset: bool) -> int:
+def _num_bags(input: Tensor, offsets: Tensor | None, lengths: Tensor | None, include_last_offset: bool) -> Any:
+    # shapes stay symbolic (SymInt): int() here would specialize the graph on the number of bags
+    if lengths is not None:
+        return lengths.shape[0]
     if input.ndim == 2 or offsets is None:
-        return int(input.shape[0])
-    return int(offsets.shape[0]) - (1 if include_last_offset else 0)
+        return input.shape[0]
+    return offsets.shape[0] - (1 if include_last_offset else 0)
 
 
 @embedding_bag_op.register_fake
-def _(weight: Tensor, input: Tensor, offsets: Tensor | None, _per_sample_weights: Tensor | None, _mode: str,
-      _padding_idx: int | None, _scale_grad_by_freq: bool, include_last_offset: bool) -> Tensor:
-    return weight.new_empty((_num_bags(input, offsets, include_last_offset), weight.shape[1]))
+def _(weight: Tensor, input: Tensor, offsets: Tensor | None, _per_sample_weights: Tensor | None,
+      lengths: Tensor | None, _mode: str, _padding_idx: int | None, _scale_grad_by_freq: bool,
+      include_last_offset: bool, _sparse: bool) -> Tensor:
+    return weight.new_empty((_num_bags(input, offsets, lengths, include_last_offset), weight.shape[1]))
+
+
+embedding_bag_op.register_vmap(_loop_rule(embedding_bag_op))
 
 
 @torch.library.custom_op("xembed::embedding_bag_backward", mutates_args=())
-def embedding_bag_backward_op(grad: Tensor, weight: Tensor, input: Tensor, offsets: Tensor | None,
-                              per_sample_weights: Tensor | None, mode: str, padding_idx: int | None,
-                              scale_grad_by_freq: bool, include_last_offset: bool) -> tuple[Tensor, Tensor]:
-    """``(grad_weight, grad_per_sample_weights)``; the latter is empty without per_sample_weights."""
+def embedding_bag_backward_op(grad: Tensor, weight: Tensor | None, num_weights: int, input: Tensor,
+                              offsets: Tensor | None, per_sample_weights: Tensor | None, lengths: Tensor | None,
+                              mode: str, padding_idx: int | None, scale_grad_by_freq: bool,
+                              include_last_offset: bool) -> tuple[Tensor, Tensor]:
+    """``(grad_weight, grad_per_sample_weights)``; the latter is empty without per_sample_weights.
+    ``weight`` is None when the gradient does not read it (then a zero-stride stand-in of
+    ``num_weights`` rows gives the pullback its shape)."""
+    if weight is None:
+        weight = grad.new_zeros(()).expand(num_weights, grad.shape[-1])
+    if lengths is not None:
+        offsets, include_last_offset = _core.lengths_to_offsets(lengths, xp), True
     a = _bag_args(mode, padding_idx, scale_grad_by_freq, include_last_offset)
     pullback = _core.embedding_bag_vjp(input, weight, offsets, per_sample_weights, a, xp, True)[1]
     assert pullback is not None
@@ -152,25 +229,108 @@ def embedding_bag_backward_op(grad: Tensor, weight: Tensor, input: Tensor, offse
 
 
 @embedding_bag_backward_op.register_fake
-def _(grad: Tensor, weight: Tensor, _input: Tensor, _offsets: Tensor | None,
-      per_sample_weights: Tensor | None, _mode: str, _padding_idx: int | None, _scale_grad_by_freq: bool,
-      _include_last_offset: bool) -> tuple[Tensor, Tensor]:
+def _(grad: Tensor, _weight: Tensor | None, num_weights: int, _input: Tensor, _offsets: Tensor | None,
+      per_sample_weights: Tensor | None, _lengths: Tensor | None, _mode: str, _padding_idx: int | None,
+      _scale_grad_by_freq: bool, _include_last_offset: bool) -> tuple[Tensor, Tensor]:
     psw = grad.new_empty((0,)) if per_sample_weights is None else torch.empty_like(per_sample_weights)
-    return torch.empty_like(weight), psw
+    return grad.new_empty((num_weights, grad.shape[1])), psw
+
+
+embedding_bag_backward_op.register_vmap(_loop_rule(embedding_bag_backward_op))
+
+
+def _bag_reads_weight(mode: str, per_sample_weights: Tensor | None) -> bool:
+    """Whether the backward reads the weight's values: the per_sample_weights gradient (any mode) and the
+    arg-max / arg-min (recomputed) do; the weight gradient of the other modes needs only the indices."""
+    return per_sample_weights is not None or mode in ("max", "min")
 
 
 def _bag_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:  # noqa: ARG001 (torch passes `output=`)
-    weight, input, offsets, psw, ctx.mode, ctx.padding_idx, ctx.scale_grad_by_freq, ctx.ilo = inputs
-    ctx.save_for_backward(weight, input, offsets, psw)
+    weight, input, offsets, psw, lengths, ctx.mode, ctx.padding_idx, ctx.sgbf, ctx.ilo, ctx.sparse = inputs
+    ctx.num_weights = weight.shape[0]
+    ctx.reads_weight = _bag_reads_weight(ctx.mode, psw)
+    ctx.save_for_backward(weight if ctx.reads_weight else None, input, offsets, psw, lengths)
 
 
-def _bag_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-    weight, input, offsets, psw = ctx.saved_tensors
-    grad_w, grad_psw = embedding_bag_backward_op(
-        grad, weight, input, offsets, psw, ctx.mode, ctx.padding_idx, ctx.scale_grad_by_freq, ctx.ilo)
-    return (grad_w if ctx.needs_input_grad[0] else None, None, None,
-            grad_psw if psw is not None and ctx.needs_input_grad[3] else None, None, None, None, None)
+def _bag_backward(ctx: Any, grad: Tensor, backward_op: Callable[..., Any] | None = None) -> tuple[Tensor | None, ...]:
+    needs_w, needs_psw = ctx.needs_input_grad[0], ctx.needs_input_grad[3]
+    _refuse_sparse_backward(ctx.sparse, needs_w)
+    weight, input, offsets, psw, lengths = ctx.saved_tensors
+    grad_w, grad_psw = (backward_op or embedding_bag_backward_op)(
+        grad, weight, ctx.num_weights, input, offsets, psw, lengths, ctx.mode, ctx.padding_idx, ctx.sgbf, ctx.ilo)
+    return (grad_w if needs_w else None, None, None, grad_psw if psw is not None and needs_psw else None,
+            None, None, None, None, None, None)
 
 
 embedding_bag_op.register_autograd(_bag_backward, setup_context=_bag_setup)
 embedding_bag_backward_op.register_autograd(_no_double_backward)
+
+
+# --- torch.func ---------------------------------------------------------------------------------------
+# The ops' registered autograd is not usable under torch.func transforms (torch builds it as an
+# autograd.Function without setup_context); these Functions run the same formulas, and torch.vmap
+# batches their forward and backward through the ops' batching rules (generate_vmap_rule).  Inside them
+# the ops are called below autograd: the Function is the one autograd node.
+
+def _refuse_forward_mode(*_: Any) -> Any:
+    msg = ("forward-mode AD under torch.func (torch.func.jvp, jacfwd, hessian) is not supported by xembed; use "
+           "torch.func.grad / vjp / jacrev, or torch.autograd.forward_ad outside torch.func")
+    raise NotImplementedError(msg)
+
+
+def _below_autograd(op: Callable[..., Any], *args: Any) -> Any:
+    with torch._C._AutoDispatchBelowAutograd():
+        return op(*args)
+
+
+class _BackwardFunction(torch.autograd.Function):
+    """A backward op as one autograd node under torch.func, whose own derivative raises."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(op: Callable[..., Any], *args: Any) -> Any:
+        return _below_autograd(op, *args)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        pass
+
+    backward = staticmethod(_no_double_backward)
+    jvp = staticmethod(_refuse_forward_mode)
+
+
+class EmbeddingFunction(torch.autograd.Function):
+    """:func:`embedding_op` differentiable under ``torch.func`` (grad, vjp, jacrev, vmap)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(*args: Any) -> Any:
+        return _below_autograd(embedding_op, *args)
+
+    setup_context = staticmethod(_embedding_setup)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
+        return _embedding_backward(ctx, grad, lambda *a: _BackwardFunction.apply(embedding_backward_op, *a))
+
+    jvp = staticmethod(_refuse_forward_mode)
+
+
+class BagFunction(torch.autograd.Function):
+    """:func:`embedding_bag_op` differentiable under ``torch.func`` (grad, vjp, jacrev, vmap)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(*args: Any) -> Any:
+        return _below_autograd(embedding_bag_op, *args)
+
+    setup_context = staticmethod(_bag_setup)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        return _bag_backward(ctx, grad, lambda *a: _BackwardFunction.apply(embedding_bag_backward_op, *a))
+
+    jvp = staticmethod(_refuse_forward_mode)

@@ -1,0 +1,85 @@
+"""The traced path of ``embedding`` / ``embedding_bag`` on torch tensors (``TORCH-TRACED``).
+
+Under ``torch.compile`` / ``torch.export`` (``torch.compiler.is_compiling()``) and under ``torch.func``
+transforms (an argument is a functorch-wrapped tensor), :func:`xembed.embedding` /
+:func:`xembed.embedding_bag` (and :mod:`xembed.torch`'s functions and modules) come here: the metadata checks
+run in Python (no tensor values are read), the renorm and the lookup are the custom ops of :mod:`._ops`, whose
+real kernels check the values at run time (``TORCH-OPS-VALIDATE``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .. import _validate as v
+from . import _ops
+
+__all__ = ["embedding", "embedding_bag", "is_traced"]
+
+_is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+
+
+def is_traced(*tensors: Any) -> bool:
+    """Whether a call on these torch tensors must take the traced path: compiling / exporting, or one of them
+    is a ``torch.func``-transformed tensor (whose values cannot be read in Python)."""
+    if torch.compiler.is_compiling():
+        return True
+    return any(t is not None and _is_wrapped(t) for t in tensors)
+
+
+def _check_tensors(**arrays: Tensor | None) -> None:
+    present = {k: x for k, x in arrays.items() if x is not None}
+    for name, x in present.items():
+        if not isinstance(x, torch.Tensor):
+            msg = f"`{name}` must be a torch.Tensor, got {type(x).__name__}"
+            raise TypeError(msg)
+    # torch's own device comparison: array_api_compat's device() is not traceable by dynamo.
+    (name0, x0), *rest = present.items()
+    for name, x in rest:
+        if x.device != x0.device:
+            msg = (f"`{name}` is on device {x.device!r} but `{name0}` is on {x0.device!r}; "
+                   "all arrays must be on the same device")
+            raise ValueError(msg)
+
+
+def _differentiable(*tensors: Tensor | None) -> bool:
+    """A torch.func transform is active on one of them: the ops' Functions, which torch.func can differentiate
+    (the ops' own autograd registration is refused there)."""
+    return not torch.compiler.is_compiling() and any(t is not None and _is_wrapped(t) for t in tensors)
+
+
+def embedding(input: Tensor, weight: Tensor, padding_idx: Any = None, max_norm: Any = None, norm_type: Any = 2.0,
+              scale_grad_by_freq: Any = False, sparse: Any = False) -> Tensor:
+    """:func:`xembed.embedding` as the ``xembed::`` ops."""
+    _check_tensors(input=input, weight=weight)
+    padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse = v.check_embedding_metadata(
+        input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, _ops.xp)
+    if max_norm is not None:
+        with torch.no_grad():
+            _ops.renorm_op(weight, input, None, None, False, max_norm, norm_type)
+    args = (weight, input, padding_idx, scale_grad_by_freq, sparse)
+    if _differentiable(weight, input):
+        return _ops.EmbeddingFunction.apply(*args)  # type: ignore[no-any-return]
+    return _ops.embedding_op(*args)
+
+
+def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None, max_norm: Any = None,
+                  norm_type: Any = 2, scale_grad_by_freq: Any = False, mode: Any = "mean", sparse: Any = False,
+                  per_sample_weights: Tensor | None = None, include_last_offset: Any = False,
+                  padding_idx: Any = None, lengths: Tensor | None = None) -> Tensor:
+    """:func:`xembed.embedding_bag` as the ``xembed::`` ops."""
+    _check_tensors(input=input, weight=weight, offsets=offsets, per_sample_weights=per_sample_weights,
+                   lengths=lengths)
+    a = v.check_bag_metadata(input, weight, offsets, per_sample_weights, mode, max_norm, norm_type,
+                             scale_grad_by_freq, sparse, include_last_offset, padding_idx, _ops.xp, lengths=lengths)
+    if a.max_norm is not None:
+        with torch.no_grad():
+            _ops.renorm_op(weight, input, offsets, lengths, a.include_last_offset, a.max_norm, a.norm_type)
+    args = (weight, input, offsets, per_sample_weights, lengths, a.mode, a.padding_idx, a.scale_grad_by_freq,
+            a.include_last_offset, a.sparse)
+    if _differentiable(weight, input, offsets, per_sample_weights, lengths):
+        return _ops.BagFunction.apply(*args)  # type: ignore[no-any-return]
+    return _ops.embedding_bag_op(*args)
