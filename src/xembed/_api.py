@@ -120,7 +120,7 @@ def _prepare_embedding(input: Array, weight: Array, padding_idx: Any, max_norm: 
 
 
 def _run(xp: Namespace, weight: Array, per_sample_weights: Array | None, input: Array, max_norm: float | None,
-         norm_type: float, compute: _Compute, kind: str, want_vjp: bool) -> Any:
+         norm_type: float, compute: _Compute, kind: str, want_vjp: bool, offsets: Array | None = None) -> Any:
     """Renorm in place (the one place it happens, RENORM-INPLACE), then compute, wiring torch autograd if
     needed (RENORM-GRAD: the renormed weight is the leaf).
 
@@ -140,7 +140,7 @@ def _run(xp: Namespace, weight: Array, per_sample_weights: Array | None, input: 
     if max_norm is not None:
         weight = _core.renorm_(weight, input, max_norm, norm_type, xp)
     if leaves is not None:
-        return _torch_autograd.apply(*leaves, compute, kind)
+        return _torch_autograd.apply(*leaves, compute, kind, (input, offsets))
     weight = prim.plain("weight", weight, xp=xp)
     if not want_vjp:
         return compute(weight, per_sample_weights, need_pullback=False)[0]
@@ -267,7 +267,8 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
     def compute(w: Array, psw: Array | None, need_pullback: bool = True) -> tuple[Array, Pullback | None]:
         return _core.embedding_bag_vjp(input, w, offsets, psw, a, ns, need_pullback)
 
-    return _run(ns, weight, per_sample_weights, input, a.max_norm, a.norm_type, compute, a.mode, want_vjp)
+    return _run(ns, weight, per_sample_weights, input, a.max_norm, a.norm_type, compute, a.mode, want_vjp,
+                offsets)
 
 
 def embedding_bag(input: Array, weight: Array, offsets: Array | None = None, max_norm: float | None = None,

@@ -45,8 +45,12 @@ class _XembedFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, weight: torch.Tensor, per_sample_weights: torch.Tensor | None, compute: Compute,
-                kind: str) -> torch.Tensor:
+                kind: str, indices: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
         out, pullback = compute(weight, per_sample_weights)
+        # TORCH-SAVED: what the pullback reads (indices, offsets; per_sample_weights and, for their gradient,
+        # the weight), saved so that modifying one in place before the backward raises instead of being read
+        saved = (*indices, per_sample_weights, weight if per_sample_weights is not None else None)
+        ctx.save_for_backward(*saved)
         ctx.pullback, ctx.compute, ctx.kind = pullback, compute, kind
         ctx.primals = (weight, per_sample_weights)
         ctx.out_shape = tuple(out.shape)
@@ -54,6 +58,7 @@ class _XembedFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
+        _ = ctx.saved_tensors  # raises torch's "modified by an inplace operation" error (TORCH-SAVED)
         pullback = ctx.pullback
         if torch.is_grad_enabled() and ctx.primals[1] is not None:
             # create_graph=True: the forward ran without grad, so what the pullback derived from
@@ -69,7 +74,7 @@ class _XembedFunction(torch.autograd.Function):
             raise NotImplementedError(msg)
         grad_w = _to_torch_grad(grad_w) if ctx.needs_input_grad[0] else None
         grad_psw = grad_psw if ctx.needs_input_grad[1] else None
-        return grad_w, grad_psw, None, None
+        return grad_w, grad_psw, None, None, None
 
     @staticmethod
     def jvp(ctx: Any, weight_t: torch.Tensor | None, psw_t: torch.Tensor | None, *_: Any) -> torch.Tensor:
@@ -136,7 +141,8 @@ def needs_autograd(weight: torch.Tensor, per_sample_weights: torch.Tensor | None
     return weight.requires_grad or (per_sample_weights is not None and per_sample_weights.requires_grad)
 
 
-def apply(weight: torch.Tensor, per_sample_weights: torch.Tensor | None, compute: Compute,
-          kind: str) -> torch.Tensor:
-    """The autograd-connected output of ``compute`` (called with the undetached tensors)."""
-    return _XembedFunction.apply(weight, per_sample_weights, compute, kind)
+def apply(weight: torch.Tensor, per_sample_weights: torch.Tensor | None, compute: Compute, kind: str,
+          indices: tuple[torch.Tensor | None, ...] = ()) -> torch.Tensor:
+    """The autograd-connected output of ``compute`` (called with the undetached tensors); ``indices`` are the
+    index arrays ``compute`` reads (input, offsets), checked for in-place modification at backward time."""
+    return _XembedFunction.apply(weight, per_sample_weights, compute, kind, indices)

@@ -57,7 +57,7 @@ def _bag_args(mode: str, padding_idx: int | None, scale_grad_by_freq: bool, incl
     return v.BagArgs(mode, padding_idx, None, 2.0, scale_grad_by_freq, False, include_last_offset)
 
 
-def _no_double_backward(_ctx: Any, *_grads: Any) -> Any:
+def _no_double_backward(ctx: Any, *grad_outputs: Any) -> Any:
     msg = ("double backward through xembed's custom ops (the torch.compile / torch.export / torch.func path) is "
            "not supported; differentiate twice in eager mode with torch.autograd (xembed.embedding / "
            "xembed.embedding_bag)")
@@ -133,9 +133,10 @@ def _(weight: Tensor, input: Tensor, _padding_idx: int | None, _scale_grad_by_fr
 
 @embedding_op.register_vmap
 def _(info: Any, in_dims: tuple[int | None, ...], weight: Tensor, input: Tensor, *options: Any) -> tuple[Tensor, int]:
-    if in_dims[0] is None:  # one table, a batch of index arrays: a lookup of the batch as a whole
-        return embedding_op(weight, input.movedim(in_dims[1], 0), *options), 0  # type: ignore[arg-type]
-    return _loop_rule(embedding_op)(info, (*in_dims,), weight, input, *options)  # type: ignore[no-any-return]
+    weight_dim, input_dim = in_dims[0], in_dims[1]
+    if weight_dim is None and input_dim is not None:  # one table, a batch of index arrays: one lookup
+        return embedding_op(weight, input.movedim(input_dim, 0), *options), 0
+    return _loop_rule(embedding_op)(info, in_dims, weight, input, *options)
 
 
 @torch.library.custom_op("xembed::embedding_backward", mutates_args=())
@@ -145,7 +146,7 @@ def embedding_backward_op(grad: Tensor, input: Tensor, num_weights: int, padding
     # The pullback needs only the weight's shape, dtype and device: a zero-stride stand-in (one element).
     stand_in = grad.new_zeros(()).expand(num_weights, grad.shape[-1])
     pullback = _core.embedding_vjp(input, stand_in, padding_idx, scale_grad_by_freq, False, xp)[1]
-    return pullback(grad)  # type: ignore[no-any-return]
+    return pullback(grad)
 
 
 @embedding_backward_op.register_fake
@@ -272,7 +273,7 @@ embedding_bag_backward_op.register_autograd(_no_double_backward)
 # batches their forward and backward through the ops' batching rules (generate_vmap_rule).  Inside them
 # the ops are called below autograd: the Function is the one autograd node.
 
-def _refuse_forward_mode(*_: Any) -> Any:
+def _refuse_forward_mode(ctx: Any, *grad_inputs: Any) -> Any:
     msg = ("forward-mode AD under torch.func (torch.func.jvp, jacfwd, hessian) is not supported by xembed; use "
            "torch.func.grad / vjp / jacrev, or torch.autograd.forward_ad outside torch.func")
     raise NotImplementedError(msg)

@@ -62,7 +62,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: Any = None, max_norm: 
             _ops.renorm_op(weight, input, None, None, False, max_norm, norm_type)
     args = (weight, input, padding_idx, scale_grad_by_freq, sparse)
     if _differentiable(weight, input):
-        return _ops.EmbeddingFunction.apply(*args)  # type: ignore[no-any-return]
+        return _ops.EmbeddingFunction.apply(*args)
     return _ops.embedding_op(*args)
 
 
@@ -81,5 +81,5 @@ def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None, 
     args = (weight, input, offsets, per_sample_weights, lengths, a.mode, a.padding_idx, a.scale_grad_by_freq,
             a.include_last_offset, a.sparse)
     if _differentiable(weight, input, offsets, per_sample_weights, lengths):
-        return _ops.BagFunction.apply(*args)  # type: ignore[no-any-return]
+        return _ops.BagFunction.apply(*args)
     return _ops.embedding_bag_op(*args)
