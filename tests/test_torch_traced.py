@@ -334,3 +334,19 @@ def test_inplace_modification_after_forward_like_torch(what: str, mode: str, use
     torch.nn.functional raises (and runs where torch's backward does not read it)."""
     assert (_modify_after_forward(xembed.embedding_bag, what, mode, use_psw)
             == _modify_after_forward(F.embedding_bag, what, mode, use_psw))
+
+
+def test_renorm_traced_and_vmapped() -> None:
+    """TORCH-TRACED / TORCH-FUNC for xembed.renorm: compiled with fullgraph=True, and under torch.vmap over
+    tables or over index arrays (one renormed table per entry) equal to the eager calls; under grad it raises
+    (its result is outside autograd: a silent zero derivative otherwise)."""
+    w, idx = _w().detach(), torch.tensor([1, 2])
+    compiled = torch.compile(lambda w, i: xembed.renorm(w, i, 1.0), fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(w, idx), xembed.renorm(w, idx, 1.0))
+    inputs, tables = torch.tensor([[1, 2], [3, 3]]), torch.stack([w, 2 * w])
+    torch.testing.assert_close(torch.vmap(lambda i: xembed.renorm(w, i, 1.0))(inputs),
+                               torch.stack([xembed.renorm(w, i, 1.0) for i in inputs]))
+    torch.testing.assert_close(torch.vmap(lambda t: xembed.renorm(t, idx, 1.0))(tables),
+                               torch.stack([xembed.renorm(t, idx, 1.0) for t in tables]))
+    with pytest.raises(NotImplementedError, match=r"renorm is not supported under torch\.func's grad"):
+        torch.func.grad(lambda w: xembed.renorm(w, idx, 1.0).sum())(w)

@@ -78,15 +78,21 @@ def _torch_native(ns: Namespace, input: Array, weight: Array, per_sample_weights
         raise e from None
 
 
+def _traced_module() -> Any:
+    """``xembed.torch._traced``, imported on first use (a dict lookup afterwards: this runs on every torch call)."""
+    module = sys.modules.get("xembed.torch._traced")
+    if module is None:
+        from .torch import _traced as module
+    return module
+
+
 def _torch_traced(xp: Namespace | None, want_vjp: bool, *arrays: Array | None) -> bool:
     """TORCH-TRACED: torch tensors under torch.compile / torch.export / torch.func take the ``xembed::`` ops
     (decided before any value is read; torch is never imported here)."""
     torch = sys.modules.get("torch")
     if torch is None or not isinstance(arrays[1], torch.Tensor) or (xp is not None and not is_torch_namespace(xp)):
         return False
-    from .torch import _traced
-
-    if not _traced.is_traced(*arrays):
+    if not _traced_module().is_traced(*arrays):
         return False
     if want_vjp:
         msg = ("xembed.embedding_vjp / embedding_bag_vjp are not traceable (torch.compile, torch.export, torch.func); "
@@ -157,9 +163,7 @@ def _snapshot(x: Array | None, xp: Namespace) -> Array | None:
 def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, norm_type: Any,
                scale_grad_by_freq: Any, sparse: Any, xp: Namespace | None, want_vjp: bool) -> Any:
     if _torch_traced(xp, want_vjp, input, weight):
-        from .torch import _traced
-
-        return _traced.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse)
+        return _traced_module().embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse)
     if _dask.involves_dask(input, weight):  # dask arrays: the blockwise path (issue 13, spec DASK-*)
         return _dask.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
                                xp, want_vjp)
@@ -226,10 +230,8 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
                    include_last_offset: Any, padding_idx: Any, xp: Namespace | None, want_vjp: bool,
                    lengths: Array | None = None) -> Any:
     if _torch_traced(xp, want_vjp, input, weight, offsets, per_sample_weights, lengths):
-        from .torch import _traced
-
-        return _traced.embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse,
-                                     per_sample_weights, include_last_offset, padding_idx, lengths)
+        return _traced_module().embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode,
+                                              sparse, per_sample_weights, include_last_offset, padding_idx, lengths)
     if _dask.involves_dask(input, weight, offsets, per_sample_weights, lengths):  # issue 13, spec DASK-*
         return _dask.embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode,
                                    sparse, per_sample_weights, include_last_offset, padding_idx, xp, want_vjp,
@@ -332,13 +334,16 @@ def renorm(weight: Array, input: Array, max_norm: float, norm_type: float = 2.0,
     loop applies ``weight = xembed.renorm(weight, input, max_norm)`` itself.  Any backend; on torch the
     result is a new tensor outside autograd; on traced JAX arrays out-of-range indices change nothing.
     """
-    xp = _namespace(xp, input=input, weight=weight)
+    traced = _torch_traced(xp, False, input, weight)
+    xp = _traced_module().xp if traced else _namespace(xp, input=input, weight=weight)
     v.check_weight(weight, xp)
     v.check_index_dtype("input", input, xp)
     checked_max, p = v.check_renorm_args(max_norm, norm_type)
     if checked_max is None:
         msg = "`max_norm` must be a real number, got None"
         raise TypeError(msg)
+    if traced:  # TORCH-TRACED
+        return _traced_module().renorm(weight, input, checked_max, p)
     if _dask.involves_dask(input, weight):  # DASK-RENORM: lazy, chunked like the weight, nothing gathered
         return _dask.renorm(weight, input, checked_max, p, xp)
     input, weight = prim.plain("input", input, xp=xp), prim.plain("weight", weight, xp=xp)

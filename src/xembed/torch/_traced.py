@@ -17,7 +17,9 @@ from torch import Tensor
 from .. import _validate as v
 from . import _ops
 
-__all__ = ["embedding", "embedding_bag", "is_traced"]
+__all__ = ["embedding", "embedding_bag", "is_traced", "renorm", "xp"]
+
+xp = _ops.xp
 
 _is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 
@@ -83,3 +85,30 @@ def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None, 
     if _differentiable(weight, input, offsets, per_sample_weights, lengths):
         return _ops.BagFunction.apply(*args)
     return _ops.embedding_bag_op(*args)
+
+
+def _transforms() -> list[str]:
+    """The active torch.func transforms, outermost first (``Grad``, ``Vmap``, ``Jvp``, ...)."""
+    if torch.compiler.is_compiling():  # dynamo cannot call this; a compiled graph is not inside a transform
+        return []
+    stack = torch._C._functorch.get_interpreter_stack() or []
+    return [interpreter.key().name for interpreter in stack]
+
+
+def renorm(weight: Tensor, input: Tensor, max_norm: float, norm_type: float) -> Tensor:
+    """:func:`xembed.renorm` traced (checked arguments): a renormed copy of the table, under torch.compile /
+    torch.export and torch.vmap (a batch of tables or of index arrays: one renormed table per entry).  Under
+    torch.func.grad / vjp / jacrev / jvp it raises: the copy is outside autograd (RENORM-FUNCTIONAL), which a
+    transform would take as a zero derivative."""
+    _check_tensors(input=input, weight=weight)
+    differentiating = [t for t in _transforms() if t != "Vmap"]
+    if differentiating:
+        msg = (f"xembed.renorm is not supported under torch.func's {differentiating[-1].lower()} transform: its "
+               "result is a new table outside autograd (a zero derivative); renorm outside the transform, or "
+               "use `max_norm` of xembed.embedding / embedding_bag")
+        raise NotImplementedError(msg)
+    with torch.no_grad():
+        # + a 0-d zero taken from `input`: under vmap over index arrays the copy is batched too (one table each)
+        out = weight.detach().clone() + input.new_zeros((), dtype=weight.dtype)
+        _ops.renorm_op(out, input, None, None, False, max_norm, norm_type)
+    return out
