@@ -1,8 +1,8 @@
-"""torch beyond first-order reverse mode (issue 11): double backward, forward-mode AD, torch.func,
+"""torch beyond first-order reverse mode: double backward, forward-mode AD,
 the ``xembed::`` custom ops under ``torch.compile(fullgraph=True)`` and ``torch.export`` (CPU, float64).
 
-Rules: ``TORCH-DOUBLE-BWD``, ``TORCH-FWD-AD``, ``TORCH-FUNC``, ``TORCH-OPS``, ``TORCH-OPS-VALIDATE``,
-``TORCH-COMPILE``, ``TORCH-EXPORT`` (docs/spec.md, "torch integration (issue 11)").
+Rules: ``TORCH-DOUBLE-BWD``, ``TORCH-FWD-AD``, ``TORCH-OPS``, ``TORCH-OPS-VALIDATE``, ``TORCH-COMPILE``,
+``TORCH-SPARSE-TRACED``, ``TORCH-EXPORT`` (docs/spec.md, "torch integration").
 """
 
 from __future__ import annotations

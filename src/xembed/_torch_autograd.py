@@ -10,10 +10,13 @@ The eager path: one ``torch.autograd.Function`` driven by the core's forward and
 * Forward mode (``TORCH-FWD-AD``): the tangent of a lookup is the lookup of the tangent; of a sum / mean
   bag, the same reduction of the tangent rows (plus the bag of ``W`` weighted by the per_sample_weights
   tangent); of a max bag, the tangent at the arg-max, obtained as the transpose of the (linear) pullback.
-* ``torch.func`` transforms (``grad``, ``vmap``, ``jacrev``, ...) are refused with a clear error
-  (``TORCH-FUNC``): the core reads index values eagerly, which functorch's wrapped tensors do not allow.
+* Tensors the pullback reads (indices, offsets, per_sample_weights, the weight for the per_sample_weights
+  gradient) are saved with ``save_for_backward``: modifying one in place before the backward raises torch's
+  error instead of being read (``TORCH-SAVED``).
 
-The traced path (``torch.compile`` / ``torch.export``) is in :mod:`xembed.torch._ops`.
+Calls under ``torch.func`` transforms and ``torch.compile`` / ``torch.export`` never reach this module: they
+take the traced path (``TORCH-TRACED``, :mod:`xembed.torch._traced`), because the core reads index values
+eagerly, which functorch's wrapped tensors do not allow.
 """
 
 from __future__ import annotations
@@ -110,14 +113,14 @@ def _has_tangent(t: torch.Tensor | None) -> bool:
 
 def refuse_func_transforms(weight: torch.Tensor, per_sample_weights: torch.Tensor | None,
                            input: torch.Tensor | None) -> None:
-    """TORCH-FUNC: NotImplementedError for tensors under a ``torch.func`` transform (before any value check
-    reads them), instead of silently detaching them."""
+    """A guard: tensors under a ``torch.func`` transform take the traced path (TORCH-TRACED) before this
+    module; one reaching it raises NotImplementedError (before any value check reads it), never silently
+    detached."""
     is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
     for name, t in (("weight", weight), ("per_sample_weights", per_sample_weights), ("input", input)):
         if t is not None and is_wrapped(t):
-            msg = (f"`{name}` is a torch.func-transformed tensor: xembed does not support torch.func transforms "
-                   "(grad, vmap, jacrev, jvp, functional_call under them); use torch.autograd (backward, "
-                   "torch.autograd.grad) or torch.autograd.forward_ad instead")
+            msg = (f"`{name}` is a torch.func-transformed tensor, which this eager path cannot read; call "
+                   "xembed.embedding / xembed.embedding_bag (they take the traced path under torch.func)")
             raise NotImplementedError(msg)
 
 
@@ -126,8 +129,8 @@ def needs_autograd(weight: torch.Tensor, per_sample_weights: torch.Tensor | None
     """Whether the call must go through :class:`_XembedFunction` (reverse or forward mode); never for the
     ``*_vjp`` functions (``want_vjp``), which compute without autograd.
 
-    Raises NotImplementedError for ``torch.func`` transforms (``TORCH-FUNC``), and for a forward-AD tangent
-    given to a ``*_vjp`` function, instead of silently detaching them.
+    Raises NotImplementedError for ``torch.func``-transformed tensors (see :func:`refuse_func_transforms`) and
+    for a forward-AD tangent given to a ``*_vjp`` function, instead of silently detaching them.
     """
     refuse_func_transforms(weight, per_sample_weights, input)
     if fwad._current_level >= 0 and (_has_tangent(weight) or _has_tangent(per_sample_weights)):
