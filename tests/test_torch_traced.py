@@ -19,6 +19,7 @@ from torch._dynamo.testing import CompileCounterWithBackend
 
 import xembed
 import xembed.torch as xt
+from xembed.torch import _traced
 
 F = torch.nn.functional
 T = torch.Tensor
@@ -44,7 +45,7 @@ def _batch(b: int, seed: int) -> tuple[T, T]:
 
 def _graphs_for_batch_sizes(module: torch.nn.Module, dynamic: bool | None) -> tuple[int, list[T], list[T]]:
     torch._dynamo.reset()
-    counter = CompileCounterWithBackend("aot_eager")
+    counter = CompileCounterWithBackend("aot_eager")  # dynamo decides the graphs, whatever the backend
     compiled = torch.compile(module, backend=counter, dynamic=dynamic)
     outs: list[T] = []
     grads: list[T] = []
@@ -256,7 +257,7 @@ def test_func_per_sample_gradients(options: dict[str, Any]) -> None:
 
 
 def test_func_vmap_over_weights_and_indices() -> None:
-    """TORCH-FUNC: vmap over a batch of tables and over a batch of index arrays (1-D input with offsets)."""
+    """TORCH-FUNC: vmap over a batch of tables, of index arrays (1-D input with offsets) and of offsets."""
     w = _w().detach()
     tables = torch.stack([w, 2 * w, -w])
     got = torch.vmap(lambda t: xembed.embedding_bag(torch.tensor(IDX), t, torch.tensor(OFFS), mode="max"))(tables)
@@ -265,6 +266,10 @@ def test_func_vmap_over_weights_and_indices() -> None:
     inputs = torch.tensor([IDX, IDX[::-1]])
     got = torch.vmap(lambda i: xembed.embedding_bag(i, w, torch.tensor(OFFS), mode="mean", padding_idx=2))(inputs)
     expected = torch.stack([F.embedding_bag(i, w, torch.tensor(OFFS), mode="mean", padding_idx=2) for i in inputs])
+    torch.testing.assert_close(got, expected)
+    offsets = torch.tensor([[0, 1, 1, 4], OFFS])
+    got = torch.vmap(lambda o: xembed.embedding_bag(torch.tensor(IDX), w, o, mode="sum"))(offsets)
+    expected = torch.stack([F.embedding_bag(torch.tensor(IDX), w, o, mode="sum") for o in offsets])
     torch.testing.assert_close(got, expected)
     emb = torch.vmap(lambda i: xembed.embedding(i, w, padding_idx=1))(inputs)
     torch.testing.assert_close(emb, F.embedding(inputs, w, padding_idx=1))
@@ -329,11 +334,13 @@ def _modify_after_forward(f: Callable[..., T], what: str, mode: str, use_psw: bo
 @pytest.mark.parametrize(("what", "mode", "use_psw"), [
     ("input", "sum", False), ("offsets", "mean", False), ("input", "max", False), ("weight", "sum", False),
     ("weight", "sum", True), ("per_sample_weights", "sum", True)])
-def test_inplace_modification_after_forward_like_torch(what: str, mode: str, use_psw: bool) -> None:
+@pytest.mark.parametrize("path", ["eager", "ops"])
+def test_inplace_modification_after_forward_like_torch(what: str, mode: str, use_psw: bool, path: str) -> None:
     """TORCH-SAVED: modifying in place a tensor the backward reads raises torch's error, exactly where
-    torch.nn.functional raises (and runs where torch's backward does not read it)."""
-    assert (_modify_after_forward(xembed.embedding_bag, what, mode, use_psw)
-            == _modify_after_forward(F.embedding_bag, what, mode, use_psw))
+    torch.nn.functional raises (and runs where torch's backward does not read it), on the eager path and on
+    the ops' path (the one compile / export / torch.func take, called here directly)."""
+    f = xembed.embedding_bag if path == "eager" else _traced.embedding_bag
+    assert _modify_after_forward(f, what, mode, use_psw) == _modify_after_forward(F.embedding_bag, what, mode, use_psw)
 
 
 def test_renorm_traced_and_vmapped() -> None:
