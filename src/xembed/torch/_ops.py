@@ -301,37 +301,23 @@ class _BackwardFunction(torch.autograd.Function):
     jvp = staticmethod(_refuse_forward_mode)
 
 
-class EmbeddingFunction(torch.autograd.Function):
-    """:func:`embedding_op` differentiable under ``torch.func`` (grad, vjp, jacrev, vmap)."""
+def _transformable(name: str, op: Callable[..., Any], setup: Callable[..., None], formula: Callable[..., Any],
+                   backward_op: Callable[..., Any]) -> type[torch.autograd.Function]:
+    """An autograd.Function running ``op`` whose backward is ``formula`` with ``backward_op`` as one node."""
 
-    generate_vmap_rule = True
-
-    @staticmethod
     def forward(*args: Any) -> Any:
-        return _below_autograd(embedding_op, *args)
+        return _below_autograd(op, *args)
 
-    setup_context = staticmethod(_embedding_setup)
+    def backward(ctx: Any, grad: Tensor) -> Any:
+        return formula(ctx, grad, lambda *a: _BackwardFunction.apply(backward_op, *a))
 
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
-        return _embedding_backward(ctx, grad, lambda *a: _BackwardFunction.apply(embedding_backward_op, *a))
+    doc = f"{name}: the ``xembed::`` op differentiable under ``torch.func`` (grad, vjp, jacrev, vmap)."
+    return type(name, (torch.autograd.Function,), {
+        "__doc__": doc, "generate_vmap_rule": True, "forward": staticmethod(forward),
+        "setup_context": staticmethod(setup), "backward": staticmethod(backward),
+        "jvp": staticmethod(_refuse_forward_mode)})
 
-    jvp = staticmethod(_refuse_forward_mode)
 
-
-class BagFunction(torch.autograd.Function):
-    """:func:`embedding_bag_op` differentiable under ``torch.func`` (grad, vjp, jacrev, vmap)."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(*args: Any) -> Any:
-        return _below_autograd(embedding_bag_op, *args)
-
-    setup_context = staticmethod(_bag_setup)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        return _bag_backward(ctx, grad, lambda *a: _BackwardFunction.apply(embedding_bag_backward_op, *a))
-
-    jvp = staticmethod(_refuse_forward_mode)
+EmbeddingFunction = _transformable("EmbeddingFunction", embedding_op, _embedding_setup, _embedding_backward,
+                                   embedding_backward_op)
+BagFunction = _transformable("BagFunction", embedding_bag_op, _bag_setup, _bag_backward, embedding_bag_backward_op)
