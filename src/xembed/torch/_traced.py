@@ -29,7 +29,7 @@ def is_traced(*tensors: Any) -> bool:
     is a ``torch.func``-transformed tensor (whose values cannot be read in Python)."""
     if torch.compiler.is_compiling():
         return True
-    return any(t is not None and _is_wrapped(t) for t in tensors)
+    return any(isinstance(t, torch.Tensor) and _is_wrapped(t) for t in tensors)
 
 
 def _check_tensors(**arrays: Tensor | None) -> None:
@@ -50,7 +50,8 @@ def _check_tensors(**arrays: Tensor | None) -> None:
 def _differentiable(*tensors: Tensor | None) -> bool:
     """A torch.func transform is active on one of them: the ops' Functions, which torch.func can differentiate
     (the ops' own autograd registration is refused there)."""
-    return not torch.compiler.is_compiling() and any(t is not None and _is_wrapped(t) for t in tensors)
+    return not torch.compiler.is_compiling() and any(isinstance(t, torch.Tensor) and _is_wrapped(t)
+                                                     for t in tensors)
 
 
 def embedding(input: Tensor, weight: Tensor, padding_idx: Any = None, max_norm: Any = None, norm_type: Any = 2.0,
