@@ -207,7 +207,23 @@ def _(weight: Tensor, input: Tensor, offsets: Tensor | None, _per_sample_weights
     return weight.new_empty((_num_bags(input, offsets, lengths, include_last_offset), weight.shape[1]))
 
 
-embedding_bag_op.register_vmap(_loop_rule(embedding_bag_op))
+def _batched(x: Tensor, dim: int | None, size: int) -> Tensor:
+    """``x`` with its batch dimension first (broadcast to ``size`` entries when it has none)."""
+    return x.expand(size, *x.shape) if dim is None else x.movedim(dim, 0)
+
+
+@embedding_bag_op.register_vmap
+def _(info: Any, in_dims: tuple[int | None, ...], *args: Any) -> tuple[Tensor, int]:
+    weight, input, offsets, psw, lengths, *options = args
+    input_dim, psw_dim = in_dims[1], in_dims[3]
+    if in_dims[0] is not None or offsets is not None or lengths is not None or input_dim is None:
+        return _loop_rule(embedding_bag_op)(info, in_dims, *args)  # type: ignore[no-any-return]
+    # one table, a batch of (B, L) inputs: the K * B bags of one call (bags are independent in the forward)
+    k = info.batch_size
+    rows = _batched(input, input_dim, k).flatten(0, 1)
+    psw = None if psw is None else _batched(psw, psw_dim, k).flatten(0, 1)
+    out = embedding_bag_op(weight, rows, None, psw, None, *options)
+    return out.unflatten(0, (k, -1)), 0
 
 
 @torch.library.custom_op("xembed::embedding_bag_backward", mutates_args=())
@@ -237,7 +253,25 @@ def _(grad: Tensor, _weight: Tensor | None, num_weights: int, _input: Tensor, _o
     return grad.new_empty((num_weights, grad.shape[1])), psw
 
 
-embedding_bag_backward_op.register_vmap(_loop_rule(embedding_bag_backward_op))
+@embedding_bag_backward_op.register_vmap
+def _(info: Any, in_dims: tuple[int | None, ...], *args: Any) -> tuple[tuple[Tensor, Tensor], tuple[int, None]]:
+    grad, weight, num_weights, input, offsets, psw, lengths, mode, padding_idx, *options = args
+    if (weight is not None or psw is not None or offsets is not None or lengths is not None
+            or input.ndim - (in_dims[3] is not None) != 2):
+        return _loop_rule(embedding_bag_backward_op)(info, in_dims, *args)  # type: ignore[no-any-return]
+    # Per-entry weight gradients of a (B, L) input whose gradient reads only the indices (sum / mean, no
+    # per_sample_weights): entry k's indices move to rows k*N.. of one (K*N, D) gradient; padding positions
+    # keep padding_idx (no gradient) and frequencies (scale_grad_by_freq) stay per entry.
+    k = info.batch_size
+    rows = _batched(input, in_dims[3], k)
+    shift = torch.arange(k, dtype=rows.dtype, device=rows.device).view(k, 1, 1) * num_weights
+    shifted = rows + shift
+    if padding_idx is not None:
+        shifted = torch.where(rows == padding_idx, rows, shifted)
+    grads = _batched(grad, in_dims[0], k).flatten(0, 1)
+    grad_w, grad_psw = embedding_bag_backward_op(
+        grads, None, k * num_weights, shifted.flatten(0, 1), None, None, None, mode, padding_idx, *options)
+    return (grad_w.unflatten(0, (k, num_weights)), grad_psw), (0, None)
 
 
 def _bag_reads_weight(mode: str, per_sample_weights: Tensor | None) -> bool:
