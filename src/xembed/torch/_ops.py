@@ -217,7 +217,7 @@ def _(info: Any, in_dims: tuple[int | None, ...], *args: Any) -> tuple[Tensor, i
     weight, input, offsets, psw, lengths, *options = args
     input_dim, psw_dim = in_dims[1], in_dims[3]
     if in_dims[0] is not None or offsets is not None or lengths is not None or input_dim is None:
-        return _loop_rule(embedding_bag_op)(info, in_dims, *args)  # type: ignore[no-any-return]
+        return _loop_rule(embedding_bag_op)(info, in_dims, *args)
     # one table, a batch of (B, L) inputs: the K * B bags of one call (bags are independent in the forward)
     k = info.batch_size
     rows = _batched(input, input_dim, k).flatten(0, 1)
@@ -258,7 +258,7 @@ def _(info: Any, in_dims: tuple[int | None, ...], *args: Any) -> tuple[tuple[Ten
     grad, weight, num_weights, input, offsets, psw, lengths, mode, padding_idx, *options = args
     if (weight is not None or psw is not None or offsets is not None or lengths is not None
             or input.ndim - (in_dims[3] is not None) != 2):
-        return _loop_rule(embedding_bag_backward_op)(info, in_dims, *args)  # type: ignore[no-any-return]
+        return _loop_rule(embedding_bag_backward_op)(info, in_dims, *args)
     # Per-entry weight gradients of a (B, L) input whose gradient reads only the indices (sum / mean, no
     # per_sample_weights): entry k's indices move to rows k*N.. of one (K*N, D) gradient; padding positions
     # keep padding_idx (no gradient) and frequencies (scale_grad_by_freq) stay per entry.
