@@ -185,6 +185,30 @@ def test_generic_embedding_fullgraph(backend: str) -> None:
     torch.testing.assert_close(w.grad, w_ref.grad)
 
 
+@pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools.lru_cache`")  # array_api_compat's type test
+def test_generic_compiled_checks_values_at_run_time() -> None:
+    """TORCH-OPS-VALIDATE through the generic API: bad lengths, offsets and indices raise the eager errors from
+    the compiled program, and a failing call leaves the weight (max_norm) untouched."""
+    torch._dynamo.reset()
+    w = _w().detach()
+    before = w.clone()
+
+    def fn(i: T, o: T | None, lengths: T | None) -> T:
+        return xembed.embedding_bag(i, w, o, mode="sum", max_norm=0.1, lengths=lengths)
+
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    i = torch.tensor([1, 2, 3])
+    with pytest.raises(ValueError, match=r"`lengths` must sum to the number of indices in `input` \(3\)"):
+        compiled(i, None, torch.tensor([1, 1]))
+    with pytest.raises(ValueError, match=r"`lengths` must be non-negative, but lengths\[1\] = -1"):
+        compiled(i, None, torch.tensor([4, -1]))
+    with pytest.raises(ValueError, match=r"`offsets` must be non-decreasing"):
+        compiled(i, torch.tensor([0, 2, 1]), None)
+    with pytest.raises(IndexError, match=r"index 6 at position 2 of `input`"):
+        compiled(torch.tensor([1, 2, 6]), torch.tensor([0, 1]), None)
+    assert torch.equal(w, before)
+
+
 def test_vjp_functions_not_traceable() -> None:
     """The *_vjp functions return a Python closure: under torch.func they raise NotImplementedError."""
     with pytest.raises(NotImplementedError, match="not traceable"):
