@@ -79,11 +79,11 @@ def _torch_native(ns: Namespace, input: Array, weight: Array, per_sample_weights
 
 
 def _traced_module() -> Any:
-    """``xembed.torch._traced``, imported on first use (a dict lookup afterwards: this runs on every torch call)."""
-    module = sys.modules.get("xembed.torch._traced")
-    if module is None:
-        from .torch import _traced as module
-    return module
+    """``xembed.torch._traced`` (an import statement: dynamo may trace the first one; a sys.modules test
+    would be a guard that the import itself breaks)."""
+    from .torch import _traced
+
+    return _traced
 
 
 def _torch_traced(xp: Namespace | None, want_vjp: bool, *arrays: Array | None) -> bool:

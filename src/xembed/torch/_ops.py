@@ -47,7 +47,9 @@ def _offsets_from(input: Tensor, offsets: Tensor | None, lengths: Tensor | None,
     core reads (lengths become full offsets with a last entry)."""
     if lengths is not None:
         v.check_lengths_values(lengths, input.shape[0], xp)
-        return _core.lengths_to_offsets(lengths, xp), True
+        offsets = _core.lengths_to_offsets(lengths, xp)
+        v.check_offsets_values(offsets, input.shape[0], True, xp, source="lengths")
+        return offsets, True
     if offsets is not None and input.ndim == 1:
         v.check_offsets_values(offsets, input.shape[0], include_last_offset, xp)
     return offsets, include_last_offset

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .. import _validate as v
+from .._primitives._normalize import plain_torch
 from . import _ops
 
 __all__ = ["embedding", "embedding_bag", "is_traced", "renorm", "xp"]
@@ -58,6 +59,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: Any = None, max_norm: 
               scale_grad_by_freq: Any = False, sparse: Any = False) -> Tensor:
     """:func:`xembed.embedding` as the ``xembed::`` ops."""
     _check_tensors(input=input, weight=weight)
+    input = plain_torch("input", input)  # ARR-NORMALIZE: uint16 / uint32 widened, uint64 refused (dtypes only)
     padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse = v.check_embedding_metadata(
         input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, _ops.xp)
     if max_norm is not None:
@@ -76,6 +78,10 @@ def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None, 
     """:func:`xembed.embedding_bag` as the ``xembed::`` ops."""
     _check_tensors(input=input, weight=weight, offsets=offsets, per_sample_weights=per_sample_weights,
                    lengths=lengths)
+    # ARR-NORMALIZE, from the dtypes only: uint16 / uint32 widened, uint64 refused
+    input = plain_torch("input", input)
+    offsets = None if offsets is None else plain_torch("offsets", offsets)
+    lengths = None if lengths is None else plain_torch("lengths", lengths)
     a = v.check_bag_metadata(input, weight, offsets, per_sample_weights, mode, max_norm, norm_type,
                              scale_grad_by_freq, sparse, include_last_offset, padding_idx, _ops.xp, lengths=lengths)
     if a.max_norm is not None:
