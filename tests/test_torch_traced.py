@@ -317,18 +317,49 @@ def test_func_embedding_padding_grad_and_functional_call() -> None:
                                torch.func.grad(loss(ref))(params)["weight"])
 
 
-@pytest.mark.parametrize("case", ["jvp", "jacfwd", "grad_of_grad", "sparse"])
+def test_func_forward_mode() -> None:
+    """TORCH-FUNC / TORCH-FWD-AD under torch.func: jvp of embedding equals torch.nn.functional's (padding rows
+    included); of a sum bag it is the bag of the weight tangent plus Σ psw_t · W[idx]; jacfwd equals jacrev
+    for sum, weighted mean and sqrtn, w.r.t. weight and per_sample_weights, zero-divisor bags included."""
+    idx, offs = torch.tensor(IDX), torch.tensor(OFFS)
+    w = _w().detach()
+    t = torch.tensor(np.random.default_rng(8).standard_normal(w.shape))
+    tangent = torch.func.jvp(lambda w: xembed.embedding(idx, w, padding_idx=2), (w,), (t,))[1]
+    torch.testing.assert_close(tangent, torch.func.jvp(lambda w: F.embedding(idx, w, padding_idx=2), (w,), (t,))[1])
+    p = torch.tensor(np.random.default_rng(9).uniform(0.5, 2.0, len(IDX)))
+    pt = torch.tensor(np.random.default_rng(10).standard_normal(len(IDX)))
+    for mode in ("sum", "mean", "sqrtn"):
+        def bag(w: T, p: T, mode: str = mode) -> T:
+            return xembed.embedding_bag(idx, w, offs, mode=mode, per_sample_weights=p, padding_idx=2)
+
+        torch.testing.assert_close(torch.func.jvp(lambda w: bag(w, p), (w,), (t,))[1], bag(t, p))
+        jacobians = [jac(bag, argnums=(0, 1))(w, p) for jac in (torch.func.jacfwd, torch.func.jacrev)]
+        torch.testing.assert_close(*jacobians)
+    p[:3] = 0.0  # the first bag's weights sum to 0: zeros, and a zero tangent (EXT-WMEAN-ZERO)
+    for mode in ("mean", "sqrtn"):
+        def zero_bag(p: T, mode: str = mode) -> T:
+            return xembed.embedding_bag(idx, w, offs, mode=mode, per_sample_weights=p)
+
+        torch.testing.assert_close(torch.func.jacfwd(zero_bag)(p), torch.func.jacrev(zero_bag)(p))
+    def sum_bag(w: T, p: T) -> T:
+        return xembed.embedding_bag(idx, w, offs, mode="sum", per_sample_weights=p, padding_idx=2)
+
+    torch.testing.assert_close(torch.func.jvp(sum_bag, (w, p), (t, pt))[1], sum_bag(t, p) + sum_bag(w, pt))
+
+
+@pytest.mark.parametrize("case", ["jvp_max", "hessian", "grad_of_grad", "sparse"])
 def test_func_unsupported_raise_not_implemented(case: str) -> None:
-    """TORCH-FUNC: forward mode under torch.func, second derivatives and sparse=True raise NotImplementedError
-    naming what is unsupported (never a silent zero or a storage RuntimeError)."""
-    idx, w = torch.tensor(IDX), _w().detach()
+    """TORCH-FUNC: forward mode of the non-linear bags, second derivatives and sparse=True raise
+    NotImplementedError naming what is unsupported (never a silent zero or a storage RuntimeError)."""
+    idx, offs, w = torch.tensor(IDX), torch.tensor(OFFS), _w().detach()
 
     def f(w: T, sparse: bool = False) -> T:
         return xembed.embedding(idx, w, sparse=sparse).pow(2).sum()
 
     calls: dict[str, tuple[Callable[[], object], str]] = {
-        "jvp": (lambda: torch.func.jvp(f, (w,), (torch.ones_like(w),)), r"torch\.func\.jvp"),
-        "jacfwd": (lambda: torch.func.jacfwd(f)(w), "jacfwd"),
+        "jvp_max": (lambda: torch.func.jvp(lambda w: xembed.embedding_bag(idx, w, offs, mode="max"), (w,), (w,)),
+                    r"torch\.func\.jvp, jacfwd\) of embedding_bag with `mode`='max'"),
+        "hessian": (lambda: torch.func.hessian(f)(w), "second derivative"),
         "grad_of_grad": (lambda: torch.func.grad(lambda w: torch.func.grad(f)(w).sum())(w), "double backward"),
         "sparse": (lambda: torch.func.grad(lambda w: f(w, True))(w), r"`sparse`=True"),
     }

@@ -309,9 +309,58 @@ embedding_bag_backward_op.register_autograd(_no_double_backward)
 # batches their forward and backward through the ops' batching rules (generate_vmap_rule).  Inside them
 # the ops are called below autograd: the Function is the one autograd node.
 
-def _refuse_forward_mode(ctx: Any, *grad_inputs: Any) -> Any:
-    msg = ("forward-mode AD under torch.func (torch.func.jvp, jacfwd, hessian) is not supported by xembed; use "
-           "torch.func.grad / vjp / jacrev, or torch.autograd.forward_ad outside torch.func")
+def _embedding_tangent(ctx: Any, weight_t: Tensor | None, *_: Any) -> Tensor:
+    """Forward mode (torch.func.jvp / jacfwd): the lookup of the weight tangent, padding rows included
+    (torch.nn.functional.embedding's tangent; TORCH-FWD-AD)."""
+    weight, *args = ctx.forward_inputs
+    if weight_t is None:
+        weight_t = torch.zeros_like(weight)
+    return _below_autograd(embedding_op, weight_t, *args)
+
+
+def _psw_tangent(ctx: Any, psw_t: Tensor) -> Tensor:
+    """The tangent of a bag from a per_sample_weights tangent ``pt`` (TORCH-FWD-AD), per bag ``b``:
+    sum ``Σ pt_i W_i``; weighted mean ``(Σ pt_i W_i - out_b Σ pt_i) / Σ w_i``; sqrtn
+    ``(Σ pt_i W_i - out_b Σ pt_i w_i / R_b) / R_b`` with ``R_b = sqrt(Σ w_i²)``; 0 where the divisor is 0
+    (EXT-WMEAN-ZERO, EXT-SQRTN-ZERO).  Every sum is a ``sum`` bag of the same layout."""
+    weight, input, offsets, psw, lengths, mode, *options = ctx.forward_inputs
+
+    def bag_sum(table: Tensor, scale: Tensor) -> Tensor:
+        return _below_autograd(embedding_bag_op, table, input, offsets, scale, lengths, "sum", *options)
+
+    weighted = bag_sum(weight, psw_t)
+    if mode == "sum":
+        return weighted
+    ones = weight.new_ones((weight.shape[0], 1))
+    if mode == "mean":
+        divisor, spread = bag_sum(ones, psw), bag_sum(ones, psw_t)
+    else:  # sqrtn
+        divisor = bag_sum(ones, psw * psw).sqrt()
+        spread = bag_sum(ones, psw_t * psw) / divisor
+    tangent = (weighted - ctx.forward_output * spread) / divisor
+    return torch.where(divisor == 0, torch.zeros_like(tangent), tangent)
+
+
+def _bag_tangent(ctx: Any, weight_t: Tensor | None, _input_t: Any, _offsets_t: Any, psw_t: Tensor | None,
+                 *_: Any) -> Tensor:
+    """Forward mode: the bag of the weight tangent (sum, mean, sqrtn are linear in the weight) plus the
+    per_sample_weights term (:func:`_psw_tangent`); max / min raise NotImplementedError (TORCH-FWD-AD)."""
+    weight, input, offsets, psw, lengths, mode, *options = ctx.forward_inputs
+    if mode in ("max", "min"):
+        msg = (f"forward-mode AD under torch.func (torch.func.jvp, jacfwd) of embedding_bag with `mode`={mode!r} is "
+               "not supported by xembed; use torch.func.grad / vjp / jacrev, or torch.autograd.forward_ad outside "
+               "torch.func")
+        raise NotImplementedError(msg)
+    if weight_t is None:
+        weight_t = torch.zeros_like(weight)
+    tangent = _below_autograd(embedding_bag_op, weight_t, input, offsets, psw, lengths, mode, *options)
+    if psw_t is not None:
+        tangent = tangent + _psw_tangent(ctx, psw_t)
+    return tangent
+
+
+def _no_forward_mode(ctx: Any, *grad_inputs: Any) -> Any:
+    msg = "forward-mode AD through xembed's backward ops (a second derivative) is not supported"
     raise NotImplementedError(msg)
 
 
@@ -334,15 +383,21 @@ class _BackwardFunction(torch.autograd.Function):
         pass
 
     backward = staticmethod(_no_double_backward)
-    jvp = staticmethod(_refuse_forward_mode)
+    jvp = staticmethod(_no_forward_mode)
 
 
 def _transformable(name: str, op: Callable[..., Any], setup: Callable[..., None], formula: Callable[..., Any],
-                   backward_op: Callable[..., Any]) -> type[torch.autograd.Function]:
-    """An autograd.Function running ``op`` whose backward is ``formula`` with ``backward_op`` as one node."""
+                   backward_op: Callable[..., Any], tangent: Callable[..., Tensor]) -> type[torch.autograd.Function]:
+    """An autograd.Function running ``op`` whose backward is ``formula`` with ``backward_op`` as one node, and
+    whose forward-mode derivative is ``tangent``."""
 
     def forward(*args: Any) -> Any:
         return _below_autograd(op, *args)
+
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        setup(ctx, inputs, output)
+        ctx.forward_inputs, ctx.forward_output = inputs, output  # what the tangent reads (nothing is saved for it)
+        ctx.set_materialize_grads(False)  # an input without a tangent stays None (not a zero tensor) in `tangent`
 
     def backward(ctx: Any, grad: Tensor) -> Any:
         return formula(ctx, grad, lambda *a: _BackwardFunction.apply(backward_op, *a))
@@ -350,10 +405,11 @@ def _transformable(name: str, op: Callable[..., Any], setup: Callable[..., None]
     doc = f"{name}: the ``xembed::`` op differentiable under ``torch.func`` (grad, vjp, jacrev, vmap)."
     return type(name, (torch.autograd.Function,), {
         "__doc__": doc, "generate_vmap_rule": True, "forward": staticmethod(forward),
-        "setup_context": staticmethod(setup), "backward": staticmethod(backward),
-        "jvp": staticmethod(_refuse_forward_mode)})
+        "setup_context": staticmethod(setup_context), "backward": staticmethod(backward),
+        "jvp": staticmethod(tangent)})
 
 
 EmbeddingFunction = _transformable("EmbeddingFunction", embedding_op, _embedding_setup, _embedding_backward,
-                                   embedding_backward_op)
-BagFunction = _transformable("BagFunction", embedding_bag_op, _bag_setup, _bag_backward, embedding_bag_backward_op)
+                                   embedding_backward_op, _embedding_tangent)
+BagFunction = _transformable("BagFunction", embedding_bag_op, _bag_setup, _bag_backward, embedding_bag_backward_op,
+                             _bag_tangent)
