@@ -108,6 +108,7 @@ def renorm(weight: Tensor, input: Tensor, max_norm: float, norm_type: float) -> 
     torch.func.grad / vjp / jacrev / jvp it raises: the copy is outside autograd (RENORM-FUNCTIONAL), which a
     transform would take as a zero derivative."""
     _check_tensors(input=input, weight=weight)
+    input = plain_torch("input", input)  # ARR-NORMALIZE (dtype only)
     differentiating = [t for t in _transforms() if t != "Vmap"]
     if differentiating:
         msg = (f"xembed.renorm is not supported under torch.func's {differentiating[-1].lower()} transform: its "
