@@ -1,4 +1,4 @@
-"""The traced path of ``embedding`` / ``embedding_bag`` on torch tensors (``TORCH-TRACED``).
+"""The traced path of ``embedding`` / ``embedding_bag`` / ``renorm`` on torch tensors (``TORCH-TRACED``).
 
 Under ``torch.compile`` / ``torch.export`` (``torch.compiler.is_compiling()``) and under ``torch.func``
 transforms (an argument is a functorch-wrapped tensor), :func:`xembed.embedding` /
@@ -25,12 +25,15 @@ xp = _ops.xp
 _is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 
 
-def is_traced(*tensors: Any) -> bool:
-    """Whether a call on these torch tensors must take the traced path: compiling / exporting, or one of them
-    is a ``torch.func``-transformed tensor (whose values cannot be read in Python)."""
-    if torch.compiler.is_compiling():
-        return True
+def _under_func(tensors: tuple[Any, ...]) -> bool:
+    """One of them is a ``torch.func``-transformed tensor (whose values cannot be read in Python)."""
     return any(isinstance(t, torch.Tensor) and _is_wrapped(t) for t in tensors)
+
+
+def is_traced(*tensors: Any) -> bool:
+    """Whether a call on these torch tensors must take the traced path: compiling / exporting, or under a
+    ``torch.func`` transform."""
+    return torch.compiler.is_compiling() or _under_func(tensors)
 
 
 def _check_tensors(**arrays: Tensor | None) -> None:
@@ -49,10 +52,9 @@ def _check_tensors(**arrays: Tensor | None) -> None:
 
 
 def _differentiable(*tensors: Tensor | None) -> bool:
-    """A torch.func transform is active on one of them: the ops' Functions, which torch.func can differentiate
-    (the ops' own autograd registration is refused there)."""
-    return not torch.compiler.is_compiling() and any(isinstance(t, torch.Tensor) and _is_wrapped(t)
-                                                     for t in tensors)
+    """Under a torch.func transform (not compiling): call the ops' Functions, which torch.func can
+    differentiate (it refuses the ops' own autograd registration)."""
+    return not torch.compiler.is_compiling() and _under_func(tensors)
 
 
 def embedding(input: Tensor, weight: Tensor, padding_idx: Any = None, max_norm: Any = None, norm_type: Any = 2.0,
