@@ -32,6 +32,8 @@ def _parse(argv):
     p.add_argument("--small", action="store_true", help="only the small-call (per-call overhead) table")
     p.add_argument("--targets", action="store_true",
                    help="every speed / memory target of the package, same-run ratios (1 and 2 threads)")
+    p.add_argument("--threading-layers", action="store_true",
+                   help="numba's threading layers (workqueue / omp / tbb) on the parallel kernels, 2 threads")
     p.add_argument("--compile-latency", action="store_true",
                    help="only the first-call latency of the numba kernels (cold and warm disk cache)")
     return p.parse_args(argv)
@@ -62,6 +64,10 @@ def main(argv=None):
         from benchmarks import targets
 
         return targets.run(args, default_out=out)
+    if args.threading_layers:
+        from benchmarks import layers
+
+        return layers.run(args, default_out=out)
     if args.compile_latency:
         return suite.run_compile_latency(args, default_out=out)
     return suite.run(args, default_out=out)
