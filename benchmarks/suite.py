@@ -145,6 +145,21 @@ def _env_info(args):
     return info
 
 
+def peak_extra_bytes(fn):
+    """Peak bytes (tracemalloc) one call of ``fn`` allocates beyond what was allocated before it; a first
+    call warms caches and lazy imports outside the measurement."""
+    fn()
+    gc.collect()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    r = fn()
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    del r
+    return int(peak)
+
+
 def memory_check(quick):
     """Peak extra memory (tracemalloc) of one NumPy forward on the large-batch workload."""
     import xembed
@@ -173,14 +188,7 @@ def memory_check(quick):
         ("numpy take+reduceat", contenders.build_numpy(w, "fwd_sum", contenders.Ctx(w))),
     ]:
         try:
-            fn()  # warm caches / lazy imports outside the measurement
-            tracemalloc.start()
-            tracemalloc.reset_peak()
-            base = tracemalloc.get_traced_memory()[0]
-            r = fn()
-            peak = tracemalloc.get_traced_memory()[1] - base
-            tracemalloc.stop()
-            del r
+            peak = peak_extra_bytes(fn)
             res[label] = {"peak_extra_bytes": int(peak), "ratio_to_output": peak / out_bytes,
                           "meets_target": bool(peak <= res["target_bytes"])}
         except Exception as e:  # noqa: BLE001

@@ -13,7 +13,6 @@ from __future__ import annotations
 import gc
 import json
 import time
-import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -96,18 +95,6 @@ def pure_numpy(quick: bool, repeats: int, budget: float) -> list[dict[str, Any]]
     return out
 
 
-def _peak_bytes(fn: Any) -> int:
-    fn()  # lazy imports and caches outside the measurement
-    gc.collect()
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    r = fn()
-    peak = tracemalloc.get_traced_memory()[1] - base
-    tracemalloc.stop()
-    del r
-    return int(peak)
-
-
 def memory(quick: bool) -> list[dict[str, Any]]:
     """Peak extra memory (tracemalloc) of one pure-NumPy forward: <= 2 x output + 32 MiB."""
     import xembed
@@ -124,7 +111,7 @@ def memory(quick: bool) -> list[dict[str, Any]]:
                     return xembed.embedding_bag(w.input, w.weight, w.offsets, mode=bag_mode,
                                                 padding_idx=w.padding_idx)
 
-            peak = _peak_bytes(fn)
+            peak = suite.peak_extra_bytes(fn)
             rec = {"target": f"pure NumPy {name} {bag_mode} peak memory", "limit_bytes": limit,
                    "peak_bytes": peak, "output_bytes": out_bytes, "met": bool(peak <= limit)}
             print(f"  {rec['target']:<58} {peak / 2**20:8.1f} MiB (limit {limit / 2**20:.1f} MiB)  "

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _numba
-from ._numba import PREFETCH, _prefetch
+from ._numba import PREFETCH, _prefetch, add_row
 
 __all__ = ["embedding", "embedding_bag"]
 
@@ -81,13 +81,8 @@ def _bag_forward(weight: Any, idx: Any, offsets: Any, num_bags: int, length: int
                         v = weight[r, d]
                         if v > out[b, d]:  # noqa: PLR1730 - strict: ties keep the first, a leading NaN sticks
                             out[b, d] = v
-            elif psw.shape[0] != 0:
-                s = psw[i]
-                for d in range(dim):
-                    out[b, d] += s * weight[r, d]
             else:
-                for d in range(dim):
-                    out[b, d] += weight[r, d]
+                add_row(out, b, weight, r, psw, i, psw.shape[0] != 0)
             count += 1
         if mode == 1 and count > 1:
             divisor = out.dtype.type(count)  # in the weight's dtype, as the general path divides
