@@ -32,6 +32,8 @@ def _parse(argv):
     p.add_argument("--small", action="store_true", help="only the small-call (per-call overhead) table")
     p.add_argument("--targets", action="store_true",
                    help="every speed / memory target of the package, same-run ratios (1 and 2 threads)")
+    p.add_argument("--sections", default=None,
+                   help="with --targets: comma-separated subset of large,small,modules,numpy,memory,first_call")
     p.add_argument("--threading-layers", action="store_true",
                    help="numba's threading layers (workqueue / omp / tbb) on the parallel kernels, 2 threads")
     p.add_argument("--compile-latency", action="store_true",

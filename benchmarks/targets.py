@@ -27,6 +27,7 @@ MODULE_LIMITS = {"train dense+SGD": 1.1, "train sparse+SparseAdam": 1.1, "infere
 NUMPY_LIMIT = 1.3  # pure NumPy / np.take of the same rows
 NUMPY_WORKLOADS = ["dlrm", "text_cls", "dlrm_zipf", "large_batch", "gpt2_tokens"]
 FIRST_CALL_LIMIT_S = 1.0
+SECTIONS = ("large", "small", "modules", "numpy", "memory", "first_call")
 
 
 def _row(target: str, limit: float, ratio: float, ours: float, base: float, base_name: str,
@@ -237,11 +238,18 @@ def run(args: Any, default_out: str) -> int:
     env = suite._env_info(args)
     print("xembed targets:", json.dumps(env), flush=True)
     t0 = time.perf_counter()
-    ratios = large(quick, repeats, budget)
-    ratios += small_calls(repeats)
-    ratios += modules(repeats)
-    ratios += pure_numpy(quick, repeats, budget)
-    payload = {"env": env, "ratios": ratios, "memory": memory(quick), "first_call": first_call(),
+    sections = set(args.sections.split(",")) if args.sections else set(SECTIONS)
+    ratios = []
+    if "large" in sections:
+        ratios += large(quick, repeats, budget)
+    if "small" in sections:
+        ratios += small_calls(repeats)
+    if "modules" in sections:
+        ratios += modules(repeats)
+    if "numpy" in sections:
+        ratios += pure_numpy(quick, repeats, budget)
+    payload = {"env": env, "ratios": ratios, "memory": memory(quick) if "memory" in sections else [],
+               "first_call": first_call() if "first_call" in sections else [],
                "total_s": time.perf_counter() - t0}
     suffix = "_quick" if quick else ""
     (out_dir / f"targets{suffix}.json").write_text(json.dumps(payload, indent=1, default=str))

@@ -97,7 +97,8 @@ def _lookup(weight: Any, idx: Any, out: Any) -> int:  # pragma: no cover - compi
         r = idx[i]
         if r < 0 or r >= rows:
             return _BAD_INDEX
-        out[i, :] = weight[r, :]
+        for d in range(weight.shape[1]):  # an explicit loop: a slice copy costs a view per row
+            out[i, d] = weight[r, d]
     return _OK
 
 
