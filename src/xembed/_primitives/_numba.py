@@ -120,21 +120,6 @@ def _prefetch(_typingctx: Any, arr: Any, row: Any, col: Any) -> Any:  # pragma: 
     return sig, codegen
 
 
-def _add_row(out: Any, b: int, weight: Any, r: int, scale: Any, i: int,
-             has_scale: bool) -> None:  # pragma: no cover - compiled
-    """``out[b] += scale[i] * weight[r]`` (``weight[r]`` without a scale), column by column."""
-    if has_scale:
-        s = scale[i]
-        for d in range(weight.shape[1]):
-            out[b, d] += s * weight[r, d]
-    else:
-        for d in range(weight.shape[1]):
-            out[b, d] += weight[r, d]
-
-
-add_row = numba.njit(inline="always", nogil=True)(_add_row)
-
-
 def _segment_sum(weight: Any, idx: Any, offsets: Any, scale: Any, has_scale: bool, out: Any,
                  line: int) -> None:  # pragma: no cover - compiled
     num_bags = offsets.shape[0] - 1
@@ -146,7 +131,14 @@ def _segment_sum(weight: Any, idx: Any, offsets: Any, scale: Any, has_scale: boo
                 ahead = idx[i + PREFETCH]
                 for c in range(0, dim, line):
                     _prefetch(weight, ahead, c)  # type: ignore[call-arg]
-            add_row(out, b, weight, idx[i], scale, i, has_scale)
+            r = idx[i]
+            if has_scale:
+                s = scale[i]
+                for d in range(dim):
+                    out[b, d] += s * weight[r, d]
+            else:
+                for d in range(dim):
+                    out[b, d] += weight[r, d]
 
 
 def _segment_max(weight: Any, idx: Any, offsets: Any, out: Any, arg: Any, need_arg: bool,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _numba
-from ._numba import PREFETCH, _prefetch, add_row
+from ._numba import PREFETCH, _prefetch
 
 __all__ = ["embedding", "embedding_bag"]
 
@@ -54,6 +54,7 @@ def _bag_forward(weight: Any, idx: Any, offsets: Any, num_bags: int, length: int
     if length < 0 and not _check_offsets_kernel(offsets, n, include_last):
         return _BAD_OFFSETS
     m = offsets.shape[0]
+    one = out.dtype.type(1)
     for b in range(num_bags):
         if length >= 0:
             start, stop = np.int64(b * length), np.int64((b + 1) * length)
@@ -81,8 +82,10 @@ def _bag_forward(weight: Any, idx: Any, offsets: Any, num_bags: int, length: int
                         v = weight[r, d]
                         if v > out[b, d]:  # noqa: PLR1730 - strict: ties keep the first, a leading NaN sticks
                             out[b, d] = v
-            else:
-                add_row(out, b, weight, r, psw, i, psw.shape[0] != 0)
+            else:  # x * 1 is x exactly: one loop for both, bit for bit the general path's
+                s = psw[i] if psw.shape[0] != 0 else one
+                for d in range(dim):
+                    out[b, d] += s * weight[r, d]
             count += 1
         if mode == 1 and count > 1:
             divisor = out.dtype.type(count)  # in the weight's dtype, as the general path divides
