@@ -53,8 +53,8 @@ def _choose_threading_layer() -> None:
 
     numba's default order prefers ``omp``, which shares the process' OpenMP runtime with torch (same
     ``libgomp``): every launch would set torch's thread count to numba's.  ``tbb`` needs the separate
-    ``tbb`` package; ``workqueue`` is always there and runs the DLRM forward as fast as ``omp`` (see
-    docs/performance.md).  ``NUMBA_THREADING_LAYER`` in the environment wins; a pool numba has already
+    ``tbb`` package; ``workqueue`` is always there and ran the 2-thread forward faster than ``omp`` (measured
+    in docs/performance.md).  ``NUMBA_THREADING_LAYER`` in the environment wins; a pool numba has already
     started (by other numba code) keeps its layer.
     """
     config: Any = numba.config
