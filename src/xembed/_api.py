@@ -162,6 +162,11 @@ def _snapshot(x: Array | None, xp: Namespace) -> Array | None:
 
 def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, norm_type: Any,
                scale_grad_by_freq: Any, sparse: Any, xp: Namespace | None, want_vjp: bool) -> Any:
+    fast = prim.fused_numpy_forward(weight) if not want_vjp and xp is None else None
+    if fast is not None:  # PRIM-FAST-FORWARD
+        out = fast.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse)
+        if out is not None:
+            return out
     if _torch_traced(xp, want_vjp, input, weight):
         return _traced_module().embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse)
     if _dask.involves_dask(input, weight):  # dask arrays: the blockwise path (issue 13, spec DASK-*)
@@ -229,6 +234,12 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
                    scale_grad_by_freq: Any, mode: Any, sparse: Any, per_sample_weights: Array | None,
                    include_last_offset: Any, padding_idx: Any, xp: Namespace | None, want_vjp: bool,
                    lengths: Array | None = None) -> Any:
+    fast = prim.fused_numpy_forward(weight) if not want_vjp and xp is None and lengths is None else None
+    if fast is not None:  # PRIM-FAST-FORWARD: plain NumPy arrays, common options, checks in the kernel
+        out = fast.embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse,
+                                  per_sample_weights, include_last_offset, padding_idx)
+        if out is not None:
+            return out
     if _torch_traced(xp, want_vjp, input, weight, offsets, per_sample_weights, lengths):
         return _traced_module().embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode,
                                               sparse, per_sample_weights, include_last_offset, padding_idx, lengths)
