@@ -8,7 +8,7 @@ from typing import Any, SupportsIndex
 
 from array_api_compat import array_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
 
-from . import _core, _dask
+from . import _core, _dask, _quantized
 from . import _primitives as prim
 from . import _validate as v
 from ._typing import Array, Namespace, Pullback
@@ -127,6 +127,9 @@ def _run(xp: Namespace, weight: Array, per_sample_weights: Array | None, input: 
 
 def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, norm_type: Any,
                scale_grad_by_freq: Any, sparse: Any, xp: Namespace | None, want_vjp: bool) -> Any:
+    if isinstance(weight, _quantized.QuantizedTable):  # QUANT-FORWARD
+        return _quantized.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
+                                    xp, want_vjp)
     if _dask.involves_dask(input, weight):  # dask arrays: the blockwise path (issue 13, spec DASK-*)
         return _dask.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
                                xp, want_vjp)
@@ -188,6 +191,10 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
                    scale_grad_by_freq: Any, mode: Any, sparse: Any, per_sample_weights: Array | None,
                    include_last_offset: Any, padding_idx: Any, xp: Namespace | None, want_vjp: bool,
                    lengths: Array | None = None) -> Any:
+    if isinstance(weight, _quantized.QuantizedTable):  # QUANT-FORWARD
+        return _quantized.embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode,
+                                        sparse, per_sample_weights, include_last_offset, padding_idx, xp,
+                                        want_vjp, lengths)
     if _dask.involves_dask(input, weight, offsets, per_sample_weights, lengths):  # issue 13, spec DASK-*
         return _dask.embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode,
                                    sparse, per_sample_weights, include_last_offset, padding_idx, xp, want_vjp,

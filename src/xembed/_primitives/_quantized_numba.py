@@ -1,0 +1,169 @@
+"""Fused numba kernels of quantized tables for NumPy arrays (extra ``xembed[fast]``; spec QUANT-PRIM).
+
+Each kernel reads the packed rows directly -- codes, scale and bias -- and accumulates into the output:
+no dequantized copy of the table or of the gathered rows exists.  Parallel over bags (``numba.prange``),
+rows prefetched ``PREFETCH`` positions ahead, serial below the same work threshold as :mod:`._numba`;
+deterministic (a bag is reduced by one thread in position order).  Each row contributes
+``w * scale * code + w * bias`` (``w`` the per-sample weight), as torch's fused kernels compute it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+from llvmlite import ir  # type: ignore[import-untyped]
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+
+from ._numba import _PARALLEL_LOCK, PREFETCH, _parallel, _prefetch
+
+__all__ = ["gather_rows", "gather_segment_extreme", "gather_segment_sum"]
+
+Array = Any
+# float16 bit pattern -> float32 value: a 256 KiB table (stays in L2) instead of a conversion per row.
+_HALF = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+_LINE = 64
+
+
+@intrinsic
+def _load_f32(_typingctx: Any, arr: Any, row: Any, col: Any) -> Any:  # pragma: no cover - compiled
+    """The float32 stored (unaligned, native byte order) at bytes ``arr[row, col:col + 4]``."""
+    sig = types.float32(arr, row, col)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
+            context, builder, aryty, ary, [args[1], args[2]], wraparound=False)
+        return builder.load(builder.bitcast(ptr, ir.FloatType().as_pointer()), align=1)
+
+    return sig, codegen
+
+
+@numba.njit(inline="always")  # type: ignore[untyped-decorator]
+def _scale_bias(packed: Any, r: Any, start: int, bits: int, half: Any) -> tuple[Any, Any]:  # pragma: no cover
+    if bits == 8:
+        return _load_f32(packed, r, start), _load_f32(packed, r, start + 4)
+    s = half[np.int64(packed[r, start]) | (np.int64(packed[r, start + 1]) << 8)]
+    b = half[np.int64(packed[r, start + 2]) | (np.int64(packed[r, start + 3]) << 8)]
+    return s, b
+
+
+@numba.njit(inline="always")  # type: ignore[untyped-decorator]
+def _add_row(out: Any, b: int, packed: Any, r: Any, dim: int, bits: int, s: Any, bias: Any) -> None:  # pragma: no cover
+    """``out[b] += s * codes(r) + bias``, one loop per width so that each vectorises."""
+    if bits == 8:
+        for d in range(dim):
+            out[b, d] += s * np.float32(packed[r, d]) + bias
+    elif bits == 4:
+        for j in range(dim // 2):
+            byte = packed[r, j]
+            out[b, 2 * j] += s * np.float32(byte & 15) + bias
+            out[b, 2 * j + 1] += s * np.float32(byte >> 4) + bias
+    else:
+        for j in range(dim // 4):
+            byte = packed[r, j]
+            out[b, 4 * j] += s * np.float32(byte & 3) + bias
+            out[b, 4 * j + 1] += s * np.float32((byte >> 2) & 3) + bias
+            out[b, 4 * j + 2] += s * np.float32((byte >> 4) & 3) + bias
+            out[b, 4 * j + 3] += s * np.float32(byte >> 6) + bias
+
+
+@numba.njit(inline="always")  # type: ignore[untyped-decorator]
+def _value(packed: Any, r: Any, d: int, bits: int, s: Any, bias: Any) -> Any:  # pragma: no cover
+    per = 8 // bits
+    code = (np.int64(packed[r, d // per]) >> ((d % per) * bits)) & ((1 << bits) - 1)
+    return s * np.float32(code) + bias
+
+
+@numba.njit(inline="always")  # type: ignore[untyped-decorator]
+def _prefetch_row(packed: Any, idx: Any, i: int, n: int) -> None:  # pragma: no cover
+    if i + PREFETCH < n:
+        ahead = idx[i + PREFETCH]
+        for c in range(0, packed.shape[1], _LINE):
+            _prefetch(packed, ahead, c)
+
+
+def _segment_sum(packed: Any, idx: Any, offsets: Any, weights: Any, has_weights: bool, dim: int, bits: int,
+                 half: Any, out: Any) -> None:  # pragma: no cover - compiled
+    start = (dim * bits + 7) // 8
+    n = idx.shape[0]
+    for b in numba.prange(offsets.shape[0] - 1):
+        for i in range(offsets[b], offsets[b + 1]):
+            _prefetch_row(packed, idx, i, n)
+            r = idx[i]
+            s, bias = _scale_bias(packed, r, start, bits, half)
+            if has_weights:
+                s, bias = s * weights[i], bias * weights[i]
+            _add_row(out, b, packed, r, dim, bits, s, bias)
+
+
+def _segment_extreme(packed: Any, idx: Any, offsets: Any, dim: int, bits: int, half: Any, is_max: bool,
+                     out: Any) -> None:  # pragma: no cover - compiled
+    # strict comparisons: a leading NaN sticks, a later NaN never wins (the float kernels' rule)
+    start = (dim * bits + 7) // 8
+    n = idx.shape[0]
+    for b in numba.prange(offsets.shape[0] - 1):
+        lo, hi = offsets[b], offsets[b + 1]
+        for i in range(lo, hi):
+            _prefetch_row(packed, idx, i, n)
+            r = idx[i]
+            s, bias = _scale_bias(packed, r, start, bits, half)
+            for d in range(dim):
+                x = _value(packed, r, d, bits, s, bias)
+                if i == lo or (x > out[b, d] if is_max else x < out[b, d]):
+                    out[b, d] = x
+
+
+def _rows(packed: Any, idx: Any, dim: int, bits: int, half: Any, out: Any) -> None:  # pragma: no cover - compiled
+    start = (dim * bits + 7) // 8
+    n = idx.shape[0]
+    for i in numba.prange(n):
+        _prefetch_row(packed, idx, i, n)
+        r = idx[i]
+        s, bias = _scale_bias(packed, r, start, bits, half)
+        _add_row(out, i, packed, r, dim, bits, s, bias)
+
+
+def _jit(fn: Any, parallel: bool) -> Any:
+    return numba.njit(parallel=parallel, cache=True, nogil=True, fastmath=False)(fn)
+
+
+_KERNELS = {name: (_jit(fn, False), _jit(fn, True))
+            for name, fn in (("sum", _segment_sum), ("extreme", _segment_extreme), ("rows", _rows))}
+
+
+def _launch(name: str, work: int, *args: Any) -> None:
+    serial, parallel = _KERNELS[name]
+    if _parallel(work):
+        with _PARALLEL_LOCK:
+            parallel(*args)
+    else:
+        serial(*args)
+
+
+def _c(a: Array) -> np.ndarray:
+    return np.ascontiguousarray(a)
+
+
+def gather_rows(packed: Array, bits: int, dim: int, idx: Array) -> Array:
+    out = np.zeros((idx.shape[0], dim), dtype=np.float32)
+    _launch("rows", idx.shape[0] * dim, _c(packed), _c(idx), dim, bits, _HALF, out)
+    return out
+
+
+def gather_segment_sum(packed: Array, bits: int, dim: int, idx: Array, offsets: Array,
+                       weights: Array | None) -> Array:
+    out = np.zeros((offsets.shape[0] - 1, dim), dtype=np.float32)
+    has_weights = weights is not None
+    w = _c(weights).astype(np.float32, copy=False) if has_weights else np.empty(0, dtype=np.float32)
+    _launch("sum", idx.shape[0] * dim, _c(packed), _c(idx), _c(offsets), w, has_weights, dim, bits, _HALF, out)
+    return out
+
+
+def gather_segment_extreme(packed: Array, bits: int, dim: int, idx: Array, offsets: Array, is_max: bool) -> Array:
+    out = np.zeros((offsets.shape[0] - 1, dim), dtype=np.float32)
+    _launch("extreme", idx.shape[0] * dim, _c(packed), _c(idx), _c(offsets), dim, bits, _HALF, is_max, out)
+    return out
