@@ -190,11 +190,9 @@ def poison_bags(out: Array, ndim: int, bad: Array | None, offsets: Array | None,
     """JIT-INVALID-*: NaN in every bag (B, D) of ``out`` holding an invalid index (``bad``, input-shaped),
     and everywhere when the offsets were invalid (``offs_bad``); ``out`` itself when the values were checked."""
     if bad is not None:
-        if ndim == 2:
-            bag_bad = jnp.any(bad, axis=1)
-        else:
-            bag_bad = _bags_with(bad, offsets, include_last_offset, out.shape[0], xp)
-        out = poison(out, bag_bad)
+        one_per_row = ndim == 2
+        out = poison(out, jnp.any(bad, axis=1) if one_per_row
+                     else _bags_with(bad, offsets, include_last_offset, out.shape[0], xp))
     if offs_bad is not None:
         out = poison(out, jnp.broadcast_to(offs_bad, out.shape[:1]))
     return out

@@ -137,13 +137,19 @@ def quantize_rowwise(weight: Array, bits: int = 8, *, xp: Namespace | None = Non
     return QuantizedTable(packed, bits, int(weight.shape[1]))
 
 
+def _divide(x: Array, divisor: float, xp: Namespace) -> Array:
+    """``x / divisor`` correctly rounded: XLA turns a division by a constant into a multiplication by its
+    (rounded) reciprocal, so the divisor is an array."""
+    return x / xp.full(x.shape, divisor, dtype=x.dtype, device=_device(x))
+
+
 def _pack8(w: Array, xp: Namespace) -> Array:
     """8 bits: scale ``range / 255`` and bias ``min`` as float32, codes ``rint((x - min) * 255 / (range + 1e-8))``."""
     lo, hi = xp.min(w, axis=1), xp.max(w, axis=1)
     spread = hi - lo
     inverse = 255.0 / (spread + 1e-8)
     codes = xp.clip(xp.round((w - lo[:, None]) * inverse[:, None]), 0, 255)
-    return xp.concat([xp.astype(codes, xp.uint8), codec.encode_float32(spread / 255.0, xp),
+    return xp.concat([xp.astype(codes, xp.uint8), codec.encode_float32(_divide(spread, 255.0, xp), xp),
                       codec.encode_float32(lo, xp)], axis=1)
 
 
@@ -153,7 +159,7 @@ def _pack_nbit(w: Array, bits: int, xp: Namespace) -> Array:
     top = (1 << bits) - 1
     lo = codec.round_to_float16(xp.min(w, axis=1), xp)
     spread = xp.max(w, axis=1) - lo
-    scale = codec.round_to_float16(xp.where(spread == 0, 1.0, spread / float(top)), xp)
+    scale = codec.round_to_float16(xp.where(spread == 0, 1.0, _divide(spread, float(top), xp)), xp)
     if v.has_values(w) and not bool(xp.all(xp.isfinite(lo) & xp.isfinite(scale))):
         msg = (f"`weight` has a row whose min or (max - min) / {top} is beyond float16's range (65504); "
                f"{bits}-bit rows store them as float16")

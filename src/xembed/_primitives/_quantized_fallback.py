@@ -51,15 +51,15 @@ def _bytes(word: list[Array], xp: Any) -> Array:
 
 def encode_float32(x: Array, xp: Any) -> Array:
     """The 4 little-endian IEEE-754 bytes (n, 4) uint8 of a float32 array ``x`` (n,); NaN as the quiet NaN."""
-    a = xp.abs(x)
     finite = xp.isfinite(x)
-    normal = finite & (a >= 2.0 ** -126)
+    a = xp.where(finite, xp.abs(x), 0.0)
+    normal = a >= 2.0 ** -126
     e = _binade(xp.where(normal, a, 1.0), xp)
     frac = xp.where(normal, a / _pow2(e, xp) - 1.0, xp.where(normal, 0.0, a) * (2.0 ** 126))  # subnormal: [0, 1)
     mant = xp.astype(frac * (2.0 ** 23), xp.int32)
     biased = xp.where(normal, e + 127, 0)
     biased = xp.where(finite, biased, 255)
-    mant = xp.where(finite, mant, xp.where(xp.isnan(x), 1 << 22, 0))
+    mant = xp.where(finite, mant, xp.astype(xp.isnan(x), xp.int32) * (1 << 22))
     sign = xp.astype(xp.signbit(x), xp.int32)
     return _bytes([
         xp.bitwise_and(mant, 0xFF),
@@ -104,14 +104,14 @@ def round_to_float16(x: Array, xp: Any) -> Array:
 def encode_float16(x: Array, xp: Any) -> Array:
     """The 2 little-endian float16 bytes (n, 2) uint8 of float32 values ``x`` (n,) already representable
     in float16 (:func:`round_to_float16`)."""
-    a = xp.abs(x)
     finite = xp.isfinite(x)
-    normal = finite & (a >= 2.0 ** -14)
+    a = xp.where(finite, xp.abs(x), 0.0)
+    normal = a >= 2.0 ** -14
     e = _binade(xp.where(normal, a, 1.0), xp)
     frac = xp.where(normal, a / _pow2(e, xp) - 1.0, a * (2.0 ** 14))
     mant = xp.astype(frac * 1024.0, xp.int32)
     biased = xp.where(finite, xp.where(normal, e + 15, 0), 31)
-    mant = xp.where(finite, mant, xp.where(xp.isnan(x), 1 << 9, 0))
+    mant = xp.where(finite, mant, xp.astype(xp.isnan(x), xp.int32) * (1 << 9))
     sign = xp.astype(xp.signbit(x), xp.int32)
     high = xp.bitwise_or(xp.bitwise_or(xp.bitwise_left_shift(sign, 7), xp.bitwise_left_shift(biased, 2)),
                          xp.bitwise_right_shift(mant, 8))
@@ -157,7 +157,7 @@ def unpack_codes(code_bytes: Array, bits: int, dim: int, xp: Any) -> Array:
     wide = xp.astype(code_bytes, xp.int32)[:, :, None]
     shifts = xp.arange(per, dtype=xp.int32, device=_device(code_bytes)) * bits
     codes = xp.bitwise_and(xp.bitwise_right_shift(wide, shifts), (1 << bits) - 1)
-    return xp.astype(xp.reshape(codes, (n, -1))[:, :dim], xp.float32)
+    return xp.astype(xp.reshape(codes, (n, code_bytes.shape[1] * per))[:, :dim], xp.float32)
 
 
 def scale_bias(rows: Array, bits: int, dim: int, xp: Any) -> tuple[Array, Array]:

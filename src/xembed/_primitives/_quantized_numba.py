@@ -42,16 +42,16 @@ def _load_f32(_typingctx: Any, arr: Any, row: Any, col: Any) -> Any:  # pragma: 
     return sig, codegen
 
 
-@numba.njit(inline="always")  # type: ignore[untyped-decorator]
+@numba.njit(inline="always")
 def _scale_bias(packed: Any, r: Any, start: int, bits: int, half: Any) -> tuple[Any, Any]:  # pragma: no cover
     if bits == 8:
-        return _load_f32(packed, r, start), _load_f32(packed, r, start + 4)
+        return _load_f32(packed, r, start), _load_f32(packed, r, start + 4)  # type: ignore[call-arg]
     s = half[np.int64(packed[r, start]) | (np.int64(packed[r, start + 1]) << 8)]
     b = half[np.int64(packed[r, start + 2]) | (np.int64(packed[r, start + 3]) << 8)]
     return s, b
 
 
-@numba.njit(inline="always")  # type: ignore[untyped-decorator]
+@numba.njit(inline="always")
 def _add_row(out: Any, b: int, packed: Any, r: Any, dim: int, bits: int, s: Any, bias: Any) -> None:  # pragma: no cover
     """``out[b] += s * codes(r) + bias``, one loop per width so that each vectorises."""
     if bits == 8:
@@ -71,19 +71,19 @@ def _add_row(out: Any, b: int, packed: Any, r: Any, dim: int, bits: int, s: Any,
             out[b, 4 * j + 3] += s * np.float32(byte >> 6) + bias
 
 
-@numba.njit(inline="always")  # type: ignore[untyped-decorator]
+@numba.njit(inline="always")
 def _value(packed: Any, r: Any, d: int, bits: int, s: Any, bias: Any) -> Any:  # pragma: no cover
     per = 8 // bits
     code = (np.int64(packed[r, d // per]) >> ((d % per) * bits)) & ((1 << bits) - 1)
     return s * np.float32(code) + bias
 
 
-@numba.njit(inline="always")  # type: ignore[untyped-decorator]
+@numba.njit(inline="always")
 def _prefetch_row(packed: Any, idx: Any, i: int, n: int) -> None:  # pragma: no cover
     if i + PREFETCH < n:
         ahead = idx[i + PREFETCH]
         for c in range(0, packed.shape[1], _LINE):
-            _prefetch(packed, ahead, c)
+            _prefetch(packed, ahead, c)  # type: ignore[call-arg]
 
 
 def _segment_sum(packed: Any, idx: Any, offsets: Any, weights: Any, has_weights: bool, dim: int, bits: int,
