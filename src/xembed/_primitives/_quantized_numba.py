@@ -25,6 +25,8 @@ Array = Any
 # float16 bit pattern -> float32 value: a 256 KiB table (stays in L2) instead of a conversion per row.
 _HALF = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
 _LINE = 64
+# bags per parallel task (one accumulator buffer each)
+_CHUNK = 32
 
 
 @intrinsic
@@ -52,29 +54,29 @@ def _scale_bias(packed: Any, r: Any, start: int, bits: int, half: Any) -> tuple[
 
 
 @numba.njit(inline="always")
-def _add_row(out: Any, b: int, packed: Any, r: Any, dim: int, bits: int, s: Any, bias: Any) -> None:  # pragma: no cover
-    """``out[b] += s * codes(r) + bias``, one loop per width so that each vectorises."""
+def _add_row(acc: Any, row: Any, dim: int, bits: int, s: Any, bias: Any) -> None:  # pragma: no cover
+    """``acc += s * codes(row) + bias`` on a 1-D accumulator, one loop per width so that each vectorises."""
     if bits == 8:
         for d in range(dim):
-            out[b, d] += s * np.float32(packed[r, d]) + bias
+            acc[d] += s * np.float32(row[d]) + bias
     elif bits == 4:
         for j in range(dim // 2):
-            byte = packed[r, j]
-            out[b, 2 * j] += s * np.float32(byte & 15) + bias
-            out[b, 2 * j + 1] += s * np.float32(byte >> 4) + bias
+            byte = row[j]
+            acc[2 * j] += s * np.float32(byte & 15) + bias
+            acc[2 * j + 1] += s * np.float32(byte >> 4) + bias
     else:
         for j in range(dim // 4):
-            byte = packed[r, j]
-            out[b, 4 * j] += s * np.float32(byte & 3) + bias
-            out[b, 4 * j + 1] += s * np.float32((byte >> 2) & 3) + bias
-            out[b, 4 * j + 2] += s * np.float32((byte >> 4) & 3) + bias
-            out[b, 4 * j + 3] += s * np.float32(byte >> 6) + bias
+            byte = row[j]
+            acc[4 * j] += s * np.float32(byte & 3) + bias
+            acc[4 * j + 1] += s * np.float32((byte >> 2) & 3) + bias
+            acc[4 * j + 2] += s * np.float32((byte >> 4) & 3) + bias
+            acc[4 * j + 3] += s * np.float32(byte >> 6) + bias
 
 
 @numba.njit(inline="always")
-def _value(packed: Any, r: Any, d: int, bits: int, s: Any, bias: Any) -> Any:  # pragma: no cover
+def _value(row: Any, d: int, bits: int, s: Any, bias: Any) -> Any:  # pragma: no cover
     per = 8 // bits
-    code = (np.int64(packed[r, d // per]) >> ((d % per) * bits)) & ((1 << bits) - 1)
+    code = (np.int64(row[d // per]) >> ((d % per) * bits)) & ((1 << bits) - 1)
     return s * np.float32(code) + bias
 
 
@@ -86,18 +88,30 @@ def _prefetch_row(packed: Any, idx: Any, i: int, n: int) -> None:  # pragma: no 
             _prefetch(packed, ahead, c)  # type: ignore[call-arg]
 
 
+@numba.njit(inline="always")
+def _chunks(num: int) -> int:  # pragma: no cover - compiled
+    return (num + _CHUNK - 1) // _CHUNK
+
+
 def _segment_sum(packed: Any, idx: Any, offsets: Any, weights: Any, has_weights: bool, dim: int, bits: int,
                  half: Any, out: Any) -> None:  # pragma: no cover - compiled
+    # A chunk of bags per task, accumulated in a private 1-D buffer: no aliasing with the packed rows, so the
+    # row loops vectorise.
     start = (dim * bits + 7) // 8
     n = idx.shape[0]
-    for b in numba.prange(offsets.shape[0] - 1):
-        for i in range(offsets[b], offsets[b + 1]):
-            _prefetch_row(packed, idx, i, n)
-            r = idx[i]
-            s, bias = _scale_bias(packed, r, start, bits, half)
-            if has_weights:
-                s, bias = s * weights[i], bias * weights[i]
-            _add_row(out, b, packed, r, dim, bits, s, bias)
+    num_bags = offsets.shape[0] - 1
+    for c in numba.prange(_chunks(num_bags)):
+        acc = np.empty(dim, dtype=np.float32)
+        for b in range(c * _CHUNK, min(num_bags, (c + 1) * _CHUNK)):
+            acc[:] = 0
+            for i in range(offsets[b], offsets[b + 1]):
+                _prefetch_row(packed, idx, i, n)
+                r = idx[i]
+                s, bias = _scale_bias(packed, r, start, bits, half)
+                if has_weights:
+                    s, bias = s * weights[i], bias * weights[i]
+                _add_row(acc, packed[r], dim, bits, s, bias)
+            out[b, :] = acc
 
 
 def _segment_extreme(packed: Any, idx: Any, offsets: Any, dim: int, bits: int, half: Any, is_max: bool,
@@ -111,8 +125,9 @@ def _segment_extreme(packed: Any, idx: Any, offsets: Any, dim: int, bits: int, h
             _prefetch_row(packed, idx, i, n)
             r = idx[i]
             s, bias = _scale_bias(packed, r, start, bits, half)
+            row = packed[r]
             for d in range(dim):
-                x = _value(packed, r, d, bits, s, bias)
+                x = _value(row, d, bits, s, bias)
                 if i == lo or (x > out[b, d] if is_max else x < out[b, d]):
                     out[b, d] = x
 
@@ -120,11 +135,15 @@ def _segment_extreme(packed: Any, idx: Any, offsets: Any, dim: int, bits: int, h
 def _rows(packed: Any, idx: Any, dim: int, bits: int, half: Any, out: Any) -> None:  # pragma: no cover - compiled
     start = (dim * bits + 7) // 8
     n = idx.shape[0]
-    for i in numba.prange(n):
-        _prefetch_row(packed, idx, i, n)
-        r = idx[i]
-        s, bias = _scale_bias(packed, r, start, bits, half)
-        _add_row(out, i, packed, r, dim, bits, s, bias)
+    for c in numba.prange(_chunks(n)):
+        acc = np.empty(dim, dtype=np.float32)
+        for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+            _prefetch_row(packed, idx, i, n)
+            r = idx[i]
+            s, bias = _scale_bias(packed, r, start, bits, half)
+            acc[:] = 0
+            _add_row(acc, packed[r], dim, bits, s, bias)
+            out[i, :] = acc
 
 
 def _jit(fn: Any, parallel: bool) -> Any:
