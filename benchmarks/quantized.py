@@ -21,6 +21,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,8 +97,9 @@ def run(quick: bool, repeats: int, threads: list[int]) -> list[dict[str, Any]]:
 def table(rows: list[dict[str, Any]]) -> str:
     d = rows[0]["D"]
     budget = {8: f"{d + 8}", 4: f"{d // 2 + 4}", 2: "-"}
-    lines = ["| threads | bits | torch op ms | xembed ms | xembed / torch | xembed float32 ms | / float32 "
-             "| bytes/row (target) |", "|---|---|---|---|---|---|---|---|"]
+    header = ("| threads | bits | torch op ms | xembed ms | xembed / torch | xembed float32 ms | / float32 "
+              "| bytes/row (target) |")
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['threads']} | {r['bits']} | {r['torch_ms']:.2f} | {r['xembed_ms']:.2f} | "
                      f"{r['vs_torch']:.2f} | {r['xembed_float32_ms']:.2f} | {r['vs_float32']:.2f} | "
@@ -117,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = run(args.quick, args.repeats, threads)
     print(table(rows))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
 
 

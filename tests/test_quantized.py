@@ -73,7 +73,7 @@ def test_dequantize_equals_torch_unpack(backend: Backend, bits: int) -> None:
     ref = UNPACK[bits](torch.from_numpy(packed)).numpy()
     got = to_numpy(t.dequantize())
     if bits == 8:  # torch's 8-bit unpack fuses code * scale + bias into one rounding (an FMA)
-        np.testing.assert_allclose(got, ref, rtol=2 * np.finfo(np.float32).eps, atol=1e-6)
+        np.testing.assert_allclose(got, ref, rtol=2 * float(np.finfo(np.float32).eps), atol=1e-6)
     else:
         np.testing.assert_array_equal(got, ref)
     assert str(t.dequantize().dtype).endswith("float32")
@@ -247,7 +247,7 @@ def test_options_equal_float_semantics(backend: Backend, bits: int, case: dict[s
     n = 30
     idx = rng.integers(0, 12, n).astype(np.int64)
     idx[5:9] = 3  # an all-padding bag when padding_idx=3
-    offs = np.array([0, 2, 5, 9, 9, 20], np.int64)
+    offs: np.ndarray | None = np.array([0, 2, 5, 9, 9, 20], np.int64)
     kw: dict[str, Any] = {"mode": case["mode"]}
     if "padding_idx" in case:
         kw["padding_idx"] = case["padding_idx"]
