@@ -4,6 +4,7 @@ every backend, under every primitive mode; the errors."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -338,3 +339,33 @@ def test_jax_jit(bits: int) -> None:
     rows = jax.jit(lambda i: xembed.embedding(i, table))(jnp.asarray(idx))
     # XLA contracts code * scale + bias into an FMA under jit: one rounding instead of two
     np.testing.assert_allclose(np.asarray(rows), np.asarray(table.dequantize())[idx], rtol=1e-6, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# QUANT-TORCH-INTEROP
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_from_torch_module_state_dict_and_weight(bits: int) -> None:
+    """QUANT-TORCH-INTEROP: a torch.ao.nn.quantized.EmbeddingBag (module, state dict, quantized weight) gives the
+    table its own forward runs on."""
+    from torch.ao.nn.quantized import EmbeddingBag
+    from torch.ao.quantization import float_qparams_weight_only_qconfig, float_qparams_weight_only_qconfig_4bit
+
+    torch.manual_seed(0)
+    float_bag = torch.nn.EmbeddingBag(30, 16, mode="sum")
+    float_bag.qconfig = float_qparams_weight_only_qconfig if bits == 8 else float_qparams_weight_only_qconfig_4bit
+    with warnings.catch_warnings():  # torch deprecates its quantized tensors (warned once per process)
+        warnings.simplefilter("ignore", UserWarning)
+        module = EmbeddingBag.from_float(float_bag)
+    idx, offs = torch.randint(0, 30, (40,)), torch.tensor([0, 3, 3, 17])
+    psw = torch.rand(40)
+    ref = module(idx, offs, per_sample_weights=psw)
+    for source in (module, module.state_dict(), module.weight()):
+        table = xembed.QuantizedTable.from_torch(source)
+        assert table.bits == bits
+        assert table.shape == (30, 16)
+        got = xembed.embedding_bag(idx, table, offs, mode="sum", per_sample_weights=psw)
+        torch.testing.assert_close(got, ref, rtol=2e-6, atol=2e-5)
+    with pytest.raises(TypeError, match="`source`"):
+        xembed.QuantizedTable.from_torch(torch.zeros(3, 4))

@@ -78,6 +78,31 @@ class QuantizedTable:
             raise ValueError(msg)
         return cls(packed, bits, (row - overhead) * 8 // bits)
 
+    @classmethod
+    def from_torch(cls, source: Any) -> QuantizedTable:
+        """The table of a ``torch.ao.nn.quantized.Embedding`` / ``EmbeddingBag`` module, of its state dict, or of
+        its quantized weight (``per_channel_affine_float_qparams``, ``quint8`` / ``quint4x2`` / ``quint2x4``),
+        as the bytes torch's ops run on (QUANT-TORCH-INTEROP): packed rows of torch uint8 on the weight's device."""
+        import torch
+
+        qweight = source
+        if isinstance(source, dict):
+            qweight = source.get("_packed_params._packed_weight")
+        elif hasattr(source, "weight") and callable(source.weight):
+            qweight = source.weight()
+        widths = {torch.quint8: 8, torch.quint4x2: 4, torch.quint2x4: 2}
+        if not isinstance(qweight, torch.Tensor) or qweight.dtype not in widths:
+            msg = ("`source` must be a torch.ao.nn.quantized Embedding / EmbeddingBag, its state dict or its "
+                   f"quantized weight (quint8, quint4x2 or quint2x4), got {type(qweight).__name__}")
+            raise TypeError(msg)
+        bits = widths[qweight.dtype]
+        scale = qweight.q_per_channel_scales().to(torch.float32)
+        bias = qweight.q_per_channel_zero_points().to(torch.float32) * scale * -1  # torch's prepack: bias = -zp * scale
+        tail_dtype = torch.float32 if bits == 8 else torch.float16
+        tail = torch.stack([scale, bias], dim=1).to(tail_dtype).view(torch.uint8)
+        codes = qweight.int_repr().reshape(qweight.shape[0], -1)
+        return cls.from_packed(torch.cat([codes, tail], dim=1), bits)
+
     @property
     def packed(self) -> Array:
         """The packed rows: (N, L) uint8, torch's layout, the namespace and device they were given in."""
