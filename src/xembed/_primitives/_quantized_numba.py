@@ -54,23 +54,27 @@ def _scale_bias(packed: Any, r: Any, start: int, bits: int, half: Any) -> tuple[
 
 
 @numba.njit(inline="always")
-def _add_row(acc: Any, row: Any, dim: int, bits: int, s: Any, bias: Any) -> None:  # pragma: no cover
-    """``acc += s * codes(row) + bias`` on a 1-D accumulator, one loop per width so that each vectorises."""
+def _add_row(acc: Any, codes: Any, row: Any, dim: int, bits: int, s: Any, bias: Any) -> None:  # pragma: no cover
+    """``acc += s * codes(row) + bias``.  4- and 2-bit codes are unpacked into the float32 buffer ``codes``
+    first, so that the multiply-add runs as one contiguous loop that vectorises."""
     if bits == 8:
         for d in range(dim):
             acc[d] += s * np.float32(row[d]) + bias
-    elif bits == 4:
+        return
+    if bits == 4:
         for j in range(dim // 2):
             byte = row[j]
-            acc[2 * j] += s * np.float32(byte & 15) + bias
-            acc[2 * j + 1] += s * np.float32(byte >> 4) + bias
+            codes[2 * j] = np.float32(byte & 15)
+            codes[2 * j + 1] = np.float32(byte >> 4)
     else:
         for j in range(dim // 4):
             byte = row[j]
-            acc[4 * j] += s * np.float32(byte & 3) + bias
-            acc[4 * j + 1] += s * np.float32((byte >> 2) & 3) + bias
-            acc[4 * j + 2] += s * np.float32((byte >> 4) & 3) + bias
-            acc[4 * j + 3] += s * np.float32(byte >> 6) + bias
+            codes[4 * j] = np.float32(byte & 3)
+            codes[4 * j + 1] = np.float32((byte >> 2) & 3)
+            codes[4 * j + 2] = np.float32((byte >> 4) & 3)
+            codes[4 * j + 3] = np.float32(byte >> 6)
+    for d in range(dim):
+        acc[d] += s * codes[d] + bias
 
 
 @numba.njit(inline="always")
@@ -93,6 +97,7 @@ def _chunks(num: int) -> int:  # pragma: no cover - compiled
     return (num + _CHUNK - 1) // _CHUNK
 
 
+@numba.njit(inline="always")
 def _segment_sum(packed: Any, idx: Any, offsets: Any, weights: Any, has_weights: bool, dim: int, bits: int,
                  half: Any, out: Any) -> None:  # pragma: no cover - compiled
     # A chunk of bags per task, accumulated in a private 1-D buffer: no aliasing with the packed rows, so the
@@ -102,16 +107,32 @@ def _segment_sum(packed: Any, idx: Any, offsets: Any, weights: Any, has_weights:
     num_bags = offsets.shape[0] - 1
     for c in numba.prange(_chunks(num_bags)):
         acc = np.empty(dim, dtype=np.float32)
+        codes = np.empty(dim, dtype=np.float32)
         for b in range(c * _CHUNK, min(num_bags, (c + 1) * _CHUNK)):
             acc[:] = 0
             for i in range(offsets[b], offsets[b + 1]):
                 _prefetch_row(packed, idx, i, n)
                 r = idx[i]
                 s, bias = _scale_bias(packed, r, start, bits, half)
-                if has_weights:
-                    s, bias = s * weights[i], bias * weights[i]
-                _add_row(acc, packed[r], dim, bits, s, bias)
+                wi = weights[i] if has_weights else np.float32(1)  # exact when 1
+                _add_row(acc, codes, packed[r], dim, bits, s * wi, bias * wi)
             out[b, :] = acc
+
+
+# One compiled kernel per width: the width is a constant there, so every branch on it is resolved at compile time.
+def _segment_sum8(packed: Any, idx: Any, offsets: Any, weights: Any, has_weights: bool, dim: int, half: Any,
+                  out: Any) -> None:  # pragma: no cover - compiled
+    _segment_sum(packed, idx, offsets, weights, has_weights, dim, 8, half, out)
+
+
+def _segment_sum4(packed: Any, idx: Any, offsets: Any, weights: Any, has_weights: bool, dim: int, half: Any,
+                  out: Any) -> None:  # pragma: no cover - compiled
+    _segment_sum(packed, idx, offsets, weights, has_weights, dim, 4, half, out)
+
+
+def _segment_sum2(packed: Any, idx: Any, offsets: Any, weights: Any, has_weights: bool, dim: int, half: Any,
+                  out: Any) -> None:  # pragma: no cover - compiled
+    _segment_sum(packed, idx, offsets, weights, has_weights, dim, 2, half, out)
 
 
 def _segment_extreme(packed: Any, idx: Any, offsets: Any, dim: int, bits: int, half: Any, is_max: bool,
@@ -137,12 +158,13 @@ def _rows(packed: Any, idx: Any, dim: int, bits: int, half: Any, out: Any) -> No
     n = idx.shape[0]
     for c in numba.prange(_chunks(n)):
         acc = np.empty(dim, dtype=np.float32)
+        codes = np.empty(dim, dtype=np.float32)
         for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
             _prefetch_row(packed, idx, i, n)
             r = idx[i]
             s, bias = _scale_bias(packed, r, start, bits, half)
             acc[:] = 0
-            _add_row(acc, packed[r], dim, bits, s, bias)
+            _add_row(acc, codes, packed[r], dim, bits, s, bias)
             out[i, :] = acc
 
 
@@ -151,7 +173,8 @@ def _jit(fn: Any, parallel: bool) -> Any:
 
 
 _KERNELS = {name: (_jit(fn, False), _jit(fn, True))
-            for name, fn in (("sum", _segment_sum), ("extreme", _segment_extreme), ("rows", _rows))}
+            for name, fn in (("sum8", _segment_sum8), ("sum4", _segment_sum4), ("sum2", _segment_sum2),
+                             ("extreme", _segment_extreme), ("rows", _rows))}
 
 
 def _launch(name: str, work: int, *args: Any) -> None:
@@ -178,7 +201,7 @@ def gather_segment_sum(packed: Array, bits: int, dim: int, idx: Array, offsets: 
     out = np.zeros((offsets.shape[0] - 1, dim), dtype=np.float32)
     has_weights = weights is not None
     w = _c(weights).astype(np.float32, copy=False) if has_weights else np.empty(0, dtype=np.float32)
-    _launch("sum", idx.shape[0] * dim, _c(packed), _c(idx), _c(offsets), w, has_weights, dim, bits, _HALF, out)
+    _launch(f"sum{bits}", idx.shape[0] * dim, _c(packed), _c(idx), _c(offsets), w, has_weights, dim, _HALF, out)
     return out
 
 
