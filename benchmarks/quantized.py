@@ -18,39 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from benchmarks.extensions import median_time, workload
 
 WIDTHS = (8, 4, 2)
-
-
-def median_time(fn: Callable[[], Any], repeats: int) -> float:
-    """Median wall time of ``fn()`` in seconds, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def workload(quick: bool, seed: int = 0) -> dict[str, Any]:
-    rng = np.random.default_rng(seed)
-    v, d, b = (100_000, 64, 1024) if quick else (1_000_000, 128, 4096)
-    lengths = rng.integers(10, 31, b)
-    n = int(lengths.sum())
-    return {
-        "weight": rng.standard_normal((v, d), dtype=np.float32),
-        "idx": rng.integers(0, v, n),
-        "offsets": np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64),
-        "dims": (v, d, b, n),
-    }
 
 
 def _torch_ops() -> tuple[dict[int, Any], dict[int, Any]]:
@@ -69,7 +42,7 @@ def run(quick: bool, repeats: int, threads: list[int]) -> list[dict[str, Any]]:
     import xembed
 
     w = workload(quick)
-    v, d, b, n = w["dims"]
+    (v, d), b, n = w["weight"].shape, w["offsets"].shape[0], w["idx"].shape[0]
     prepack, bag_op = _torch_ops()
     t_idx, t_offs = torch.from_numpy(w["idx"]), torch.from_numpy(w["offsets"])
     packed = {bits: prepack[bits](torch.from_numpy(w["weight"])) for bits in WIDTHS}

@@ -57,19 +57,21 @@ def gather_segment_sum(packed: Array, bits: int, dim: int, idx: Array, offsets: 
     return _segment_sum(rows, _positions(idx, xp), offsets, scale, xp.float32, xp=xp)
 
 
-def gather_segment_max(packed: Array, bits: int, dim: int, idx: Array, offsets: Array, xp: Any) -> Array:
-    """Per-bag, per-feature max of the dequantized rows (empty bags 0), (B, dim) float32."""
+def _segment_extreme(packed: Array, bits: int, dim: int, idx: Array, offsets: Array, is_max: bool,
+                     xp: Any) -> Array:
     fused = _fused(xp)
     if fused is not None:
-        return fused.gather_segment_extreme(packed, bits, dim, idx, offsets, True)
+        return fused.gather_segment_extreme(packed, bits, dim, idx, offsets, is_max)
     rows = gather_rows(packed, bits, dim, idx, xp)
-    return _segment_max(rows, _positions(idx, xp), offsets, False, xp=xp)[0]
+    reduce = _segment_max if is_max else _segment_min
+    return reduce(rows, _positions(idx, xp), offsets, False, xp=xp)[0]
+
+
+def gather_segment_max(packed: Array, bits: int, dim: int, idx: Array, offsets: Array, xp: Any) -> Array:
+    """Per-bag, per-feature max of the dequantized rows (empty bags 0), (B, dim) float32."""
+    return _segment_extreme(packed, bits, dim, idx, offsets, True, xp)
 
 
 def gather_segment_min(packed: Array, bits: int, dim: int, idx: Array, offsets: Array, xp: Any) -> Array:
     """Per-bag, per-feature min of the dequantized rows (empty bags 0), (B, dim) float32."""
-    fused = _fused(xp)
-    if fused is not None:
-        return fused.gather_segment_extreme(packed, bits, dim, idx, offsets, False)
-    rows = gather_rows(packed, bits, dim, idx, xp)
-    return _segment_min(rows, _positions(idx, xp), offsets, False, xp=xp)[0]
+    return _segment_extreme(packed, bits, dim, idx, offsets, False, xp)
