@@ -9,7 +9,7 @@ from typing import Any, SupportsIndex
 
 from array_api_compat import array_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
 
-from . import _core, _dask
+from . import _core, _dask, _quantized
 from . import _primitives as prim
 from . import _validate as v
 from ._typing import Array, Namespace, Pullback
@@ -169,6 +169,9 @@ def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, nor
             return out
     if _torch_traced(xp, want_vjp, input, weight):
         return _traced_module().embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse)
+    if isinstance(weight, _quantized.QuantizedTable):  # QUANT-FORWARD
+        return _quantized.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
+                                    xp, want_vjp)
     if _dask.involves_dask(input, weight):  # dask arrays: the blockwise path (issue 13, spec DASK-*)
         return _dask.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
                                xp, want_vjp)
@@ -243,6 +246,10 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
     if _torch_traced(xp, want_vjp, input, weight, offsets, per_sample_weights, lengths):
         return _traced_module().embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode,
                                               sparse, per_sample_weights, include_last_offset, padding_idx, lengths)
+    if isinstance(weight, _quantized.QuantizedTable):  # QUANT-FORWARD
+        return _quantized.embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode,
+                                        sparse, per_sample_weights, include_last_offset, padding_idx, xp,
+                                        want_vjp, lengths)
     if _dask.involves_dask(input, weight, offsets, per_sample_weights, lengths):  # issue 13, spec DASK-*
         return _dask.embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode,
                                    sparse, per_sample_weights, include_last_offset, padding_idx, xp, want_vjp,
