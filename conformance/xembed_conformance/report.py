@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
+
+#: violations of a ``grad`` check found before any gradient is looked at (the forward call and its output)
+FORWARD_CAUSES = ("call", "output", "weight after the call")
 
 CELL = {"pass": "pass", "fail": "**FAIL**", "skip": "skip", "extension": "extension", "not offered": "not offered",
         "xfail": "xfail", "xpass": "xpass", "error": "**ERROR**"}
@@ -45,17 +49,17 @@ def markdown(report: dict[str, Any], with_repros: bool = True) -> str:
                "(max_norm's in-place renorm, nothing else changed); `error` rows: the call must raise a "
                "clear error and leave the weight untouched; `grad`: weight / per_sample_weights gradients "
                "(sparse: the COO layout and the densified values).")
-    fails = [r for r in res if r["status"] in ("fail", "error")]
-    if fails:
-        out += ["", "## Failures", ""]
-        for r in fails:
-            out += [f"### `{r['id']}` — {r['status']}", "", r["message"], ""]
-            if r["case"]:
-                out += [f"shrunk case: {r['case']}", ""]
-            if r["hypothesis_notes"]:
-                out += ["```", *r["hypothesis_notes"], "```", ""]
-            if with_repros and r["repro"]:
-                out += ["```python", r["repro"].rstrip(), "```", ""]
+    groups = group_failures(res)
+    if groups:
+        out += ["", f"## Failures ({sum(len(g) for g in groups)} checks, {len(groups)} causes)", ""]
+        for k, group in enumerate(groups, 1):
+            out += [f"### Cause {k}: {group[0][0]['message'][:200]}", ""]
+            for r, same_as in group:
+                if same_as:
+                    out += [f"- `{r['id']}` — {r['status']}: {same_as}", ""]
+                    continue
+                out += [f"#### `{r['id']}` — {r['status']}", "", failure_text(r, with_repro=with_repros,
+                                                                              fenced=True), ""]
     xf = [r for r in res if r["status"] in ("xfail", "xpass")]
     if xf:
         out += ["", "## Known deviations (xfails file)", ""]
@@ -94,3 +98,66 @@ def write(report: dict[str, Any], path: str) -> list[str]:
                 fh.write(markdown(report))
         written.append(p)
     return written
+
+
+def _cause_key(r: dict[str, Any]) -> str:
+    """A failure's message with its numbers and array literals blanked: failures of one cause share it."""
+    msg = re.sub(r"\[[^\]]*\]", "[…]", r["message"])
+    return re.sub(r"-?\d+(\.\d+)?(e-?\d+)?", "#", msg)
+
+
+def group_failures(results: list[dict[str, Any]]) -> list[list[tuple[dict[str, Any], str]]]:
+    """Failing and erroring checks grouped by cause: [(result, "" or why it repeats another check's failure)].
+
+    A ``::grad`` check whose forward output fails (FORWARD_CAUSES) while its ``::values`` check failed the same
+    way joins that check (``same_as`` says so); the others are grouped by their message with the numbers
+    blanked (one column-tile bug: one cause, however many rows show it)."""
+    failing = [r for r in results if r["status"] in ("fail", "error")]
+    by_id = {r["id"]: r for r in failing}
+    groups: dict[str, list[tuple[dict[str, Any], str]]] = {}
+    for r in failing:
+        values = by_id.get(r["id"].rsplit("::", 1)[0] + "::values")
+        if (r["aspect"] == "grad" and values is not None and r.get("cause") in FORWARD_CAUSES
+                and values.get("cause") == r.get("cause")):
+            note = f"its forward {r['cause']} fails, as in `{values['id']}` ({r['message'][:120]})"
+            groups.setdefault(_cause_key(values), []).append((r, note))
+            continue
+        groups.setdefault(_cause_key(r) if r["status"] == "fail" else "error: " + r["id"], []).append((r, ""))
+    return [sorted(g, key=lambda m: bool(m[1])) for g in groups.values()]
+
+
+def failure_text(r: dict[str, Any], with_repro: bool = True, fenced: bool = False) -> str:
+    """One failing check: the message, the shrunk case, hypothesis's draws and (with_repro) the repro."""
+    out = [f"{r['id']}: {r['message']}"]
+    if r["case"]:
+        out.append(f"shrunk case: {r['case']}")
+    if r["hypothesis_notes"] and r["status"] == "fail":
+        out += (["```"] if fenced else []) + r["hypothesis_notes"] + (["```"] if fenced else [])
+    elif r["hypothesis_notes"]:  # a checker error: its traceback
+        out += r["hypothesis_notes"]
+    if with_repro and r["repro"]:
+        repro = r["repro"].rstrip()
+        out += ["```python", repro, "```"] if fenced else ["repro (python -):", repro]
+    return "\n".join(out)
+
+
+def verdict_line(report: dict[str, Any]) -> str:
+    s = report["summary"]
+    verdict = "CONFORMS" if report["conforms"] else "DOES NOT CONFORM"
+    if s["error"]:
+        verdict = "CHECKER ERROR (no verdict)"
+    counts = ", ".join(f"{k}: {v}" for k, v in s.items() if v)
+    return f"xembed-conformance: {report['target']} on {report['backend']}: {verdict} ({counts})"
+
+
+def summary_lines(report: dict[str, Any], width: int = 160) -> list[str]:
+    """The quiet summary: the verdict, then one line per failing check, grouped by cause."""
+    out = [verdict_line(report)]
+    groups = group_failures(report["results"])
+    for k, group in enumerate(groups, 1):
+        n = len(group)
+        out.append(f"  cause {k} ({n} check{'s' if n > 1 else ''}): {group[0][0]['message']}"[:width])
+        for r, same_as in group:
+            out.append(f"    {r['status'].upper()} {r['id']} — {same_as or r['message']}"[:width])
+    out += [f"  stale xfails entry, line {x['line']}: {x['entry']} — {x['why']}" for x in report["stale_xfails"]]
+    return out
