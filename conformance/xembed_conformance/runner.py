@@ -47,7 +47,8 @@ class Result:
     case: str = ""
     repro: str = ""
     hypothesis_notes: list[str] = field(default_factory=list)
-    examples: int = 0
+    examples: int = 0  # examples run (boundary + generated) until the first failure, if any
+    shrink_steps: int = 0  # examples hypothesis ran after the first failure, shrinking it
     seconds: float = 0.0
     xfail_reason: str = ""
     xfail_line: int = 0  # the xfails entry (line number) that absorbed the failure
@@ -175,15 +176,8 @@ def _find_violation(exc: BaseException) -> Violation | None:
 # one check --------------------------------------------------------------------------------------------
 
 
-def run_check(ctx: Context, row: Row, aspect: str, *, max_examples: int, seed: int, spec_str: str) -> Result:
-    counter = [0]
-
-    def body(data: st.DataObject) -> None:
-        case = row.draw(data, ctx.backend, grad=(aspect == "grad"))
-        counter[0] += 1
-        run_row(ctx, row, aspect, case)
-
-    test = settings(
+def _settings(max_examples: int) -> settings:
+    return settings(
         max_examples=max_examples,
         deadline=None,  # kernel-scale cases and the worker round trip vary in time by design
         database=None,  # runs are reproducible from --seed alone
@@ -195,17 +189,43 @@ def run_check(ctx: Context, row: Row, aspect: str, *, max_examples: int, seed: i
         report_multiple_bugs=False,
         print_blob=False,
         verbosity=hypothesis.Verbosity.normal,
-    )(given(st.data())(body))
-    test = hypothesis.seed(seed)(test)
+    )
+
+
+def _hypothesis_run(ctx: Context, row: Row, aspect: str, max_examples: int, seed: int, boundary: str | None,
+                    counts: dict[str, int]) -> None:
+    """One hypothesis run of the check: `boundary` None: generated examples; else that size class's boundary
+    example (one).  counts["examples"]: examples run until the first failure; counts["shrinks"]: after it."""
+
+    def body(data: st.DataObject) -> None:
+        case = row.draw(data, ctx.backend, grad=(aspect == "grad"), boundary=boundary)
+        counts["shrinks" if counts["failed"] else "examples"] += 1
+        try:
+            run_row(ctx, row, aspect, case)
+        except BaseException:
+            counts["failed"] = 1
+            raise
+
+    test = _settings(max_examples)(given(st.data())(body))
+    hypothesis.seed(seed)(test)()
+
+
+def run_check(ctx: Context, row: Row, aspect: str, *, max_examples: int, seed: int, spec_str: str) -> Result:
+    """Boundary examples (one per size class the row draws from), then generated examples: `max_examples` in
+    all (at least one generated)."""
+    counts = {"examples": 0, "shrinks": 0, "failed": 0}
     ctx.outcome = ""
     ctx.crashes = 0
     ctx.grad_f32 = row.grad_f32
     res = Result(id=f"{row.fn}::{row.option}::{aspect}", function=row.fn, option=row.option,
                  aspect=aspect, status="pass", spec=list(row.spec))
+    edges = list(row.size_classes) if row.boundary is not None else []
     t0 = time.perf_counter()
     try:
         try:
-            test()
+            for cls in edges:
+                _hypothesis_run(ctx, row, aspect, 1, seed, cls, counts)
+            _hypothesis_run(ctx, row, aspect, max(1, max_examples - len(edges)), seed, None, counts)
         except CrashBudgetSpent as c:
             raise c.violation from None
         if ctx.outcome == "offered":
@@ -229,7 +249,7 @@ def run_check(ctx: Context, row: Row, aspect: str, *, max_examples: int, seed: i
             res.message = "checker error (not a verdict on the target): " + "".join(
                 traceback.format_exception_only(type(e), e)).strip()
             res.hypothesis_notes = ["".join(traceback.format_exception(e))[-3000:]]
-    res.examples = counter[0]
+    res.examples, res.shrink_steps = counts["examples"], counts["shrinks"]
     res.seconds = round(time.perf_counter() - t0, 3)
     return res
 
