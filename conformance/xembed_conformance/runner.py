@@ -242,8 +242,8 @@ def run_check(ctx: Context, row: Row, aspect: str, *, max_examples: int, seed: i
             if e is not v:
                 notes += [n for n in getattr(e, "__notes__", []) if n not in notes]
             res.hypothesis_notes = [n[:4000] for n in notes if n.startswith("Draw ")]
-            res.repro = make_repro(spec_str, ctx.backend, v.case, aspect, f"{res.id}: {v.what}", ctx.grad_mode,
-                                   crashed=bool(v.extra.get("crashed")), strict=ctx.strict, check_id=res.id)
+            res.repro = make_repro(spec_str, ctx.backend, v.case, aspect, f"{res.id}: {res.message[:300]}",
+                                   ctx.grad_mode, crashed=bool(v.extra.get("crashed")), violation=v)
         else:
             res.status = "error"
             res.message = "checker error (not a verdict on the target): " + "".join(
