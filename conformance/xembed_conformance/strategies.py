@@ -8,7 +8,8 @@ offsets) → ``padding`` → ``duplicates`` → ``flags`` (scale_grad_by_freq, s
 → ``max_norm`` → ``grad_output``.
 
 Sizes (see docs/conformance.md, Sizes): every row mixes tiny cases (the ones hypothesis shrinks to)
-with kernel-scale ones -- embedding dims 4..320 (every residue modulo 4, 8 and 32), bags of up to
+with kernel-scale ones -- embedding dims 4..320 (half of them at column-tile edges: multiples of 8..128 and
+one off), one boundary example per size class, ties in max bags, bags of up to
 3,000 entries, up to 3,000 bags, tables of more than 65,536 rows, inputs of up to 20,000 positions with
 a few hot rows.  Small arrays are drawn element by element (hypothesis shrinks their values); arrays
 beyond :data:`ELEMENTWISE_MAX` elements come from a NumPy generator seeded by one labelled draw (their
