@@ -167,6 +167,16 @@ class CheckItem(pytest.Item):
         return self.path, None, f"{self.name}  [{', '.join(self.spec)}]"
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """The result travels on the call report only (to the xdist controller): the teardown report, whose
+    properties --junitxml records, does not carry the whole result (repro included) a second time."""
+    report = yield
+    if call.when == "teardown" and isinstance(item, CheckItem):
+        report.user_properties = [p for p in report.user_properties if p[0] != PROPERTY]
+    return report
+
+
 class Run:
     """Registered per pytest run: gathers the items' results (from every xdist worker's reports) and, on the
     controller, writes the report, prints the summary and sets the exit status."""
@@ -190,7 +200,7 @@ class Run:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)
         if report.when == "call" and PROPERTY in props:
-            data = json.loads(props[PROPERTY])
+            data = json.loads(str(props[PROPERTY]))
             self.meta = self.meta or data["meta"]
             self.results.append(data["result"])
 
