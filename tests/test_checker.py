@@ -498,13 +498,15 @@ def test_suite_groups_a_grad_failure_under_its_values_failure() -> None:
     results = [res("embedding::scale::values", "output", "value at (0, 17) is 0.0, expected 1.25"),
                res("embedding::scale::grad", "output", "value at (2, 33) is 0.0, expected -0.5"),
                res("embedding::wide::values", "output", "value at (1, 9) is 0.0, expected 2.0"),
-               res("embedding::sparse::grad", "sparse grad_weight layout", "indices [0], expected [0, 0]")]
+               res("embedding::sparse::grad", "sparse grad_weight layout", "indices [0], expected [0, 0]"),
+               res("embedding::0-d::values", "call", "raised NotImplementedError: no"),
+               res("embedding::0-d::grad", "vjp call", "raised NotImplementedError: no")]
     groups = group_failures(results)
     assert [[r["id"] for r, _ in g] for g in groups] == [
         ["embedding::scale::values", "embedding::wide::values", "embedding::scale::grad"],
-        ["embedding::sparse::grad"]]
+        ["embedding::sparse::grad"], ["embedding::0-d::values", "embedding::0-d::grad"]]
     assert "as in `embedding::scale::values`" in groups[0][2][1]
     lines = summary_lines({"target": "t", "backend": "numpy", "conforms": False, "stale_xfails": [],
-                           "summary": {"pass": 3, "fail": 4, "error": 0}, "results": results})
-    assert lines[0] == "xembed-conformance: t on numpy: DOES NOT CONFORM (pass: 3, fail: 4)"
-    assert sum(line.startswith("    FAIL ") for line in lines) == 4
+                           "summary": {"pass": 3, "fail": 6, "error": 0}, "results": results})
+    assert lines[0] == "xembed-conformance: t on numpy: DOES NOT CONFORM (pass: 3, fail: 6)"
+    assert sum(line.startswith("    FAIL ") for line in lines) == 6

@@ -117,8 +117,9 @@ def group_failures(results: list[dict[str, Any]]) -> list[list[tuple[dict[str, A
     groups: dict[str, list[tuple[dict[str, Any], str]]] = {}
     for r in failing:
         values = by_id.get(r["id"].rsplit("::", 1)[0] + "::values")
-        if (r["aspect"] == "grad" and values is not None and r.get("cause") in FORWARD_CAUSES
-                and values.get("cause") == r.get("cause")):
+        cause = "call" if r.get("cause") == "vjp call" else r.get("cause")  # the vjp call is the grad's forward
+        if (r["aspect"] == "grad" and values is not None and cause in FORWARD_CAUSES
+                and values.get("cause") == cause):
             note = f"its forward {r['cause']} fails, as in `{values['id']}` ({r['message'][:120]})"
             groups.setdefault(_cause_key(values), []).append((r, note))
             continue
