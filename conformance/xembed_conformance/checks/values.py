@@ -53,25 +53,30 @@ def check_weight_after(ctx: Context, case: Case, w_after: NDArray, expected: NDA
     if not ctx.backend.renorm_in_place:
         # immutable arrays: the renorm cannot reach the caller's weight; the output reads renormed rows
         if not np.array_equal(w_after, orig, equal_nan=True):
-            raise Violation("weight after the call", "an immutable weight changed", case)
+            raise Violation("weight after the call", "an immutable weight changed", case, expected=orig,
+                            tolerance=np.zeros(orig.shape), dtype=case.wdtype)
         return expected
-    touched = np.any(expected != orig, axis=1)
+    touched = np.any((expected != orig) & ~(np.isnan(expected) & np.isnan(orig)), axis=1)  # NaN: BAG-MAX-NAN
     close = np.abs(w_after - expected) <= renorm_allowance(case) * FLOAT_EPS[case.wdtype] * np.abs(orig) + 1e-300
     bad_touched = touched & ~close.all(axis=1)
     bad_untouched = ~touched & ~np.all((w_after == orig) | (np.isnan(w_after) & np.isnan(orig)), axis=1)
+    judged = {"expected": expected, "dtype": case.wdtype,  # for the repro's own verdict
+              "tolerance": np.where(touched[:, None], renorm_allowance(case) * FLOAT_EPS[case.wdtype] * np.abs(orig),
+                                    0.0)}
     if bad_touched.any():
         r = int(np.argmax(bad_touched))
         same = np.array_equal(w_after[r], orig[r])
         msg = (f"weight row {r} should have been renormed in place to {expected[r].tolist()} "
                f"(||row||_{case.kwargs.get('norm_type', 2.0)} > max_norm), "
                + ("but it was left unchanged" if same else f"but is {w_after[r].tolist()}"))
-        raise Violation("weight after the call", msg, case)
+        raise Violation("weight after the call", msg, case, **judged)
     if bad_untouched.any():
         r = int(np.argmax(bad_untouched))
         why = ("it is not renormed: its norm is not > max_norm or it is not in the input"
                if case.kwargs.get("max_norm") is not None else "no max_norm was given")
         raise Violation("weight after the call",
-                        f"weight row {r} changed from {orig[r].tolist()} to {w_after[r].tolist()}; {why}", case)
+                        f"weight row {r} changed from {orig[r].tolist()} to {w_after[r].tolist()}; {why}", case,
+                        **judged)
     return w_after
 
 

@@ -3,7 +3,7 @@ semantics (EXT-*).  An implementation that does not offer an extension (it raise
 NotImplementedError, ValueError or TypeError, leaving the weight untouched) gets
 "not offered" -- never a failure; one that offers it must match the reference.
 
-Adding an extension is one :func:`register_extension` call (docs/conformance.md > Extensions)::
+Adding an extension is one :func:`register_extension` call (docs/conformance-backends.md > Extensions)::
 
     from xembed_conformance.checks.extensions import Extension, register_extension
     from xembed_conformance import reference as ref

@@ -31,7 +31,7 @@ STRICT_ERROR_ROWS: list[tuple[str, ErrorRow]] = [
                  ErrorSpec("ValueError at the call", strict=True), ("ERR-SPARSE-SGBF", _A),
                  {"shape": "offsets", "mode": ("sum", "mean")})),
     (B, ErrorRow("strict: decreasing offsets", _off_decreasing,
-                 ErrorSpec("ValueError naming the position", strict=True), ("ERR-OFFSETS-DECREASING", _A),
+                 ErrorSpec("ValueError", strict=True), ("ERR-OFFSETS-DECREASING", _A),
                  {"shape": "offsets", "dup": True})),
     (B, ErrorRow("strict: include_last_offset with offsets[-1] != len(input)", _ilo_short,
                  ErrorSpec("ValueError", strict=True), ("BAG-LAST-OFFSET", _A), {"shape": "offsets", "dup": True})),

@@ -23,6 +23,8 @@ from xembed_conformance.checks.values import run_values
 from xembed_conformance.strategies import LOW_PRECISION, Want, cases
 
 Draw = Callable[[Backend, bool], st.SearchStrategy[Case]]
+#: (backend, grad, size class) -> the strategy of the boundary example of that size class
+BoundaryDraw = Callable[[Backend, bool, str], st.SearchStrategy[Case]]
 
 
 @dataclass
@@ -38,13 +40,25 @@ class Row:
     strict_only: bool = False  # checked only with --strict
     grad_f32: bool = False  # low-precision gradients must accumulate in float32 (GRAD-ACC)
     budget: float = 1.0  # share of --max-examples this row spends
+    # one boundary example per size class before the generated ones (strategies.Want.boundary); none if None
+    boundary: BoundaryDraw | None = None
+    size_classes: tuple[str, ...] = ()
 
     def check_ids(self) -> list[str]:
         return [f"{self.fn}::{self.option}::{a}" for a in self.aspects]
 
-    def draw(self, data: st.DataObject, backend: Backend, grad: bool = False) -> Case:
-        """One case, as a labelled draw that shows the final arguments."""
+    def draw(self, data: st.DataObject, backend: Backend, grad: bool = False, boundary: str | None = None) -> Case:
+        """One case, as a labelled draw that shows the final arguments (`boundary`: that size class's boundary
+        example)."""
+        if boundary is not None:
+            assert self.boundary is not None
+            return data.draw(self.boundary(backend, grad, boundary), label=f"case (final arguments; boundary "
+                             f"example of size class {boundary!r})")
         return data.draw(self.strategy(backend, grad), label="case (final arguments)")
+
+
+def _edge(w: Want, cls: str) -> Want:
+    return w.with_(scale=cls, boundary=True)
 
 
 def valid(option: str, fn: str, spec: tuple[str, ...], budget: float = 0.5,
@@ -54,7 +68,11 @@ def valid(option: str, fn: str, spec: tuple[str, ...], budget: float = 0.5,
     def strategy(be: Backend, grad: bool) -> st.SearchStrategy[Case]:
         return cases(w.with_(grad=grad), be.float_dtypes, be.int_dtypes)
 
-    return Row(option, fn, "valid", strategy, spec, aspects, budget=budget)
+    def boundary(be: Backend, grad: bool, cls: str) -> st.SearchStrategy[Case]:
+        return cases(_edge(w, cls).with_(grad=grad), be.float_dtypes, be.int_dtypes)
+
+    return Row(option, fn, "valid", strategy, spec, aspects, budget=budget, boundary=boundary,
+               size_classes=w.size_classes())
 
 
 @st.composite
@@ -72,8 +90,11 @@ def error(fn: str, er: ErrorRow) -> Row:
     def strategy(be: Backend, grad: bool) -> st.SearchStrategy[Case]:
         return _invalid(w, er, be)
 
+    def boundary(be: Backend, grad: bool, cls: str) -> st.SearchStrategy[Case]:
+        return _invalid(_edge(w, cls), er, be)
+
     return Row(er.option, fn, "error", strategy, er.spec, ("error",), error=er.error,
-               strict_only=er.error.strict, budget=0.3)
+               strict_only=er.error.strict, budget=0.3, boundary=boundary, size_classes=w.size_classes())
 
 
 @st.composite
@@ -86,8 +107,12 @@ def extension(ext: Extension) -> Row:
     def strategy(be: Backend, grad: bool) -> st.SearchStrategy[Case]:
         return _extended(replace(ext, want=ext.want.with_(grad=grad)), be)
 
+    def boundary(be: Backend, grad: bool, cls: str) -> st.SearchStrategy[Case]:
+        return _extended(replace(ext, want=_edge(ext.want, cls).with_(grad=grad)), be)
+
     aspects = ("values", "grad") if ext.gradient is not None else ("values",)
-    return Row(ext.option, ext.fn, "extension", strategy, ext.spec, aspects, extension=ext)
+    return Row(ext.option, ext.fn, "extension", strategy, ext.spec, aspects, extension=ext, boundary=boundary,
+               size_classes=ext.want.size_classes())
 
 
 E, B = "embedding", "embedding_bag"

@@ -46,6 +46,8 @@ class Case:
     grad_out: NDArray | None = None
     # free-form facts for messages ("input position 3 holds 7 >= num_embeddings=6", ...)
     notes: list[str] = field(default_factory=list)
+    # an invalid case: what the error message must show under --strict (ERR-INDEX-RANGE: the offending value)
+    must_name: tuple[str, ...] = ()
 
     @property
     def mode(self) -> str:

@@ -1,6 +1,10 @@
 """``xembed-conformance`` / ``python -m xembed_conformance``: check an embedding / embedding_bag
 implementation against torch.
 
+A thin wrapper over the pytest suite (``pytest --pyargs xembed_conformance``, :mod:`xembed_conformance.plugin`):
+it runs the suite once per backend, and passes the arguments it does not know to pytest (``-n 2``, ``-x``,
+``--junitxml=out.xml``, ``-k``).  ``--list`` needs no target.
+
 Exit status: 0 iff everything checked conforms; 1 if something does not conform (or, with
 ``--fail-on-stale``, an xfails entry absorbed no failure); 2 for every checker-side error (the target or
 a backend cannot be imported, an unknown attribute, ``--only`` or an xfails entry matching nothing, a
@@ -11,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
-PROFILES = {"fast": 50, "full": 500}
+from xembed_conformance.plugin import PROFILES
 
 
 def parser() -> argparse.ArgumentParser:
@@ -25,7 +28,7 @@ def parser() -> argparse.ArgumentParser:
         description="Hypothesis-driven conformance check of embedding / embedding_bag against "
                     "torch.nn.functional (CPU, float64 oracle); the rules are docs/spec.md's. Exit status 0 iff "
                     "everything checked conforms, 1 if not, 2 for a checker-side error.")
-    p.add_argument("--impl", required=True, help="target: MODULE, MODULE:ATTR, path/to/file.py or path/to/file.py:ATTR "
+    p.add_argument("--impl", default=None, help="target: MODULE, MODULE:ATTR, path/to/file.py or path/to/file.py:ATTR "
                    "with `embedding` and/or `embedding_bag` (optionally `embedding_vjp` / `embedding_bag_vjp`); "
                    "the current directory is importable")
     p.add_argument("--backend", default="numpy",
@@ -53,7 +56,8 @@ def parser() -> argparse.ArgumentParser:
                         "after a crash)")
     p.add_argument("--list", action="store_true", help="list check ids (with their spec rule IDs) and exit")
     p.add_argument("-q", "--quiet", action="store_true",
-                   help="print failures, a progress line every 15 s, and the summary")
+                   help="print the verdict and one line per failing check, grouped by cause (the report has the "
+                        "repros)")
     return p
 
 
@@ -62,59 +66,73 @@ def _fail(msg: str) -> int:
     return 2
 
 
+def _plugin_args() -> list[str]:
+    """`-p xembed_conformance.plugin` unless the installed distribution registers it (entry point pytest11)."""
+    from importlib.metadata import entry_points
+
+    if any(ep.value == "xembed_conformance.plugin" for ep in entry_points(group="pytest11")):
+        return []
+    return ["-p", "xembed_conformance.plugin"]
+
+
+def pytest_args(args: argparse.Namespace, backend: str, device: str | None, report: str | None) -> list[str]:
+    """The pytest command line that runs the suite for one backend (what this command wraps)."""
+    # -c devnull: the current directory's pytest configuration is not the suite's; the assert-rewrite warning:
+    # this process imported hypothesis (checking the target, then earlier backends) before pytest started
+    out = ["--pyargs", "xembed_conformance", "-c", os.devnull, "-p", "no:cacheprovider", *_plugin_args(),
+           "-W", "ignore::pytest.PytestAssertRewriteWarning",
+           f"--impl={args.impl}", f"--backend={backend}", f"--profile={args.profile}", f"--seed={args.seed}",
+           f"--grad={args.grad}"]
+    out += [f"--device={device}"] if device else []
+    out += [f"--max-examples={args.max_examples}"] if args.max_examples else []
+    out += ["--conformance-strict"] if args.strict else []
+    out += [f"--xfails={args.xfails}"] if args.xfails else []
+    out += ["--fail-on-stale"] if args.fail_on_stale else []
+    out += [f"--only={g}" for g in args.only or []]
+    out += ["--no-isolation"] if args.no_isolation else []
+    out += [f"--report={report}"] if report else []
+    out += ["--conformance-quiet", "-q", "--tb=no", "-rN"] if args.quiet else ["-v", "--tb=short", "-rN"]
+    return out
+
+
+def list_checks(backend: str, device: str | None) -> int:
+    from xembed_conformance.runner import SetupError, check_ids
+
+    try:
+        ids = check_ids(backend.split(",", maxsplit=1)[0] if backend != "all" else "numpy", device)
+    except SetupError as e:
+        return _fail(str(e))
+    for cid, spec in ids:
+        print(f"{cid}    [{', '.join(spec)}]")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    sys.path.insert(0, str(Path.cwd()))
-    from xembed_conformance import report
-    from xembed_conformance.backends import UnknownBackendError, make_backend
-    from xembed_conformance.runner import Result, SetupError, run_conformance
-
+    args, extra = parser().parse_known_args(argv)
     if args.list:
-        from xembed_conformance.checks.rows import build_rows
+        return list_checks(args.backend, args.device)
+    if not args.impl:
+        return _fail("--impl is required (--list shows the checks without it)")
+    import pytest
 
-        try:
-            be = make_backend(args.backend.split(",")[0] if args.backend != "all" else "numpy", args.device)
-        except (UnknownBackendError, ImportError) as e:
-            return _fail(str(e))
-        for row in build_rows(be):
-            for cid in row.check_ids():
-                print(f"{cid}    [{', '.join(row.spec)}]")
-        return 0
-    n = args.max_examples or PROFILES[args.profile]
+    from xembed_conformance.runner import SetupError, Suite, resolve_impl
+
+    args.impl = resolve_impl(args.impl)
+
     runs = _backend_runs(args.backend, args.device)
-    impl = args.impl
-    if impl.split(":")[0].endswith(".py"):
-        head, sep, attr = impl.rpartition(":") if not impl.endswith(".py") else (impl, "", "")
-        impl = str(Path(head).resolve()) + sep + attr
-    last = [time.monotonic()]
-    t0 = time.monotonic()
-
-    def progress(r: Result, done: int, total: int) -> None:
-        show = r.status in ("fail", "error")
-        if not args.quiet or show:
-            msg = f"  {r.message}" if show else ""
-            print(f"{r.status:>11}  {r.id}  ({r.examples} ex, {r.seconds:.1f}s){msg}", flush=True)
-        elif time.monotonic() - last[0] > 15 or done == total:
-            print(f"[{done}/{total} checks, {time.monotonic() - t0:.0f} s] last: {r.id}", flush=True)
-            last[0] = time.monotonic()
-
     worst = 0
     for backend, device in runs:
         if len(runs) > 1:
             print(f"\n===== {args.impl} on {backend}" + (f" ({device})" if device else "") + " =====", flush=True)
-        try:
-            rep = run_conformance(impl, backend=backend, device=device, max_examples=n, seed=args.seed,
-                                  strict=args.strict, xfails=args.xfails, only=args.only, grad=args.grad,
-                                  progress=progress, isolate=not args.no_isolation, fail_on_stale=args.fail_on_stale)
+        try:  # checker-side errors as one line and status 2, before pytest starts
+            Suite(args.impl, backend, device, xfails=args.xfails, only=args.only, isolate=False).close()
         except SetupError as e:
             return _fail(str(e))
-        print()
-        print(report.markdown(rep))
-        if args.report:
-            for p in report.write(rep, _report_path(args.report, backend, device, len(runs) > 1)):
-                print(f"report written to {p}")
-        code = 2 if rep["summary"]["error"] else (0 if rep["conforms"] else 1)
-        worst = max(worst, code)
+        report = _report_path(args.report, backend, device, len(runs) > 1) if args.report else None
+        code = int(pytest.main([*pytest_args(args, backend, device, report), *extra]))
+        # pytest's statuses: 0 passed, 1 failed; 2 (collection error: a checker-side error, or a checker error
+        # while checking), 3 internal error, 4 usage error, 5 nothing collected are all checker-side here
+        worst = max(worst, code if code in (0, 1) else 2)
     if len(runs) > 1:
         print("exit status", worst)
     return worst

@@ -109,7 +109,8 @@ def check_grad_parts(ctx: Context, case: Case, res: dict[str, Any], expected: tu
             raise Violation(
                 "sparse grad_weight layout",
                 f"indices {_head(idx)}, expected {_head(exp_idx)} (torch's uncoalesced COO layout, GRAD-SPARSE: "
-                "one entry per non-padding input position, in input order, duplicates kept)", case)
+                "one entry per non-padding input position, in input order, duplicates kept)", case,
+                expected_indices=exp_idx)
         check_array(ctx, case, sp["values"], exp_vals, mag_vals, "sparse grad_weight values",
                     Tolerance.for_case(case, 1, accumulate_f32=ctx.grad_f32))
         check_array(ctx, case, sp["dense"], exp_gw, mag_gw, "grad_weight (sparse, densified)", tol)

@@ -121,11 +121,14 @@ class Tolerance:
             return Tolerance(4 + terms, FLOAT_EPS["float32"], 2 * eps_w)  # two roundings: the sum, the mean
         return Tolerance(4 + terms, eps_w, 0.0)
 
-    def ok(self, actual: NDArray, expected: NDArray, mag: NDArray, slack: NDArray | None = None) -> NDArray:
-        """`slack`: a further absolute allowance per entry (an input the target may round differently)."""
+    def bound(self, expected: NDArray, mag: NDArray, slack: NDArray | None = None) -> NDArray:
+        """The largest |actual - expected| allowed, per entry.  `slack`: a further absolute allowance per entry
+        (an input the target may round differently)."""
         tol = self.rel * np.abs(expected) + self.c * self.eps * (np.abs(mag) + np.abs(expected))
-        if slack is not None:
-            tol = tol + slack
+        return tol if slack is None else tol + slack
+
+    def ok(self, actual: NDArray, expected: NDArray, mag: NDArray, slack: NDArray | None = None) -> NDArray:
+        tol = self.bound(expected, mag, slack)
         return (np.abs(actual - expected) <= tol) | (np.isnan(actual) & np.isnan(expected))
 
     def __str__(self) -> str:
@@ -137,15 +140,17 @@ def check_array(ctx: Context, case: Case, x: Observed | None, expected: NDArray,
                 tol: Tolerance, *, dtype: str | None = None, slack: NDArray | None = None) -> None:
     """`slack`: see Tolerance.ok (the renorm's rounding where the checker cannot see the renormed weight)."""
     be = ctx.backend
-    if x is None:
-        raise Violation(what, "missing", case)
-    if not x.is_array:
-        raise Violation(what, f"expected a {be.name} array, got {x.type_name}", case)
-    if x.shape != tuple(expected.shape):
-        raise Violation(what, f"shape {x.shape}, expected {tuple(expected.shape)}", case, expected=expected)
     want_dtype = dtype or case.wdtype
+    # what a repro needs to judge the array by itself: the expected values, the tolerance per entry, the dtype
+    judged = {"expected": expected, "tolerance": tol.bound(expected, mag, slack), "dtype": want_dtype}
+    if x is None:
+        raise Violation(what, "missing", case, **judged)
+    if not x.is_array:
+        raise Violation(what, f"expected a {be.name} array, got {x.type_name}", case, **judged)
+    if x.shape != tuple(expected.shape):
+        raise Violation(what, f"shape {x.shape}, expected {tuple(expected.shape)}", case, **judged)
     if x.dtype != want_dtype:
-        raise Violation(what, f"dtype {x.dtype}, expected {want_dtype}", case)
+        raise Violation(what, f"dtype {x.dtype}, expected {want_dtype}", case, **judged)
     if x.device != ctx.expected_device:
         raise Violation(what, f"device {x.device}, expected {ctx.expected_device} (the weight's)", case)
     actual = x.values
@@ -160,5 +165,5 @@ def check_array(ctx: Context, case: Case, x: Observed | None, expected: NDArray,
                 f"value at {bad} is {float(actual[bad])!r}, expected {float(expected[bad])!r} "
                 f"(tolerance {tol}{'' if slack is None else f' + renorm slack {float(slack[bad]):.3g}'}; "
                 f"{nbad} of {ok.size} entries off)",
-                case, expected=expected, actual=actual,
+                case, actual=actual, **judged,
             )

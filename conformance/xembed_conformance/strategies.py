@@ -8,7 +8,8 @@ offsets) → ``padding`` → ``duplicates`` → ``flags`` (scale_grad_by_freq, s
 → ``max_norm`` → ``grad_output``.
 
 Sizes (see docs/conformance.md, Sizes): every row mixes tiny cases (the ones hypothesis shrinks to)
-with kernel-scale ones -- embedding dims 4..320 (every residue modulo 4, 8 and 32), bags of up to
+with kernel-scale ones -- embedding dims 4..320 (half of them at column-tile edges: multiples of 8..128 and
+one off), one boundary example per size class, ties in max bags, bags of up to
 3,000 entries, up to 3,000 bags, tables of more than 65,536 rows, inputs of up to 20,000 positions with
 a few hot rows.  Small arrays are drawn element by element (hypothesis shrinks their values); arrays
 beyond :data:`ELEMENTWISE_MAX` elements come from a NumPy generator seeded by one labelled draw (their
@@ -91,6 +92,13 @@ class Want:
     bite: bool = True  # max_norm renorms at least one used row
     scale: Choice = "mixed"  # a SIZES name, "mixed", or a tuple of names
     grad: bool = False
+    boundary: bool = False  # a boundary example: the size class's edge (kernel-scale D = 256), ties forced
+
+    def size_classes(self) -> tuple[str, ...]:
+        """The size classes this want draws from (each gets one boundary example per check)."""
+        if self.scale == "mixed":
+            return tuple(dict.fromkeys(MIXED))
+        return tuple(dict.fromkeys(self.scale)) if isinstance(self.scale, tuple) else (self.scale,)
 
     def with_(self, **kw: Any) -> Want:
         return replace(self, **kw)
@@ -164,16 +172,42 @@ def sizes(draw: st.DrawFn, want: Want) -> Sizes:
     return SIZES[name]
 
 
+#: the column-tile widths of kernels (vector lanes, warps, shared-memory tiles)
+TILE_WIDTHS = (8, 16, 32, 64, 128)
+#: the boundary example's embedding_dim in the kernel-scale class: a multiple of every tile width
+BOUNDARY_DIM = 256
+
+
+@st.composite
+def kernel_dim(draw: st.DrawFn, lo: int, hi: int) -> int:
+    """embedding_dim at a column-tile edge half of the time: a multiple of 8, 16, 32, 64 or 128 (up to `hi`), or
+    one off it (the tile tail); otherwise any D in [lo, hi]."""
+    if not draw(st.booleans(), label="embedding_dim at a tile edge"):
+        return draw(st.integers(lo, hi), label="embedding_dim")
+    tile = draw(st.sampled_from([t for t in TILE_WIDTHS if t <= hi]), label="tile width")
+    k = draw(st.integers(1, hi // tile), label="tiles")
+    r = draw(st.sampled_from((0, 0, -1, 1)), label="embedding_dim - tiles x tile width")
+    return min(max(k * tile + r, lo), hi)
+
+
 @st.composite
 def table(draw: st.DrawFn, want: Want, size: Sizes, float_dtypes: tuple[str, ...]) -> Case:
     wdtype = pick(draw, want.dtype, tuple(float_dtypes), "weight dtype")
-    N = draw(st.integers(*size.rows), label="num_embeddings")
-    D = draw(st.integers(*size.dim), label="embedding_dim")
+    lo_rows = max(size.rows[0], 2) if want.boundary else size.rows[0]  # two rows: a tie across different rows
+    N = draw(st.integers(lo_rows, max(size.rows[1], lo_rows)), label="num_embeddings")
+    if want.boundary:
+        D = min(BOUNDARY_DIM, size.dim[1])
+    elif size.dim[1] >= 64:
+        D = draw(kernel_dim(*size.dim))
+    else:
+        D = draw(st.integers(*size.dim), label="embedding_dim")
     weight = draw(dyadic((N, D), "weight"))
     return Case(fn=want.fn, weight=weight, wdtype=wdtype, input=np.zeros(0, np.int64))
 
 
 def _min_len(want: Want) -> int:
+    if want.boundary:
+        return 2  # a bag with two positions: room for a tie
     need_nonempty = want.dup or want.allpad_bag or (want.norm_type is not None and want.norm_type != "any"
                                                     and want.bite)
     return 2 if want.dup else (1 if need_nonempty else 0)
@@ -284,6 +318,44 @@ def duplicates(draw: st.DrawFn, want: Want, case: Case) -> Case:
     return case
 
 
+TIE_KINDS = ("none", "rows", "columns", "nan")
+
+
+@st.composite
+def ties(draw: st.DrawFn, want: Want, case: Case) -> Case:
+    """mode='max' (and the min extension, drawn as max): exact ties between two *different* rows of one bag --
+    a duplicated row (every column ties), a few equal columns, or a NaN -- the cases where a kernel's
+    tie-breaking shows (BAG-MAX-TIES: the first occurrence wins and takes the gradient; BAG-MAX-NAN).  Drawn
+    at every size (kernel-scale D included); a boundary example always duplicates a row."""
+    N = case.weight.shape[0]
+    if case.fn != "embedding_bag" or case.mode != "max" or N < 2:
+        return case
+    kinds = TIE_KINDS if want.norm_type is None else TIE_KINDS[:3]  # max_norm of a NaN row: no verdict to take
+    kind = "rows" if want.boundary else draw(st.sampled_from(kinds), label="tie in a bag")
+    pad = case.kwargs.get("padding_idx")
+    pad = None if pad is None else int(pad) % N
+    flat = case.input.reshape(-1)
+    bags = [r for r in bag_ranges(case) if len(r) >= 2 and flat[r.start] != pad]
+    if kind == "none" or not bags:
+        return case
+    r = bags[draw(st.integers(0, len(bags) - 1), label="bag holding the tie")]
+    q = draw(st.integers(r.start + 1, r.stop - 1), label="position of the tied row (after the bag's first)")
+    i = int(flat[r.start])
+    j = draw(st.sampled_from([k for k in range(min(N, 8)) if k not in (i, pad)] or [i]), label="tied row")
+    if j == i:
+        return case
+    flat[q] = j
+    D = case.weight.shape[1]
+    cols = (np.arange(D) if kind == "rows" else
+            np.unique(np.asarray(draw(st.lists(st.integers(0, D - 1), min_size=1, max_size=4), label="tied columns"))))
+    if kind == "nan":
+        case.weight[draw(st.sampled_from([i, j]), label="row holding NaN"), cols] = np.nan
+    else:
+        case.weight[j, cols] = case.weight[i, cols]
+    case.notes.append(f"tie: rows {i} and {j} ({kind}) in the bag of positions {r.start}..{r.stop - 1}")
+    return case
+
+
 @st.composite
 def big_indices(draw: st.DrawFn, case: Case) -> Case:
     """With a table past 65,536 rows, make sure indices past a 16-bit index are used."""
@@ -385,6 +457,7 @@ def cases(draw: st.DrawFn, want: Want, float_dtypes: tuple[str, ...],
         case = draw(bag_input(want, size, case, int_dtypes))
     case = draw(padding(want, case))
     case = draw(duplicates(want, case))
+    case = draw(ties(want, case))
     case = draw(big_indices(case))
     case = draw(flags(want, case))
     case = draw(max_norm(want, case))

@@ -42,7 +42,7 @@ with no registration at all, ``--backend mypkg.backends:JaxBackend``.
 Gradients: a backend whose ``autograd`` is True implements :meth:`Backend.requires_grad`,
 :meth:`Backend.backward`, :meth:`Backend.grad` and :meth:`Backend.sparse_parts` (torch-style autograd);
 otherwise gradients come from the target's ``embedding_vjp`` / ``embedding_bag_vjp`` functions
-(docs/conformance.md > Gradients).
+(docs/conformance.md > Write a target).
 """
 
 from __future__ import annotations

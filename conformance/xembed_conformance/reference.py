@@ -142,7 +142,9 @@ def numpy_grads(case: Case, weight: NDArray, grad_out: NDArray | None = None,
             for b, r in enumerate(bag_ranges(case)):
                 members = np.arange(r.start, r.stop)[keep[r.start:r.stop]]
                 if members.size:
-                    best = members[np.argmax(W[flat[members]], axis=0)]  # first occurrence of the max
+                    V = W[flat[members]]
+                    # strict '>' scan in input order: ties and a leading NaN stay with the first (BAG-MAX-TIES, -NAN)
+                    best = members[np.where(np.isnan(V[0]), 0, np.argmax(np.where(np.isnan(V), -np.inf, V), axis=0))]
                     np.add.at(gw, (flat[best], np.arange(D)), g[b])
             return gw, None, np.zeros(0, np.int64), np.zeros((0, D))
         scale = np.ones(flat.size)

@@ -47,10 +47,14 @@ class Result:
     case: str = ""
     repro: str = ""
     hypothesis_notes: list[str] = field(default_factory=list)
-    examples: int = 0
+    examples: int = 0  # examples run (boundary + generated) until the first failure, if any
+    shrink_steps: int = 0  # examples hypothesis ran after the first failure, shrinking it
     seconds: float = 0.0
     xfail_reason: str = ""
+    xfail_line: int = 0  # the xfails entry (line number) that absorbed the failure
     spec: list[str] = field(default_factory=list)
+    worker_restarts: int = 0  # worker processes restarted during this check (crashes, hangs)
+    cause: str = ""  # what failed first ("output", "grad_weight", "error", ...): groups failures by cause
 
 
 @dataclass
@@ -172,15 +176,8 @@ def _find_violation(exc: BaseException) -> Violation | None:
 # one check --------------------------------------------------------------------------------------------
 
 
-def run_check(ctx: Context, row: Row, aspect: str, *, max_examples: int, seed: int, spec_str: str) -> Result:
-    counter = [0]
-
-    def body(data: st.DataObject) -> None:
-        case = row.draw(data, ctx.backend, grad=(aspect == "grad"))
-        counter[0] += 1
-        run_row(ctx, row, aspect, case)
-
-    test = settings(
+def _settings(max_examples: int) -> settings:
+    return settings(
         max_examples=max_examples,
         deadline=None,  # kernel-scale cases and the worker round trip vary in time by design
         database=None,  # runs are reproducible from --seed alone
@@ -192,17 +189,43 @@ def run_check(ctx: Context, row: Row, aspect: str, *, max_examples: int, seed: i
         report_multiple_bugs=False,
         print_blob=False,
         verbosity=hypothesis.Verbosity.normal,
-    )(given(st.data())(body))
-    test = hypothesis.seed(seed)(test)
+    )
+
+
+def _hypothesis_run(ctx: Context, row: Row, aspect: str, max_examples: int, seed: int, boundary: str | None,
+                    counts: dict[str, int]) -> None:
+    """One hypothesis run of the check: `boundary` None: generated examples; else that size class's boundary
+    example (one).  counts["examples"]: examples run until the first failure; counts["shrinks"]: after it."""
+
+    def body(data: st.DataObject) -> None:
+        case = row.draw(data, ctx.backend, grad=(aspect == "grad"), boundary=boundary)
+        counts["shrinks" if counts["failed"] else "examples"] += 1
+        try:
+            run_row(ctx, row, aspect, case)
+        except BaseException:
+            counts["failed"] = 1
+            raise
+
+    test = _settings(max_examples)(given(st.data())(body))
+    hypothesis.seed(seed)(test)()
+
+
+def run_check(ctx: Context, row: Row, aspect: str, *, max_examples: int, seed: int, spec_str: str) -> Result:
+    """Boundary examples (one per size class the row draws from), then generated examples: `max_examples` in
+    all (at least one generated)."""
+    counts = {"examples": 0, "shrinks": 0, "failed": 0}
     ctx.outcome = ""
     ctx.crashes = 0
     ctx.grad_f32 = row.grad_f32
     res = Result(id=f"{row.fn}::{row.option}::{aspect}", function=row.fn, option=row.option,
                  aspect=aspect, status="pass", spec=list(row.spec))
+    edges = list(row.size_classes) if row.boundary is not None else []
     t0 = time.perf_counter()
     try:
         try:
-            test()
+            for cls in edges:
+                _hypothesis_run(ctx, row, aspect, 1, seed, cls, counts)
+            _hypothesis_run(ctx, row, aspect, max(1, max_examples - len(edges)), seed, None, counts)
         except CrashBudgetSpent as c:
             raise c.violation from None
         if ctx.outcome == "offered":
@@ -212,21 +235,21 @@ def run_check(ctx: Context, row: Row, aspect: str, *, max_examples: int, seed: i
     except Exception as e:  # noqa: BLE001 - a Violation is the verdict, anything else a checker error
         v = _find_violation(e)
         if v is not None:
-            res.status = "fail"
+            res.status, res.cause = "fail", v.what
             res.message = f"{v.what}: {v.message}"
             res.case = v.case.describe()
             notes = list(getattr(v, "__notes__", []))
             if e is not v:
                 notes += [n for n in getattr(e, "__notes__", []) if n not in notes]
             res.hypothesis_notes = [n[:4000] for n in notes if n.startswith("Draw ")]
-            res.repro = make_repro(spec_str, ctx.backend, v.case, aspect, f"{res.id}: {v.what}", ctx.grad_mode,
-                                   crashed=bool(v.extra.get("crashed")), strict=ctx.strict, check_id=res.id)
+            res.repro = make_repro(spec_str, ctx.backend, v.case, aspect, f"{res.id}: {res.message[:300]}",
+                                   ctx.grad_mode, crashed=bool(v.extra.get("crashed")), violation=v)
         else:
             res.status = "error"
             res.message = "checker error (not a verdict on the target): " + "".join(
                 traceback.format_exception_only(type(e), e)).strip()
             res.hypothesis_notes = ["".join(traceback.format_exception(e))[-3000:]]
-    res.examples = counter[0]
+    res.examples, res.shrink_steps = counts["examples"], counts["shrinks"]
     res.seconds = round(time.perf_counter() - t0, 3)
     return res
 
@@ -252,79 +275,121 @@ def _executor(impl: Any, target: Any, backend: str, device: str | None, be: Back
     return Worker(ref, resolve_backend(backend), device, grad_mode), "worker process (crash-isolated)"
 
 
+def make_backend_or_fail(backend: str, device: str | None = None) -> Backend:
+    try:
+        return make_backend(backend, device)
+    except UnknownBackendError as e:
+        raise SetupError(str(e)) from e
+    except ImportError as e:
+        msg = f"backend {backend!r} is not usable here: {e}"
+        raise SetupError(msg) from e
+
+
+def check_ids(backend: str = "numpy", device: str | None = None) -> list[tuple[str, tuple[str, ...]]]:
+    """Every check id of the suite on `backend` with the spec rules it cites (no target needed)."""
+    return [(cid, row.spec) for row in build_rows(make_backend_or_fail(backend, device)) for cid in row.check_ids()]
+
+
+def resolve_impl(impl: str) -> str:
+    """A `path/to/file.py[:attr]` target made absolute (worker processes may start elsewhere)."""
+    if impl.split(":", maxsplit=1)[0].endswith(".py"):
+        head, sep, attr = impl.rpartition(":") if not impl.endswith(".py") else (impl, "", "")
+        return str(Path(head).resolve()) + sep + attr
+    return impl
+
+
+class Suite:
+    """One target on one backend: what every check of a run shares (target, backend, worker, xfails).
+
+    The pytest plugin runs one check per item through :meth:`run`; :func:`run_conformance` loops over them.
+    Raises SetupError for checker-side errors (bad target, backend, --only pattern or xfails entry)."""
+
+    def __init__(self, impl: Any, backend: str = "numpy", device: str | None = None, *, strict: bool = False,
+                 xfails: str | Path | list[Xfail] | None = None, grad: str = "auto", isolate: bool = True,
+                 max_examples: int = 50, seed: int = 0, only: list[str] | None = None):
+        self.spec_str = impl if isinstance(impl, str) else getattr(impl, "__name__", repr(impl))
+        self.target = load_target(impl) if isinstance(impl, str) else impl
+        self.backend_name, self.max_examples, self.seed, self.strict = backend, max_examples, seed, strict
+        be = make_backend_or_fail(backend, device)
+        self.grad_mode = _grad_mode(self.target, be, grad)
+        self.executor, self.isolation = _executor(impl, self.target, backend, device, be, self.grad_mode, isolate)
+        self.ctx = Context(backend=be, executor=self.executor, strict=strict, grad_mode=self.grad_mode,
+                           expected_device=be.device_of(be.asarray(np.zeros(1), be.float_dtypes[-1])))
+        self.xfails_path = str(xfails) if isinstance(xfails, (str, Path)) else None
+        self.xfails = load_xfails(xfails) if isinstance(xfails, (str, Path)) else list(xfails or [])
+        self.rows = build_rows(be)
+        all_ids = [cid for row in self.rows for cid in row.check_ids()]
+        for p in only or []:
+            if not any(_matches(cid, [p]) for cid in all_ids):
+                msg = f"--only {p!r} matches no check id (see --list)"
+                raise SetupError(msg)
+        for x in self.xfails:
+            x.matched_ids = sum(x.covers(cid) for cid in all_ids)
+            if not x.matched_ids:
+                msg = f"xfails entry line {x.line} ({x.check!r}) matches no check id (see --list)"
+                raise SetupError(msg)
+        self.selected = [(row, a) for row in self.rows for a in row.aspects
+                         if not only or _matches(f"{row.fn}::{row.option}::{a}", only)]
+
+    def run(self, row: Row, aspect: str) -> Result:
+        restarts = getattr(self.executor, "restarts", 0)
+        r = _run_one(self.ctx, self.target, row, aspect, max_examples=self.max_examples, seed=self.seed,
+                     spec_str=self.spec_str)
+        _apply_xfails(r, self.xfails)
+        r.worker_restarts = getattr(self.executor, "restarts", 0) - restarts
+        return r
+
+    def meta(self) -> dict[str, Any]:
+        """The report's header (everything but the results)."""
+        import torch
+
+        return {
+            "target": self.spec_str, "backend": self.ctx.backend.name, "device": str(self.ctx.expected_device),
+            "strict": self.strict, "gradients": self.grad_mode or "none", "isolation": self.isolation,
+            "max_examples": self.max_examples, "seed": self.seed, "xfails": self.xfails_path,
+            "oracle": f"torch {torch.__version__} (torch.nn.functional, CPU, float64)",
+            "hypothesis": hypothesis.__version__, "python": platform.python_version(),
+        }
+
+    def close(self) -> None:
+        self.executor.close()
+
+
+def build_report(meta: dict[str, Any], results: list[Result], xfails: list[Xfail], elapsed_s: float,
+                 fail_on_stale: bool = False) -> dict[str, Any]:
+    """The report dict (report.markdown / report.write) of a run's results."""
+    summary = {s: sum(r.status == s for r in results) for s in STATUSES}
+    selected_ids = {r.id for r in results}
+    used = {r.xfail_line for r in results if r.status == "xfail"}
+    stale = [{"entry": str(x), "line": x.line, "reason": x.reason,
+              "why": "it absorbed no failure (its checks pass, or fail with another message)"}
+             for x in xfails if x.line not in used and any(x.covers(i) for i in selected_ids)]
+    conforms = summary["fail"] == 0 and summary["error"] == 0 and not (fail_on_stale and stale)
+    return {**meta, "worker_restarts": sum(r.worker_restarts for r in results), "stale_xfails": stale,
+            "elapsed_s": round(elapsed_s, 2), "conforms": conforms, "summary": summary,
+            "results": [asdict(r) for r in results]}
+
+
 def run_conformance(impl: Any, backend: str = "numpy", device: str | None = None, max_examples: int = 25,
                     seed: int = 0, strict: bool = False, xfails: str | Path | list[Xfail] | None = None,
                     only: list[str] | None = None, grad: str = "auto",
                     progress: Callable[[Result, int, int], None] | None = None, isolate: bool = True,
                     fail_on_stale: bool = False) -> dict[str, Any]:
     """Run every check on target `impl` (a spec string -- module, module:attr, file.py[:attr] -- or an
-    object).  Returns the report dict.  Raises SetupError for checker-side errors."""
+    object) in this process, one after the other: the programmatic form of the pytest suite (same checks,
+    same verdicts).  Returns the report dict.  Raises SetupError for checker-side errors."""
     t_start = time.perf_counter()
-    spec_str = impl if isinstance(impl, str) else getattr(impl, "__name__", repr(impl))
-    target = load_target(impl) if isinstance(impl, str) else impl
-    try:
-        be = make_backend(backend, device)
-    except UnknownBackendError as e:
-        raise SetupError(str(e)) from e
-    except ImportError as e:
-        msg = f"backend {backend!r} is not usable here: {e}"
-        raise SetupError(msg) from e
-    grad_mode = _grad_mode(target, be, grad)
-    executor, isolation = _executor(impl, target, backend, device, be, grad_mode, isolate)
-    ctx = Context(backend=be, executor=executor, strict=strict, grad_mode=grad_mode,
-                  expected_device=be.device_of(be.asarray(np.zeros(1), be.float_dtypes[-1])))
-    xf = load_xfails(xfails) if isinstance(xfails, (str, Path)) else list(xfails or [])
-    rows = build_rows(be)
-    all_ids = [cid for row in rows for cid in row.check_ids()]
-    for p in only or []:
-        if not any(_matches(cid, [p]) for cid in all_ids):
-            msg = f"--only {p!r} matches no check id (see --list)"
-            raise SetupError(msg)
-    for x in xf:
-        x.matched_ids = sum(x.covers(cid) for cid in all_ids)
-        if not x.matched_ids:
-            msg = f"xfails entry line {x.line} ({x.check!r}) matches no check id (see --list)"
-            raise SetupError(msg)
-    selected = [(row, a) for row in rows for a in row.aspects
-                if not only or _matches(f"{row.fn}::{row.option}::{a}", only)]
+    suite = Suite(impl, backend, device, strict=strict, xfails=xfails, grad=grad, isolate=isolate,
+                  max_examples=max_examples, seed=seed, only=only)
     results: list[Result] = []
     try:
-        for row, aspect in selected:
-            r = _run_one(ctx, target, row, aspect, max_examples=max_examples, seed=seed, spec_str=spec_str)
-            _apply_xfails(r, xf)
-            results.append(r)
+        for row, aspect in suite.selected:
+            results.append(suite.run(row, aspect))
             if progress:
-                progress(r, len(results), len(selected))
+                progress(results[-1], len(results), len(suite.selected))
     finally:
-        executor.close()
-    summary = {s: sum(r.status == s for r in results) for s in STATUSES}
-    selected_ids = {r.id for r in results}
-    stale = [{"entry": str(x), "line": x.line, "reason": x.reason,
-              "why": "it absorbed no failure (its checks pass, or fail with another message)"}
-             for x in xf if not x.used and any(x.covers(i) for i in selected_ids)]
-    import torch
-
-    conforms = summary["fail"] == 0 and summary["error"] == 0 and not (fail_on_stale and stale)
-    return {
-        "target": spec_str,
-        "backend": be.name,
-        "device": str(ctx.expected_device),
-        "strict": strict,
-        "gradients": grad_mode or "none",
-        "isolation": isolation,
-        "worker_restarts": getattr(executor, "restarts", 0),
-        "max_examples": max_examples,
-        "seed": seed,
-        "xfails": str(xfails) if isinstance(xfails, (str, Path)) else None,
-        "stale_xfails": stale,
-        "oracle": f"torch {torch.__version__} (torch.nn.functional, CPU, float64)",
-        "hypothesis": hypothesis.__version__,
-        "python": platform.python_version(),
-        "elapsed_s": round(time.perf_counter() - t_start, 2),
-        "conforms": conforms,
-        "summary": summary,
-        "results": [asdict(r) for r in results],
-    }
+        suite.close()
+    return build_report(suite.meta(), results, suite.xfails, time.perf_counter() - t_start, fail_on_stale)
 
 
 def _run_one(ctx: Context, target: Any, row: Row, aspect: str, **kw: Any) -> Result:
@@ -353,7 +418,7 @@ def _apply_xfails(r: Result, xf: list[Xfail]) -> None:
         if not x.covers(r.id):
             continue
         if r.status == "fail" and x.applies(r.id, r.message):
-            r.status, r.xfail_reason = "xfail", x.reason
+            r.status, r.xfail_reason, r.xfail_line = "xfail", x.reason, x.line
             x.used += 1
             return
     for x in xf:
