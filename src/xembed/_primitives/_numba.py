@@ -100,16 +100,22 @@ def _parallel_threads(work: int) -> int:
 PREFETCH = 8
 
 
+def element_pointer(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+    """LLVM pointer to ``arr[row, col]`` for an intrinsic ``(arr, row, col)``: no bounds check, not even under
+    ``NUMBA_BOUNDSCHECK`` (callers pass validated rows only)."""
+    aryty = signature.args[0]
+    ary = context.make_array(aryty)(context, builder, args[0])
+    return cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
+        context, builder, aryty, ary, [args[1], args[2]], wraparound=False)
+
+
 @intrinsic
 def _prefetch(_typingctx: Any, arr: Any, row: Any, col: Any) -> Any:  # pragma: no cover - compiled
     """``llvm.prefetch`` of the cache line holding ``arr[row, col]`` (read, high locality)."""
     sig = types.void(arr, row, col)
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
-            context, builder, aryty, ary, [args[1], args[2]], wraparound=False)
+        ptr = element_pointer(context, builder, signature, args)
         i8p = ir.IntType(8).as_pointer()
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])

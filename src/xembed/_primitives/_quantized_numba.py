@@ -14,10 +14,10 @@ from typing import Any
 import numba
 import numpy as np
 from llvmlite import ir  # type: ignore[import-untyped]
-from numba.core import cgutils, types
+from numba.core import types
 from numba.extending import intrinsic
 
-from ._numba import PREFETCH, _parallel_launch, _parallel_threads, _prefetch, _variant
+from ._numba import PREFETCH, _parallel_launch, _parallel_threads, _prefetch, _variant, element_pointer
 
 __all__ = ["gather_rows", "gather_segment_extreme", "gather_segment_sum"]
 
@@ -35,10 +35,7 @@ def _load_f32(_typingctx: Any, arr: Any, row: Any, col: Any) -> Any:  # pragma: 
     sig = types.float32(arr, row, col)
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
-            context, builder, aryty, ary, [args[1], args[2]], wraparound=False)
+        ptr = element_pointer(context, builder, signature, args)
         return builder.load(builder.bitcast(ptr, ir.FloatType().as_pointer()), align=1)
 
     return sig, codegen
