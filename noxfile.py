@@ -8,10 +8,12 @@
     nox -s docs                  # the documentation site, warnings as errors, and numpydoc's docstring checks
     nox -s benchmarks            # the benchmark suite, quick profile (`-- --full` for the standard sizes)
     nox -s tests-gpu             # CuPy and torch CUDA (needs a CUDA GPU)
-    nox -s conformance           # the conformance report for xembed
+    nox -s conformance           # the conformance suite on xembed, one session per backend (-n 2 each)
+    nox -s "conformance(torch)" -- --profile=full   # one backend; posargs go to pytest
 
-`tests`, `fallback`, `dask` and `benchmarks` share one environment, `.nox/dev` (the `test` and `bench` extras,
-editable), made on first use and updated when pyproject.toml changes.  `lint` and `docs` have
+`tests`, `fallback`, `dask`, `benchmarks` and `conformance` share one environment, `.nox/dev` (the `test` and
+`bench` extras and the conformance suite, editable), made on first use and updated when pyproject.toml changes
+(`conformance(cupy)` needs CuPy installed there too).  `lint` and `docs` have
 small ones of their own: ruff and mypy with the packages mypy reads types from; Sphinx.  With `--no-venv` every
 session runs in the current environment, which must then have what the session needs.
 
@@ -40,6 +42,8 @@ PUBLIC_MODULES = ["src/xembed/_api.py", "src/xembed/_modules.py", "src/xembed/_s
 # The libraries whose types mypy reads (torch comes first, from _install_torch): without one, its names are Any
 # and strict mypy reports other errors than CI's.  Not needed: the project itself (mypy reads src/), its test
 # plugins, array-api-strict, scipy, cupy, distributed (`ignore_missing_imports` in pyproject.toml).
+#: the conformance suite's backends that the `test` extra installs (cupy: on a GPU machine only)
+CONFORMANCE_BACKENDS = ["numpy", "array_api_strict", "torch", "jax", "jax-jit", "dask", "cupy"]
 MYPY_NEEDS = ["numpy>=1.26", "pytest>=8", "hypothesis>=6.100", "numba>=0.60", "jax>=0.4.35", "dask[array]>=2024.12"]
 
 
@@ -53,7 +57,9 @@ def _has_cuda_gpu() -> bool:
 
 
 HAS_GPU = _has_cuda_gpu()
-nox.options.sessions = ["tests", "fallback", "lint", "docs", *(["tests-gpu"] if HAS_GPU else [])]
+nox.options.sessions = ["tests", "fallback", "lint", "docs",
+                        *(f"conformance({b})" for b in CONFORMANCE_BACKENDS if b != "cupy" or HAS_GPU),
+                        *(["tests-gpu"] if HAS_GPU else [])]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -81,13 +87,15 @@ def _dev_python(session: nox.Session) -> str:
         return "python"
     python = DEV_ENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     stamp = DEV_ENV / "installed.sha256"
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + DEV_EXTRAS.encode()).hexdigest()
+    sources = [ROOT / "pyproject.toml", ROOT / "conformance" / "pyproject.toml"]
+    wanted = hashlib.sha256(b"".join(p.read_bytes() for p in sources) + DEV_EXTRAS.encode()).hexdigest()
     if not python.exists():
         session.run("python", "-m", "venv", str(DEV_ENV), external=True)
     if not stamp.exists() or stamp.read_text() != wanted:
         session.log(f"installing .[{DEV_EXTRAS}] into {DEV_ENV.relative_to(ROOT)}")
         _install_torch(session, str(python))
-        session.run(str(python), "-m", "pip", "install", "-q", "-e", f".[{DEV_EXTRAS}]", external=True)
+        session.run(str(python), "-m", "pip", "install", "-q", "-e", f".[{DEV_EXTRAS}]", "-e", "./conformance",
+                    external=True)
         stamp.write_text(wanted)
     return str(python)
 
@@ -127,7 +135,7 @@ def benchmarks(session: nox.Session) -> None:
 def tests_gpu(session: nox.Session) -> None:
     """The test-suite on CuPy and torch CUDA (a CUDA GPU, and the CUDA build of torch from pip's default index)."""
     if not _no_venv(session):
-        session.install("-e", ".[test,cupy]")
+        session.install("-e", ".[test,cupy]", "-e", "./conformance")
     session.run("pytest", "-n", "2", *session.posargs, env={"XEMBED_TEST_BACKENDS": "cupy,torch_cuda"})
 
 
@@ -153,12 +161,13 @@ def docs(session: nox.Session) -> None:
                 *session.posargs)
 
 
-@nox.session
-def conformance(session: nox.Session) -> None:
-    """The conformance report for xembed on every installed backend (fast profile unless posargs say)."""
-    session.install("-e", ".[test]")
+@nox.session(venv_backend="none")
+@nox.parametrize("backend", CONFORMANCE_BACKENDS, ids=CONFORMANCE_BACKENDS)
+def conformance(session: nox.Session, backend: str) -> None:
+    """The conformance suite (pytest --pyargs xembed_conformance) on xembed for one backend, on two workers,
+    with its report in conformance-report/<backend>.md/.json (default profile unless posargs say)."""
     session.run(
-        "python", "-m", "xembed_conformance", "--impl", "xembed",
-        "--backend", "numpy,torch,array_api_strict", "--strict",
-        "--report", "conformance-report", *session.posargs,
+        _dev_python(session), "-m", "pytest", "--pyargs", "xembed_conformance", "--impl=xembed",
+        f"--backend={backend}", "--conformance-strict", "-n", "2", "-p", "no:cacheprovider", "--conformance-quiet",
+        "-q", "--tb=no", f"--report=conformance-report/{backend}", *session.posargs, external=True,
     )

@@ -133,7 +133,7 @@ def main() -> None:
     src = str(Path(xembed.__file__).resolve().parents[1])
     env = {"PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p),
            "OMP_NUM_THREADS": "1"}
-    cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None,
+    cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                            env=env, memory_limit=0)
     client = Client(cluster)
     client.run(lambda: __import__("xembed._dask"))  # imports counted in the baseline

@@ -30,6 +30,12 @@ def _parse(argv):
     p.add_argument("--no-check", action="store_true", help="skip comparing results against torch")
     p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc measurement")
     p.add_argument("--small", action="store_true", help="only the small-call (per-call overhead) table")
+    p.add_argument("--targets", action="store_true",
+                   help="every speed / memory target of the package, same-run ratios (1 and 2 threads)")
+    p.add_argument("--sections", default=None,
+                   help="with --targets: comma-separated subset of large,small,modules,numpy,memory,first_call")
+    p.add_argument("--threading-layers", action="store_true",
+                   help="numba's threading layers (workqueue / omp / tbb) on the parallel kernels, 2 threads")
     p.add_argument("--compile-latency", action="store_true",
                    help="only the first-call latency of the numba kernels (cold and warm disk cache)")
     return p.parse_args(argv)
@@ -41,6 +47,8 @@ def main(argv=None):
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(args.threads)
+    if args.targets:  # numba's pool starts with two threads; each row sets the count it measures
+        os.environ["NUMBA_NUM_THREADS"] = str(max(2, args.threads))
     here = Path(__file__).resolve().parent
     root = str(here.parent)
     if root not in sys.path:
@@ -54,6 +62,14 @@ def main(argv=None):
     out = str(here / "results")
     if args.small:
         return suite.run_small(args, default_out=out)
+    if args.targets:
+        from benchmarks import targets
+
+        return targets.run(args, default_out=out)
+    if args.threading_layers:
+        from benchmarks import layers
+
+        return layers.run(args, default_out=out)
     if args.compile_latency:
         return suite.run_compile_latency(args, default_out=out)
     return suite.run(args, default_out=out)

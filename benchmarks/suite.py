@@ -145,6 +145,21 @@ def _env_info(args):
     return info
 
 
+def peak_extra_bytes(fn):
+    """Peak bytes (tracemalloc) one call of ``fn`` allocates beyond what was allocated before it; a first
+    call warms caches and lazy imports outside the measurement."""
+    fn()
+    gc.collect()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    r = fn()
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    del r
+    return int(peak)
+
+
 def memory_check(quick):
     """Peak extra memory (tracemalloc) of one NumPy forward on the large-batch workload."""
     import xembed
@@ -173,14 +188,7 @@ def memory_check(quick):
         ("numpy take+reduceat", contenders.build_numpy(w, "fwd_sum", contenders.Ctx(w))),
     ]:
         try:
-            fn()  # warm caches / lazy imports outside the measurement
-            tracemalloc.start()
-            tracemalloc.reset_peak()
-            base = tracemalloc.get_traced_memory()[0]
-            r = fn()
-            peak = tracemalloc.get_traced_memory()[1] - base
-            tracemalloc.stop()
-            del r
+            peak = peak_extra_bytes(fn)
             res[label] = {"peak_extra_bytes": int(peak), "ratio_to_output": peak / out_bytes,
                           "meets_target": bool(peak <= res["target_bytes"])}
         except Exception as e:  # noqa: BLE001
@@ -364,21 +372,21 @@ print(json.dumps({"import_s": t_import, "steps_s": steps}))
 """
 
 
-def run_compile_latency(args, default_out):
+def compile_latency():
     """First-call latency of the numba path in fresh processes: empty on-disk cache, then warm cache.
 
     The first step also pays ``import numba`` and LLVM's start-up (the kernels themselves: see the
     per-step rows); the cache lives in ``NUMBA_CACHE_DIR`` (default: ``__pycache__`` next to the sources).
+    The processes import the xembed this process imported.
     """
-    import pathlib
     import sys
     import tempfile
 
-    out_dir = pathlib.Path(args.out or default_out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    root = pathlib.Path(__file__).resolve().parents[1]
+    import xembed
+
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(root / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    src = str(Path(xembed.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     results = {}
     with tempfile.TemporaryDirectory() as cache:
         env["NUMBA_CACHE_DIR"] = cache
@@ -386,6 +394,16 @@ def run_compile_latency(args, default_out):
             p = subprocess.run([sys.executable, "-c", _FIRST_CALLS], env=env, capture_output=True, text=True,
                                check=True)
             results[label] = json.loads(p.stdout.strip().splitlines()[-1])
+    return results
+
+
+def run_compile_latency(args, default_out):
+    """``--compile-latency``: :func:`compile_latency` as a table."""
+    import pathlib
+
+    out_dir = pathlib.Path(args.out or default_out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = compile_latency()
     steps = ["import xembed", *next(iter(results.values()))["steps_s"]]
     lines = ["# xembed numba first-call latency", "",
              ("Fresh Python process each; `NUMBA_CACHE_DIR` an empty temporary directory for the first, the "

@@ -37,7 +37,7 @@ def main() -> None:
     else:  # workers must import xembed: pass this checkout's src/ on when it is not installed
         src = str(Path(xembed.__file__).resolve().parents[1])
         env = {"PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)}
-        client = Client(LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+        client = Client(LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                      env=env))
     print(f"cluster: {len(client.scheduler_info()['workers'])} workers")
 

@@ -37,10 +37,11 @@ IDX_2D[2] = 4  # an all-padding bag
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
-    """One LocalCluster per module: 2 worker processes, 1 thread each (``DASK-DISTRIBUTED``)."""
+    """One LocalCluster per module: 2 worker processes, 1 thread each (``DASK-DISTRIBUTED``); its dashboard on a
+    free port (``None`` means port 8787, and a second cluster on the machine would then fail to start)."""
     src = str(Path(xembed.__file__).resolve().parents[1])
     env = {"PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)}
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                   env=env) as cluster, distributed.Client(cluster) as c:
         yield c
 

@@ -85,7 +85,7 @@ README = ROOT / "README.md"
 
 
 def test_readme_is_short_and_speaks_to_users():
-    """README is a manual, not a log: at most 220 lines, and no work-history references ("issue 12")."""
+    """README is a manual, not a log: at most 220 lines, and no work-history references (an issue number)."""
     text = README.read_text(encoding="utf-8")
     assert text.count("\n") <= 220, f"README.md has {text.count(chr(10))} lines"
     found = re.findall(r"\bissues?[ -]?#?\d+", text, re.IGNORECASE)

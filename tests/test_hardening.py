@@ -196,6 +196,11 @@ def test_arr_normalize_masked_input_refused(prim_mode):
             xembed.embedding_bag(np.array([1, 2]), w, np.ma.masked_array([0, 1], mask=[False, True]))
         with pytest.raises(TypeError, match=r"`weight` must not be a masked array"):
             xembed.embedding_bag(np.array([1, 2]), np.ma.masked_array(w), np.array([0, 1]))
+        with pytest.raises(TypeError, match=r"`weight` must not be a masked array"):
+            xembed.embedding(np.array([1, 2]), np.ma.masked_array(w), max_norm=0.1)
+        with pytest.raises(TypeError, match=r"`input` must not be a masked array"):
+            xembed.renorm(w, masked, 0.5)
+    assert_bitwise_equal(w, _weight())
 
 
 @pytest.mark.parametrize("mode", ["sum", "mean", "max", "min", "sqrtn"])
@@ -348,3 +353,20 @@ def test_numba_boundscheck_run_catches_out_of_bounds(tmp_path):
                 print("IndexError:", e)
     """)
     assert out.startswith("IndexError: index is out of bounds"), out
+
+
+def test_val_exact_lengths_on_jax_eager_and_traced():
+    """VAL-EXACT on JAX (int32 without x64): eagerly a ValueError naming `lengths`; under jit the derived offsets
+    follow JIT-INVALID-OFFSETS (every row NaN), never a silently wrapped sum (once silently wrong on JAX)."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    w = jnp.asarray(_weight())
+    idx = jnp.array([1, 2, 3])
+    wrapping = jnp.array([2**30, 2**30 + 3], dtype=jnp.int32)  # the int32 running sum wraps
+    with pytest.raises(ValueError, match=r"lengths\[0\] = 1073741824"):
+        xembed.embedding_bag(idx, w, lengths=wrapping, mode="sum")
+    traced = jax.jit(lambda lengths: xembed.embedding_bag(idx, w, lengths=lengths, mode="sum"))
+    for bad in (wrapping, jnp.array([-1, 4], dtype=jnp.int32)):
+        assert bool(jnp.all(jnp.isnan(traced(bad))))
+    good = traced(jnp.array([1, 2], dtype=jnp.int32))
+    assert_bitwise_equal(good, xembed.embedding_bag(idx, w, lengths=jnp.array([1, 2]), mode="sum"))

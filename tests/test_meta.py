@@ -12,9 +12,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "docs" / "spec.md"
 PREFIXES = ("REF", "EMB", "PAD", "BAG", "RENORM", "GRAD", "ACC", "TOL", "ERR", "DIV", "EXT", "MOD", "TORCH", "JAX",
-            "JIT", "DASK", "PRIM", "VAL", "ARR", "SPARSE", "PULLBACK")
+            "JIT", "DASK", "PRIM", "VAL", "ARR", "SPARSE", "PULLBACK", "QUANT")
 # An ID: a known prefix, then dash-separated upper-case / digit parts, or a trailing `*` (a family: `RENORM-*`).
-ID_RE = re.compile(rf"\b(?:{'|'.join(PREFIXES)})(?:-[A-Z0-9]+)*(?:-\*|\b)")
+ID_RE = re.compile(rf"(?<![-\w])(?:{'|'.join(PREFIXES)})(?:-[A-Z0-9]+)*(?:-\*|\b)")
 
 
 def _spec_ids() -> set[str]:

@@ -18,6 +18,7 @@ import pytest
 import xembed
 from xembed import _primitives as prim
 from xembed._primitives import _numba as nk
+from xembed._primitives import _numba_forward as nf
 
 
 class Spy:
@@ -35,6 +36,7 @@ class Spy:
 _MAX_THREADS: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
 KERNEL_NAMES = ["segment_sum_serial", "segment_sum_parallel", "segment_max_serial", "segment_max_parallel",
                 "gather_scatter_serial", "gather_scatter_parallel", "bounds_kernel", "first_decrease_kernel"]
+FUSED_NAMES = ["bag_forward_kernel", "lookup_kernel"]  # PRIM-FAST-FORWARD
 
 
 @pytest.fixture
@@ -43,6 +45,10 @@ def spies(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Spy]]:
     for name in KERNEL_NAMES:
         spy = Spy(getattr(nk, name))
         monkeypatch.setattr(nk, name, spy)
+        out[name] = spy
+    for name in FUSED_NAMES:
+        spy = Spy(getattr(nf, name))
+        monkeypatch.setattr(nf, name, spy)
         out[name] = spy
     with prim.use("numba"):
         yield out
@@ -86,17 +92,24 @@ def random_bags(rng: np.random.Generator, num_bags: int, num_rows: int, dim: int
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mode", ["sum", "mean", "max"])
 @pytest.mark.parametrize("padding_idx", [None, 3])
-def test_public_bag_forward_runs_numba(spies: dict[str, Spy], dtype: Any, mode: str, padding_idx: int | None) -> None:
-    """BAG-SUM / BAG-MEAN / BAG-MAX / BAG-PAD / BAG-EMPTY through the public API on the numba path."""
+@pytest.mark.parametrize("vjp", [False, True], ids=["forward", "vjp"])
+def test_public_bag_forward_runs_numba(spies: dict[str, Spy], dtype: Any, mode: str, padding_idx: int | None,
+                                       vjp: bool) -> None:
+    """BAG-SUM / BAG-MEAN / BAG-MAX / BAG-PAD / BAG-EMPTY through the public API on the numba path: a
+    forward call is one fused kernel (PRIM-FAST-FORWARD), the vjp's forward the checks and a segment kernel."""
     rng = np.random.default_rng(0)
     w, idx, offsets = random_bags(rng, 40, 20, 7, 9, dtype)
-    out = xembed.embedding_bag(idx, w, offsets[:-1], mode=mode, padding_idx=padding_idx)
+    if vjp:
+        out, _ = xembed.embedding_bag_vjp(idx, w, offsets[:-1], mode=mode, padding_idx=padding_idx)
+    else:
+        out = xembed.embedding_bag(idx, w, offsets[:-1], mode=mode, padding_idx=padding_idx)
     ref = ref_bag(w, idx, offsets, mode, padding_idx=padding_idx)
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
     assert out.dtype == dtype
-    assert _ran(spies, "segment_max" if mode == "max" else "segment_sum") == 1
-    assert spies["bounds_kernel"].calls == 1
-    assert spies["first_decrease_kernel"].calls == 1
+    assert spies["bag_forward_kernel"].calls == (0 if vjp else 1)
+    assert _ran(spies, "segment_max" if mode == "max" else "segment_sum") == (1 if vjp else 0)
+    assert spies["bounds_kernel"].calls == (1 if vjp else 0)
+    assert spies["first_decrease_kernel"].calls == (1 if vjp else 0)
 
 
 def test_public_psw_and_backward_run_numba(spies: dict[str, Spy]) -> None:

@@ -1,8 +1,8 @@
-"""torch beyond first-order reverse mode: double backward, forward-mode AD, torch.func,
+"""torch beyond first-order reverse mode: double backward, forward-mode AD,
 the ``xembed::`` custom ops under ``torch.compile(fullgraph=True)`` and ``torch.export`` (CPU, float64).
 
-Rules: ``TORCH-DOUBLE-BWD``, ``TORCH-FWD-AD``, ``TORCH-FUNC``, ``TORCH-OPS``, ``TORCH-OPS-VALIDATE``,
-``TORCH-COMPILE``, ``TORCH-EXPORT`` (docs/spec.md, "torch integration").
+Rules: ``TORCH-DOUBLE-BWD``, ``TORCH-FWD-AD``, ``TORCH-OPS``, ``TORCH-OPS-VALIDATE``, ``TORCH-COMPILE``,
+``TORCH-SPARSE-TRACED``, ``TORCH-EXPORT`` (docs/spec.md, "torch integration").
 """
 
 from __future__ import annotations
@@ -231,39 +231,23 @@ def test_forward_ad_module_and_reverse_together() -> None:
     torch.testing.assert_close(w.grad, ref.grad)
 
 
-# --- torch.func ----------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("transform", ["grad", "vmap", "jvp"])
-def test_torch_func_transforms_raise(transform: str) -> None:
-    """TORCH-FUNC: torch.func transforms are refused with a clear NotImplementedError (not a wrong answer)."""
-    idx, w = torch.tensor([1, 2]), _w().detach()
-
-    def f(w: T) -> T:
-        return xembed.embedding(idx, w).sum()
-
-    calls: dict[str, Callable[[], object]] = {
-        "grad": lambda: torch.func.grad(f)(w),
-        "vmap": lambda: torch.vmap(lambda w: xembed.embedding(idx, w))(torch.stack([w, w])),
-        "jvp": lambda: torch.func.jvp(f, (w,), (torch.ones_like(w),)),
-    }
-    with pytest.raises(NotImplementedError, match=r"torch\.func"):
-        calls[transform]()
-
-
 # --- custom ops ------------------------------------------------------------------------------------------
 
 def test_opcheck() -> None:
     """TORCH-OPS: torch.library.opcheck (schema, fake kernel, autograd registration, AOT dispatch)."""
     w, psw = _w(), _psw()
     idx, offs = torch.tensor(IDX), torch.tensor(OFFS)
-    torch.library.opcheck(_ops.embedding_op, (w, idx.reshape(2, 4), 2, True))
-    torch.library.opcheck(_ops.embedding_bag_op, (w, idx, offs, psw, "sum", 2, False, False))
+    torch.library.opcheck(_ops.embedding_op, (w, idx.reshape(2, 4), 2, True, False))
+    torch.library.opcheck(_ops.embedding_bag_op, (w, idx, offs, psw, None, "sum", 2, False, False, False))
+    torch.library.opcheck(_ops.embedding_bag_op, (w, idx, None, psw, torch.tensor([3, 0, 3, 2]), "sqrtn", None,
+                                                  False, False, False))
 
 
 def test_ops_double_backward_raises() -> None:
     """TORCH-OPS: differentiating the backward op raises instead of returning a silent zero."""
     w = _w()
-    out = _ops.embedding_bag_op(w, torch.tensor(IDX), torch.tensor(OFFS), None, "max", None, False, False)
+    out = _ops.embedding_bag_op(w, torch.tensor(IDX), torch.tensor(OFFS), None, None, "max", None, False, False,
+                                False)
     (g,) = torch.autograd.grad(out.pow(2).sum(), w, create_graph=True)
     with pytest.raises(NotImplementedError, match="double backward"):
         g.sum().backward()
@@ -330,15 +314,23 @@ def test_compile_inductor_module_validates_at_run_time() -> None:
     assert torch.equal(m.weight.detach(), before)
 
 
-def test_compile_and_export_sparse_raise() -> None:
-    """sparse=True traced: a clear error (torch itself silently returns a dense gradient).  Under
-    fullgraph=True dynamo reports our NotImplementedError inside its own Unsupported error; export raises
-    it as is."""
-    fn = torch.compile(lambda w, i: xt.embedding(i, w, sparse=True), fullgraph=True, backend="aot_eager")
-    with pytest.raises(Exception, match=r"`sparse`=True is not supported under torch.compile"):
-        fn(_w(), torch.tensor([1, 2]))
-    with pytest.raises(NotImplementedError, match=r"`sparse`=True is not supported under torch.compile"):
-        torch.export.export(xt.Embedding(6, 3, sparse=True), (torch.tensor([1, 2]),))
+def test_compile_sparse_forward_runs_and_backward_raises_at_trace_time() -> None:
+    """TORCH-SPARSE-TRACED: sparse=True only shapes the gradient: a compiled / exported forward runs (equal to
+    torch's), and a traced backward raises NotImplementedError when it is compiled (before any step), never a
+    silent eager fallback or a dense gradient (torch itself silently returns a dense one)."""
+    m = xt.EmbeddingBag(6, 3, mode="sum", sparse=True, dtype=torch.float64)
+    ref = torch.nn.EmbeddingBag(6, 3, mode="sum", sparse=True, dtype=torch.float64)
+    ref.load_state_dict(m.state_dict())
+    idx, offs = torch.tensor(IDX), torch.tensor(OFFS)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(m, backend="aot_eager")(idx, offs), ref(idx, offs))
+    torch._dynamo.reset()
+    # dynamo reports a backend's exception as BackendCompilerFailed, naming the original
+    with pytest.raises(Exception, match=r"NotImplementedError: `sparse`=True: a sparse gradient cannot be traced"):
+        torch.compile(m, backend="aot_eager")(idx, offs)
+    assert m.weight.grad is None
+    ep = torch.export.export(xt.Embedding(6, 3, sparse=True), (torch.tensor([1, 2]),))
+    assert any(n.target is torch.ops.xembed.embedding.default for n in ep.graph.nodes)
 
 
 @pytest.mark.parametrize("mode", ["sum", "max"])

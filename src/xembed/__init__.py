@@ -21,11 +21,12 @@ array([[1., 1., 0., 0.],
 from ._api import embedding, embedding_bag, embedding_bag_vjp, embedding_vjp, jit_value_checks, renorm
 from ._checkpoint import load_torch_state_dict
 from ._modules import Embedding, EmbeddingBag
+from ._quantized import QuantizedTable, quantize_rowwise
 from ._sparse import SparseGrad
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Embedding", "EmbeddingBag", "SparseGrad", "embedding", "embedding_bag", "embedding_bag_vjp",
-    "embedding_vjp", "jit_value_checks", "load_torch_state_dict", "renorm",
+    "Embedding", "EmbeddingBag", "QuantizedTable", "SparseGrad", "embedding", "embedding_bag",
+    "embedding_bag_vjp", "embedding_vjp", "jit_value_checks", "load_torch_state_dict", "quantize_rowwise", "renorm",
 ]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable
 from typing import Any, SupportsIndex
 
 from array_api_compat import array_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
 
-from . import _core, _dask
+from . import _core, _dask, _quantized
 from . import _primitives as prim
 from . import _validate as v
 from ._typing import Array, Namespace, Pullback
@@ -77,6 +78,29 @@ def _torch_native(ns: Namespace, input: Array, weight: Array, per_sample_weights
         raise e from None
 
 
+def _traced_module() -> Any:
+    """``xembed.torch._traced`` (an import statement: dynamo may trace the first one; a sys.modules test
+    would be a guard that the import itself breaks)."""
+    from .torch import _traced
+
+    return _traced
+
+
+def _torch_traced(xp: Namespace | None, want_vjp: bool, *arrays: Array | None) -> bool:
+    """TORCH-TRACED: torch tensors under torch.compile / torch.export / torch.func take the ``xembed::`` ops
+    (decided before any value is read; torch is never imported here)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(arrays[1], torch.Tensor) or (xp is not None and not is_torch_namespace(xp)):
+        return False
+    if not _traced_module().is_traced(*arrays):
+        return False
+    if want_vjp:
+        msg = ("xembed.embedding_vjp / embedding_bag_vjp are not traceable (torch.compile, torch.export, torch.func); "
+               "call xembed.embedding / embedding_bag and differentiate with torch.autograd or torch.func")
+        raise NotImplementedError(msg)
+    return True
+
+
 def _detached(x: Array | None) -> Array | None:
     return None if x is None else x.detach()
 
@@ -102,7 +126,7 @@ def _prepare_embedding(input: Array, weight: Array, padding_idx: Any, max_norm: 
 
 
 def _run(xp: Namespace, weight: Array, per_sample_weights: Array | None, input: Array, max_norm: float | None,
-         norm_type: float, compute: _Compute, kind: str, want_vjp: bool) -> Any:
+         norm_type: float, compute: _Compute, kind: str, want_vjp: bool, offsets: Array | None = None) -> Any:
     """Renorm in place (the one place it happens, RENORM-INPLACE), then compute, wiring torch autograd if
     needed (RENORM-GRAD: the renormed weight is the leaf).
 
@@ -122,7 +146,7 @@ def _run(xp: Namespace, weight: Array, per_sample_weights: Array | None, input: 
     if max_norm is not None:
         weight = _core.renorm_(weight, input, max_norm, norm_type, xp)
     if leaves is not None:
-        return _torch_autograd.apply(*leaves, compute, kind)
+        return _torch_autograd.apply(*leaves, compute, kind, (input, offsets))
     weight = prim.plain("weight", weight, xp=xp)
     if not want_vjp:
         return compute(weight, per_sample_weights, need_pullback=False)[0]
@@ -138,6 +162,16 @@ def _snapshot(x: Array | None, xp: Namespace) -> Array | None:
 
 def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, norm_type: Any,
                scale_grad_by_freq: Any, sparse: Any, xp: Namespace | None, want_vjp: bool) -> Any:
+    fast = prim.fused_numpy_forward(weight) if not want_vjp and xp is None else None
+    if fast is not None:  # PRIM-FAST-FORWARD
+        out = fast.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse)
+        if out is not None:
+            return out
+    if _torch_traced(xp, want_vjp, input, weight):
+        return _traced_module().embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse)
+    if isinstance(weight, _quantized.QuantizedTable):  # QUANT-FORWARD
+        return _quantized.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
+                                    xp, want_vjp)
     if _dask.involves_dask(input, weight):  # dask arrays: the blockwise path (spec DASK-*)
         return _dask.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
                                xp, want_vjp)
@@ -290,6 +324,19 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
                    scale_grad_by_freq: Any, mode: Any, sparse: Any, per_sample_weights: Array | None,
                    include_last_offset: Any, padding_idx: Any, xp: Namespace | None, want_vjp: bool,
                    lengths: Array | None = None) -> Any:
+    fast = prim.fused_numpy_forward(weight) if not want_vjp and xp is None and lengths is None else None
+    if fast is not None:  # PRIM-FAST-FORWARD: plain NumPy arrays, common options, checks in the kernel
+        out = fast.embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse,
+                                  per_sample_weights, include_last_offset, padding_idx)
+        if out is not None:
+            return out
+    if _torch_traced(xp, want_vjp, input, weight, offsets, per_sample_weights, lengths):
+        return _traced_module().embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode,
+                                              sparse, per_sample_weights, include_last_offset, padding_idx, lengths)
+    if isinstance(weight, _quantized.QuantizedTable):  # QUANT-FORWARD
+        return _quantized.embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode,
+                                        sparse, per_sample_weights, include_last_offset, padding_idx, xp,
+                                        want_vjp, lengths)
     if _dask.involves_dask(input, weight, offsets, per_sample_weights, lengths):  # spec DASK-*
         return _dask.embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode,
                                    sparse, per_sample_weights, include_last_offset, padding_idx, xp, want_vjp,
@@ -327,7 +374,8 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
     def compute(w: Array, psw: Array | None, need_pullback: bool = True) -> tuple[Array, Pullback | None]:
         return _core.embedding_bag_vjp(input, w, offsets, psw, a, ns, need_pullback)
 
-    return _run(ns, weight, per_sample_weights, input, a.max_norm, a.norm_type, compute, a.mode, want_vjp)
+    return _run(ns, weight, per_sample_weights, input, a.max_norm, a.norm_type, compute, a.mode, want_vjp,
+                offsets)
 
 
 def embedding_bag(input: Array, weight: Array, offsets: Array | None = None, max_norm: float | None = None,
@@ -538,15 +586,19 @@ def renorm(weight: Array, input: Array, max_norm: float, norm_type: float = 2.0,
     array([[0.6, 0.8],
            [0.3, 0.4]])
     """
-    xp = _namespace(xp, input=input, weight=weight)
+    traced = _torch_traced(xp, False, input, weight)
+    xp = _traced_module().xp if traced else _namespace(xp, input=input, weight=weight)
     v.check_weight(weight, xp)
     v.check_index_dtype("input", input, xp)
     checked_max, p = v.check_renorm_args(max_norm, norm_type)
     if checked_max is None:
         msg = "`max_norm` must be a real number, got None"
         raise TypeError(msg)
+    if traced:  # TORCH-TRACED
+        return _traced_module().renorm(weight, input, checked_max, p)
     if _dask.involves_dask(input, weight):  # DASK-RENORM: lazy, chunked like the weight, nothing gathered
         return _dask.renorm(weight, input, checked_max, p, xp)
+    input, weight = prim.plain("input", input, xp=xp), prim.plain("weight", weight, xp=xp)
     v.check_indices_in_range(input, weight.shape[0], xp)
     if is_torch_namespace(xp):
         weight, input = weight.detach(), input.detach()

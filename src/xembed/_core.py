@@ -236,6 +236,39 @@ def _bag_divisor(mode: str, bag_size: Array | None, psw: Array | None, offs: Arr
     return None
 
 
+def compact_padding(idx: Array, offs: Array, psw: Array | None, padding_idx: int | None,
+                    xp: Namespace) -> tuple[Array, Array, Array | None, Array | None, bool]:
+    """Padding entries leave the bag entirely (reduction, mean divisor, max scan, BAG-PAD): the compacted
+    ``(idx, offsets, psw)``, the (n,) mask of kept positions (None without padding_idx), and whether the
+    padding positions were parked in one extra, last bag instead (traced arrays, JIT-STATIC)."""
+    if padding_idx is None:
+        return idx, offs, psw, None, False
+    valid = idx != padding_idx
+    if not has_values(idx):  # the forward works; a sparse pullback cannot
+        return *_park_padding(idx, offs, psw, valid, xp), valid, True
+    n, num_bags = idx.shape[0], offs.shape[0] - 1
+    kept = prim.bincount(prim.segment_ids(offs, n, xp=xp)[valid], num_bags, xp=xp)
+    zero = xp.zeros((1,), dtype=offs.dtype, device=_device(idx))
+    offs_c = xp.concat([zero, xp.cumulative_sum(_cast(kept, offs.dtype))])
+    return idx[valid], offs_c, None if psw is None else psw[valid], valid, False
+
+
+def divide_bags(total: Array, mode: str, bag_size: Array | None, psw: Array | None, offs: Array,
+                xp: Namespace) -> tuple[Array, Array | None]:
+    """The bag sums ``total`` (B, D) divided by the mode's divisor (:func:`_bag_divisor`; a zero divisor
+    gives zeros), and the per-bag ``1 / divisor`` (0 where it is 0; None for ``sum``)."""
+    acc, dev = total.dtype, _device(total)
+    div = _bag_divisor(mode, bag_size, psw, offs, acc, xp)
+    if div is None:
+        return total, None
+    if mode == "mean" and psw is None:
+        return total / div[:, None], 1.0 / div
+    zero_div = div == 0
+    zero = xp.zeros((), dtype=acc, device=dev)
+    safe = xp.where(zero_div, xp.ones((), dtype=acc, device=dev), div)
+    return xp.where(zero_div[:, None], zero, total / safe[:, None]), xp.where(zero_div, zero, 1.0 / safe)
+
+
 def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sample_weights: Array | None,
                       a: BagArgs, xp: Namespace, need_pullback: bool = True) -> tuple[Array, Pullback | None]:
     """Bag reduction (BAG-SUM, BAG-MEAN, BAG-MAX, BAG-PAD, BAG-EMPTY, BAG-PSW) and its pullback (GRAD-BAG,
@@ -253,21 +286,7 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
     n, num_bags = idx.shape[0], offs.shape[0] - 1
     psw = None if per_sample_weights is None else xp.reshape(per_sample_weights, (-1,))[:n]
 
-    # Padding entries leave the bag entirely (reduction, mean divisor, max scan): compact them out.
-    valid = None
-    idx_c, offs_c, psw_c = idx, offs, psw
-    parked = False  # traced arrays (JIT-STATIC): padding positions parked in one extra, last bag
-    if a.padding_idx is not None and not has_values(idx):  # the forward works; a sparse pullback cannot
-        valid = idx != a.padding_idx
-        idx_c, offs_c, psw_c = _park_padding(idx, offs, psw, valid, xp)
-        parked = True
-    elif a.padding_idx is not None:
-        valid = idx != a.padding_idx
-        idx_c = idx[valid]
-        psw_c = None if psw is None else psw[valid]
-        kept = prim.bincount(prim.segment_ids(offs, n, xp=xp)[valid], num_bags, xp=xp)
-        zero = xp.zeros((1,), dtype=offs.dtype, device=dev)
-        offs_c = xp.concat([zero, xp.cumulative_sum(_cast(kept, offs.dtype))])
+    idx_c, offs_c, psw_c, valid, parked = compact_padding(idx, offs, psw, a.padding_idx, xp)
     bag_size = offs_c[1:] - offs_c[:-1] if a.mode in ("mean", "sqrtn") else None
 
     argrow = None
@@ -279,16 +298,7 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
         out, argrow = prim.gather_segment_min(weight, idx_c, offs_c, need_pullback, xp=xp)
     else:
         total = prim.gather_segment_sum(weight, idx_c, offs_c, psw_c, acc, xp=xp)
-        div = _bag_divisor(a.mode, bag_size, psw_c, offs_c, acc, xp)
-        if div is not None and a.mode == "mean" and psw_c is None:
-            total = total / div[:, None]
-            inv = 1.0 / div
-        elif div is not None:
-            zero_div = div == 0
-            zero = xp.zeros((), dtype=acc, device=dev)
-            safe = xp.where(zero_div, xp.ones((), dtype=acc, device=dev), div)
-            inv = xp.where(zero_div, zero, 1.0 / safe)
-            total = xp.where(zero_div[:, None], zero, total / safe[:, None])
+        total, inv = divide_bags(total, a.mode, bag_size, psw_c, offs_c, xp)
         out = _cast(total, weight.dtype)
     if parked:
         out = out[:num_bags, ...]

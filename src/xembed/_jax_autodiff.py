@@ -42,7 +42,7 @@ def _index_dtype(xp: Any) -> Any:
     return xp.__array_namespace_info__().default_dtypes()["indexing"]
 
 
-def _sanitize_indices(input: Array, n_rows: int, xp: Any) -> tuple[Array, Array | None]:
+def sanitize_indices(input: Array, n_rows: int, xp: Any) -> tuple[Array, Array | None]:
     """Indices as the index dtype with every invalid one mapped to ``n_rows``, and the (input-shaped)
     mask of invalid positions; unchanged (and None) when the values were checked eagerly."""
     itype = _index_dtype(xp)
@@ -61,7 +61,7 @@ def _sanitize_indices(input: Array, n_rows: int, xp: Any) -> tuple[Array, Array 
     return jnp.where(bad, n_rows, idx), bad
 
 
-def _sanitize_offsets(offsets: Array, n: int, include_last_offset: bool) -> tuple[Array, Array | None]:
+def sanitize_offsets(offsets: Array, n: int, include_last_offset: bool) -> tuple[Array, Array | None]:
     """Offsets, or (traced and invalid: OFFSETS rules broken) a valid all-empty layout; and a 0-d flag
     of invalidity (None when the values were checked eagerly)."""
     if has_values(offsets) or offsets.shape[0] == 0:
@@ -85,7 +85,7 @@ def _sanitize_offsets(offsets: Array, n: int, include_last_offset: bool) -> tupl
     return jnp.where(bad, safe, offsets), bad
 
 
-def _poison(out: Array, bad: Array | None) -> Array:
+def poison(out: Array, bad: Array | None) -> Array:
     """``out`` with NaN in the rows where ``bad`` (broadcast over the last axis) is true."""
     if bad is None:
         return out
@@ -143,11 +143,11 @@ def _renormed(weight: Array, idx: Array, max_norm: float | None, norm_type: floa
 def embedding(input: Array, weight: Array, padding_idx: int | None, max_norm: float | None, norm_type: float,
               scale_grad_by_freq: bool, sparse: bool, xp: Any, want_vjp: bool) -> Any:
     """``xembed.embedding`` / ``embedding_vjp`` on jax arrays (arguments already validated)."""
-    idx, bad = _sanitize_indices(input, weight.shape[0], xp)
+    idx, bad = sanitize_indices(input, weight.shape[0], xp)
     if want_vjp:
         w = _renormed(weight, idx, max_norm, norm_type, xp)
         out, pullback = _core.embedding_vjp(idx, w, padding_idx, scale_grad_by_freq, sparse, xp)
-        return _poison(out, bad), pullback
+        return poison(out, bad), pullback
 
     def compute(w: Array, _psw: Array | None, consts: Consts, _need: bool) -> tuple[Array, Any]:
         # Autodiff gives dense gradients (a JAX cotangent has the primal's type): sparse=False here.
@@ -155,32 +155,24 @@ def embedding(input: Array, weight: Array, padding_idx: int | None, max_norm: fl
         w = _renormed(w, i, max_norm, norm_type, xp)
         return _core.embedding_vjp(i, w, padding_idx, scale_grad_by_freq, False, xp)
 
-    return _poison(_differentiable(compute, False)(weight, None, (idx,)), bad)
+    return poison(_differentiable(compute, False)(weight, None, (idx,)), bad)
 
 
 def embedding_bag(input: Array, weight: Array, offsets: Array | None, per_sample_weights: Array | None,
                   a: BagArgs, xp: Any, want_vjp: bool) -> Any:
     """``xembed.embedding_bag`` / ``embedding_bag_vjp`` on jax arrays (arguments already validated)."""
-    idx, bad = _sanitize_indices(input, weight.shape[0], xp)
+    idx, bad = sanitize_indices(input, weight.shape[0], xp)
     offs_bad = None
     if offsets is not None and input.ndim == 1:
-        offsets, offs_bad = _sanitize_offsets(offsets, input.shape[0], a.include_last_offset)
+        offsets, offs_bad = sanitize_offsets(offsets, input.shape[0], a.include_last_offset)
 
-    def bag_poison(out: Array) -> Array:
-        if bad is not None:
-            if input.ndim == 2:
-                bag_bad = jnp.any(bad, axis=1)
-            else:
-                bag_bad = _bags_with(bad, offsets, a.include_last_offset, out.shape[0], xp)
-            out = _poison(out, bag_bad)
-        if offs_bad is not None:
-            out = _poison(out, jnp.broadcast_to(offs_bad, out.shape[:1]))
-        return out
+    def bagpoison(out: Array) -> Array:
+        return poison_bags(out, input.ndim, bad, offsets, offs_bad, a.include_last_offset, xp)
 
     if want_vjp:
         w = _renormed(weight, idx, a.max_norm, a.norm_type, xp)
         out, pullback = _core.embedding_bag_vjp(idx, w, offsets, per_sample_weights, a, xp)
-        return bag_poison(out), pullback
+        return bagpoison(out), pullback
 
     dense = BagArgs(a.mode, a.padding_idx, a.max_norm, a.norm_type, a.scale_grad_by_freq, False,
                     a.include_last_offset)
@@ -191,7 +183,20 @@ def embedding_bag(input: Array, weight: Array, offsets: Array | None, per_sample
         return _core.embedding_bag_vjp(i, w, o, psw, dense, xp, need)
 
     f = _differentiable(compute, per_sample_weights is not None)
-    return bag_poison(f(weight, per_sample_weights, (idx, offsets)))
+    return bagpoison(f(weight, per_sample_weights, (idx, offsets)))
+
+
+def poison_bags(out: Array, ndim: int, bad: Array | None, offsets: Array | None, offs_bad: Array | None,
+                include_last_offset: bool, xp: Any) -> Array:
+    """JIT-INVALID-*: NaN in every bag (B, D) of ``out`` holding an invalid index (``bad``, input-shaped),
+    and everywhere when the offsets were invalid (``offs_bad``); ``out`` itself when the values were checked."""
+    if bad is not None:
+        one_per_row = ndim == 2
+        out = poison(out, jnp.any(bad, axis=1) if one_per_row
+                     else _bags_with(bad, offsets, include_last_offset, out.shape[0], xp))
+    if offs_bad is not None:
+        out = poison(out, jnp.broadcast_to(offs_bad, out.shape[:1]))
+    return out
 
 
 def _bags_with(bad: Array, offsets: Array, include_last_offset: bool, num_bags: int, xp: Any) -> Array:
@@ -206,5 +211,5 @@ def _bags_with(bad: Array, offsets: Array, include_last_offset: bool, num_bags: 
 
 def renorm(weight: Array, input: Array, max_norm: float, norm_type: float, xp: Any) -> Array:
     """``xembed.renorm`` on jax arrays: invalid traced indices change nothing (JIT-INVALID-INDEX)."""
-    idx, _ = _sanitize_indices(input, weight.shape[0], xp)
+    idx, _ = sanitize_indices(input, weight.shape[0], xp)
     return _core.renorm(weight, idx, max_norm, norm_type, xp)

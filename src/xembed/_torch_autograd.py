@@ -10,10 +10,13 @@ The eager path: one ``torch.autograd.Function`` driven by the core's forward and
 * Forward mode (``TORCH-FWD-AD``): the tangent of a lookup is the lookup of the tangent; of a sum / mean
   bag, the same reduction of the tangent rows (plus the bag of ``W`` weighted by the per_sample_weights
   tangent); of a max bag, the tangent at the arg-max, obtained as the transpose of the (linear) pullback.
-* ``torch.func`` transforms (``grad``, ``vmap``, ``jacrev``, ...) are refused with a clear error
-  (``TORCH-FUNC``): the core reads index values eagerly, which functorch's wrapped tensors do not allow.
+* Tensors the pullback reads (indices, offsets, per_sample_weights, the weight for the per_sample_weights
+  gradient) are saved with ``save_for_backward``: modifying one in place before the backward raises torch's
+  error instead of being read (``TORCH-SAVED``).
 
-The traced path (``torch.compile`` / ``torch.export``) is in :mod:`xembed.torch._ops`.
+Calls under ``torch.func`` transforms and ``torch.compile`` / ``torch.export`` never reach this module: they
+take the traced path (``TORCH-TRACED``, :mod:`xembed.torch._traced`), because the core reads index values
+eagerly, which functorch's wrapped tensors do not allow.
 """
 
 from __future__ import annotations
@@ -45,8 +48,12 @@ class _XembedFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, weight: torch.Tensor, per_sample_weights: torch.Tensor | None, compute: Compute,
-                kind: str) -> torch.Tensor:
+                kind: str, indices: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
         out, pullback = compute(weight, per_sample_weights)
+        # TORCH-SAVED: what the pullback reads (indices, offsets; per_sample_weights and, for their gradient,
+        # the weight), saved so that modifying one in place before the backward raises instead of being read
+        saved = (*indices, per_sample_weights, weight if per_sample_weights is not None else None)
+        ctx.save_for_backward(*saved)
         ctx.pullback, ctx.compute, ctx.kind = pullback, compute, kind
         ctx.primals = (weight, per_sample_weights)
         ctx.out_shape = tuple(out.shape)
@@ -54,6 +61,7 @@ class _XembedFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
+        _ = ctx.saved_tensors  # raises torch's "modified by an inplace operation" error (TORCH-SAVED)
         pullback = ctx.pullback
         if torch.is_grad_enabled() and ctx.primals[1] is not None:
             # create_graph=True: the forward ran without grad, so what the pullback derived from
@@ -69,7 +77,7 @@ class _XembedFunction(torch.autograd.Function):
             raise NotImplementedError(msg)
         grad_w = _to_torch_grad(grad_w) if ctx.needs_input_grad[0] else None
         grad_psw = grad_psw if ctx.needs_input_grad[1] else None
-        return grad_w, grad_psw, None, None
+        return grad_w, grad_psw, None, None, None
 
     @staticmethod
     def jvp(ctx: Any, weight_t: torch.Tensor | None, psw_t: torch.Tensor | None, *_: Any) -> torch.Tensor:
@@ -105,14 +113,14 @@ def _has_tangent(t: torch.Tensor | None) -> bool:
 
 def refuse_func_transforms(weight: torch.Tensor, per_sample_weights: torch.Tensor | None,
                            input: torch.Tensor | None) -> None:
-    """TORCH-FUNC: NotImplementedError for tensors under a ``torch.func`` transform (before any value check
-    reads them), instead of silently detaching them."""
+    """A guard: tensors under a ``torch.func`` transform take the traced path (TORCH-TRACED) before this
+    module; one reaching it raises NotImplementedError (before any value check reads it), never silently
+    detached."""
     is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
     for name, t in (("weight", weight), ("per_sample_weights", per_sample_weights), ("input", input)):
         if t is not None and is_wrapped(t):
-            msg = (f"`{name}` is a torch.func-transformed tensor: xembed does not support torch.func transforms "
-                   "(grad, vmap, jacrev, jvp, functional_call under them); use torch.autograd (backward, "
-                   "torch.autograd.grad) or torch.autograd.forward_ad instead")
+            msg = (f"`{name}` is a torch.func-transformed tensor, which this eager path cannot read; call "
+                   "xembed.embedding / xembed.embedding_bag (they take the traced path under torch.func)")
             raise NotImplementedError(msg)
 
 
@@ -121,8 +129,8 @@ def needs_autograd(weight: torch.Tensor, per_sample_weights: torch.Tensor | None
     """Whether the call must go through :class:`_XembedFunction` (reverse or forward mode); never for the
     ``*_vjp`` functions (``want_vjp``), which compute without autograd.
 
-    Raises NotImplementedError for ``torch.func`` transforms (``TORCH-FUNC``), and for a forward-AD tangent
-    given to a ``*_vjp`` function, instead of silently detaching them.
+    Raises NotImplementedError for ``torch.func``-transformed tensors (see :func:`refuse_func_transforms`) and
+    for a forward-AD tangent given to a ``*_vjp`` function, instead of silently detaching them.
     """
     refuse_func_transforms(weight, per_sample_weights, input)
     if fwad._current_level >= 0 and (_has_tangent(weight) or _has_tangent(per_sample_weights)):
@@ -136,7 +144,8 @@ def needs_autograd(weight: torch.Tensor, per_sample_weights: torch.Tensor | None
     return weight.requires_grad or (per_sample_weights is not None and per_sample_weights.requires_grad)
 
 
-def apply(weight: torch.Tensor, per_sample_weights: torch.Tensor | None, compute: Compute,
-          kind: str) -> torch.Tensor:
-    """The autograd-connected output of ``compute`` (called with the undetached tensors)."""
-    return _XembedFunction.apply(weight, per_sample_weights, compute, kind)
+def apply(weight: torch.Tensor, per_sample_weights: torch.Tensor | None, compute: Compute, kind: str,
+          indices: tuple[torch.Tensor | None, ...] = ()) -> torch.Tensor:
+    """The autograd-connected output of ``compute`` (called with the undetached tensors); ``indices`` are the
+    index arrays ``compute`` reads (input, offsets), checked for in-place modification at backward time."""
+    return _XembedFunction.apply(weight, per_sample_weights, compute, kind, indices)

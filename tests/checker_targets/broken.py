@@ -78,6 +78,17 @@ max_ties_to_last = _target("mode='max' breaks ties towards the last occurrence (
                            embedding_bag=_bag_max_last)
 
 
+def _bag_max_last_tiled(input, weight, *args, **kwargs):
+    if weight.dim() == 2 and weight.shape[1] % 16 == 0:
+        return _bag_max_last(input, weight, *args, **kwargs)
+    return F.embedding_bag(input, weight, *args, **kwargs)
+
+
+max_ties_to_last_at_tile_width = _target(
+    "mode='max' sends the gradient of a tie to the last occurrence, only when embedding_dim is a multiple of 16 "
+    "(a 16-wide kernel's tie-breaking)", embedding_bag=_bag_max_last_tiled)
+
+
 # 3 ---------------------------------------------------------------------------------------------
 def _renorm_ge(weight, input, max_norm, norm_type):
     with torch.no_grad():
@@ -406,6 +417,7 @@ segfaults_on_long_inputs = _target("segfaults on inputs of more than 1,000 posit
 BROKEN = {
     "pad_in_mean_divisor": (pad_in_mean_divisor, ["embedding_bag::padding_idx >= 0::values", "embedding_bag::all-padding bags::values"]),
     "max_ties_to_last": (max_ties_to_last, ["embedding_bag::mode='max'::grad", "embedding_bag::duplicate indices::grad"]),
+    "max_ties_to_last_at_tile_width": (max_ties_to_last_at_tile_width, ["embedding_bag::mode='max'::grad"]),
     "renorm_uses_ge": (renorm_uses_ge, ["embedding::max_norm, norm_type=1::values", "embedding::max_norm, norm_type=inf::values"]),
     "renorm_not_in_place": (renorm_not_in_place, ["embedding::max_norm, norm_type=2::values"]),
     "grad_ignores_scale_grad_by_freq": (grad_ignores_scale_grad_by_freq, ["embedding_bag::scale_grad_by_freq::grad"]),

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 from array_api_compat import is_cupy_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
 
 from . import _fallback
@@ -39,6 +40,7 @@ from . import _fallback
 __all__ = [
     "Table",
     "bincount",
+    "fused_numpy_forward",
     "gather_scatter_add",
     "gather_segment_max",
     "gather_segment_min",
@@ -189,6 +191,29 @@ def _jax_table() -> Table:
     return _with(_FALLBACK, m, ("segment_ids", "bincount", "gather_segment_sum", "gather_segment_max",
                                 "scatter_add_rows", "gather_scatter_add", "put_rows_"),
                  gather_segment_min=_min_via(m.gather_segment_max))
+
+
+_fused_forwards: dict[str, Any] = {}
+
+
+def fused_numpy_forward(weight: Array) -> Any:
+    """The module of one-kernel NumPy forwards (``PRIM-FAST-FORWARD``) when ``weight`` is a NumPy array and
+    the current mode runs the numba kernels on NumPy arrays, else None (decided once per mode; other
+    arrays never import numba)."""
+    if type(weight) is not np.ndarray:
+        return None
+    m = _mode_var.get()
+    try:
+        return _fused_forwards[m]
+    except KeyError:
+        pass
+    fused: Any = None
+    if m in ("numba", "auto") and numba_available():
+        import importlib
+
+        fused = importlib.import_module(f"{__name__}._numba_forward")
+    _fused_forwards[m] = fused
+    return fused
 
 
 _tables: dict[tuple[int, str], Table] = {}

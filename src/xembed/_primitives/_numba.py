@@ -3,7 +3,14 @@
 One fused kernel per primitive: the row gather and the reduction in one loop, no ``n x D`` intermediate,
 parallel over bags (``numba.prange``) with the thread count numba is configured for (``NUMBA_NUM_THREADS``,
 :func:`numba.set_num_threads`).  Small calls run a serial build of the same kernel (no thread start-up).
-Kernels are compiled on first use and cached on disk (``cache=True``; ``NUMBA_CACHE_DIR`` moves the cache).
+Kernels are compiled on first use and cached on disk (``cache=True``; ``NUMBA_CACHE_DIR`` moves the cache);
+the serial and parallel builds are distinct functions, hence distinct cache entries.
+
+Threads: the parallel builds run on numba's ``workqueue`` threading layer unless ``NUMBA_THREADING_LAYER``
+says otherwise (chosen when this module is imported, if numba's pool has not started yet).  numba's
+``omp`` layer shares the OpenMP runtime with torch and would set torch's thread count at every launch;
+``workqueue`` leaves it (and any other OpenMP user's) alone.  Whatever the layer, a parallel launch
+restores torch's thread count if it changed.
 
 Kernels are used for float32 / float64 weights accumulating in their own dtype; other dtypes (float16,
 bfloat16) go, explicitly, to the pure-NumPy implementations of :mod:`._numpy`.  Every kernel is
@@ -13,7 +20,12 @@ gradient) is reduced by one thread in position order.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import threading
+import types as types_
+from collections.abc import Iterator
 from typing import Any
 
 import numba
@@ -29,14 +41,72 @@ __all__ = ["gather_scatter_add", "gather_segment_max", "gather_segment_sum", "in
 
 Array = Any
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-# Work (rows x D) below which the serial build runs: thread start-up costs a few microseconds.
+# Work (rows x D) below which the serial build runs.
 _PARALLEL_MIN_WORK = 1 << 17
-# numba's default threading layer (workqueue) must not launch parallel kernels from two Python threads at
-# once; parallel launches are serialised (each already uses every thread numba is allowed).
+# The workqueue threading layer must not launch parallel kernels from two Python threads at once; parallel
+# launches are serialised (each already uses every thread numba is allowed).
 _PARALLEL_LOCK = threading.Lock()
+
+
+def _choose_threading_layer() -> None:
+    """Run the parallel kernels on numba's ``workqueue`` layer unless the user picked one.
+
+    numba's default order prefers ``omp``, which shares the process' OpenMP runtime with torch (same
+    ``libgomp``): every launch would set torch's thread count to numba's.  ``tbb`` needs the separate
+    ``tbb`` package; ``workqueue`` is always there and ran the 2-thread forward faster than ``omp`` (measured
+    in docs/performance.md).  ``NUMBA_THREADING_LAYER`` in the environment wins; a pool numba has already
+    started (by other numba code) keeps its layer.
+    """
+    config: Any = numba.config
+    if "NUMBA_THREADING_LAYER" not in os.environ and str(config.THREADING_LAYER) == "default":
+        config.THREADING_LAYER = "workqueue"
+
+
+_choose_threading_layer()
+
+
+@contextlib.contextmanager
+def _torch_threads_kept() -> Iterator[None]:
+    """torch's thread count as it was before the block, whatever numba's layer did to it (``omp`` sets
+    the shared OpenMP runtime's count when its pool starts and at every launch)."""
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else 0
+    try:
+        yield
+    finally:
+        if torch is not None and torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def _parallel_launch() -> Iterator[None]:
+    """One parallel launch at a time, torch's thread count kept."""
+    with _torch_threads_kept(), _PARALLEL_LOCK:
+        yield
+
+
+def _parallel_threads(work: int) -> int:
+    """numba's thread count when a call doing ``work`` (rows x D) runs a parallel build, else 0 (the
+    serial build: thread start-up costs a few microseconds)."""
+    if work < _PARALLEL_MIN_WORK:
+        return 0
+    with _torch_threads_kept():  # the first call starts numba's pool
+        threads = int(numba.get_num_threads())
+    return threads if threads > 1 else 0
+
+
 # Rows gathered ahead of use: a random row of a large table is a DRAM miss (~100 ns); prefetching the row
 # PREFETCH positions ahead keeps several misses in flight (what fbgemm does), ~15-25 % on V=1e6 tables.
 PREFETCH = 8
+
+
+def element_pointer(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+    """LLVM pointer to ``arr[row, col]`` for an intrinsic ``(arr, row, col)``: no bounds check, not even under
+    ``NUMBA_BOUNDSCHECK`` (callers pass validated rows only)."""
+    aryty = signature.args[0]
+    ary = context.make_array(aryty)(context, builder, args[0])
+    return cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
+        context, builder, aryty, ary, [args[1], args[2]], wraparound=False)
 
 
 @intrinsic
@@ -45,10 +115,7 @@ def _prefetch(_typingctx: Any, arr: Any, row: Any, col: Any) -> Any:  # pragma: 
     sig = types.void(arr, row, col)
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
-            context, builder, aryty, ary, [args[1], args[2]], wraparound=False)
+        ptr = element_pointer(context, builder, signature, args)
         i8p = ir.IntType(8).as_pointer()
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
@@ -156,21 +223,34 @@ def _jit(fn: Any, parallel: bool) -> Any:
     return numba.njit(parallel=parallel, cache=True, nogil=True, fastmath=False)(fn)
 
 
-segment_sum_serial = _jit(_segment_sum, False)
-segment_sum_parallel = _jit(_segment_sum, True)
-segment_max_serial = _jit(_segment_max, False)
-segment_max_parallel = _jit(_segment_max, True)
-gather_scatter_serial = _jit(_gather_scatter, False)
-gather_scatter_parallel = _jit(_gather_scatter, True)
+def _variant(fn: Any, parallel: bool) -> Any:
+    """The serial or parallel build of ``fn``, compiled from a copy of it named ``<name>_serial`` /
+    ``<name>_parallel``.
+
+    numba names a cache entry after the function's qualified name and keys it by signature and CPU, not by
+    the ``parallel`` flag: two builds of one function would load whichever was cached first.  Distinct
+    names give distinct cache files.
+    """
+    suffix = "_parallel" if parallel else "_serial"
+    copy = types_.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__,
+                               fn.__closure__)
+    copy.__qualname__ = fn.__qualname__ + suffix
+    copy.__module__ = fn.__module__
+    return _jit(copy, parallel)
+
+
+segment_sum_serial = _variant(_segment_sum, False)
+segment_sum_parallel = _variant(_segment_sum, True)
+segment_max_serial = _variant(_segment_max, False)
+segment_max_parallel = _variant(_segment_max, True)
+gather_scatter_serial = _variant(_gather_scatter, False)
+gather_scatter_parallel = _variant(_gather_scatter, True)
 bounds_kernel = _jit(_bounds, False)
 first_decrease_kernel = _jit(_first_decrease, False)
+PARALLEL_KERNELS = (segment_sum_parallel, segment_max_parallel, gather_scatter_parallel)
 
 KERNELS = (segment_sum_serial, segment_sum_parallel, segment_max_serial, segment_max_parallel,
            gather_scatter_serial, gather_scatter_parallel, bounds_kernel, first_decrease_kernel)
-
-
-def _parallel(work: int) -> bool:
-    return work >= _PARALLEL_MIN_WORK and numba.get_num_threads() > 1
 
 
 def _fast(*dtypes: Any) -> bool:
@@ -195,8 +275,8 @@ def gather_segment_sum(weight: Array, idx: Array, offsets: Array, scale: Array |
     out = np.zeros((num_bags, dim), dtype=weight.dtype)
     has_scale = scale is not None
     sc = _c(scale) if has_scale else np.empty(0, dtype=weight.dtype)
-    if _parallel(idx.shape[0] * dim):
-        with _PARALLEL_LOCK:
+    if _parallel_threads(idx.shape[0] * dim):
+        with _parallel_launch():
             segment_sum_parallel(weight, _c(idx), _c(offsets), sc, has_scale, out, _line(weight))
     else:
         segment_sum_serial(weight, _c(idx), _c(offsets), sc, has_scale, out, _line(weight))
@@ -210,8 +290,8 @@ def gather_segment_max(weight: Array, idx: Array, offsets: Array, need_arg: bool
     num_bags, dim = offsets.shape[0] - 1, weight.shape[1]
     out = np.empty((num_bags, dim), dtype=weight.dtype)
     arg = np.empty((num_bags, dim) if need_arg else (0, 0), dtype=np.int64)
-    if _parallel(idx.shape[0] * dim):
-        with _PARALLEL_LOCK:
+    if _parallel_threads(idx.shape[0] * dim):
+        with _parallel_launch():
             segment_max_parallel(weight, _c(idx), _c(offsets), out, arg, need_arg, _line(weight))
     else:
         segment_max_serial(weight, _c(idx), _c(offsets), out, arg, need_arg, _line(weight))
@@ -228,9 +308,10 @@ def gather_scatter_add(src: Array, src_idx: Array, dst_idx: Array, scale: Array 
     out = np.zeros((int(num_rows), dim), dtype=src.dtype)
     has_scale = scale is not None
     sc = _c(scale) if has_scale else np.empty(0, dtype=src.dtype)
-    if _parallel(dst_idx.shape[0] * dim):
-        blocks = max(1, min(numba.get_num_threads(), dim // 16))
-        with _PARALLEL_LOCK:
+    threads = _parallel_threads(dst_idx.shape[0] * dim)
+    if threads:
+        blocks = max(1, min(threads, dim // 16))
+        with _parallel_launch():
             gather_scatter_parallel(_c(src), _c(src_idx), _c(dst_idx), sc, has_scale, out, blocks)
     else:
         gather_scatter_serial(_c(src), _c(src_idx), _c(dst_idx), sc, has_scale, out, 1)

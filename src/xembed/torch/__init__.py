@@ -4,7 +4,8 @@
 * :class:`Embedding`, :class:`EmbeddingBag` — ``torch.nn`` module subclasses (torch's constructor
   arguments, ``from_pretrained``, ``state_dict`` key ``weight``) whose forward is xembed's.
 * :func:`embedding`, :func:`embedding_bag` — eager: :func:`xembed.embedding` / :func:`xembed.embedding_bag`;
-  under ``torch.compile`` / ``torch.export``: the ``xembed::*`` custom ops (no graph break).
+  under ``torch.compile`` / ``torch.export`` and ``torch.func`` transforms: the ``xembed::*`` custom ops (no
+  graph break, symbolic sizes, batching rules), as the generic functions themselves do (docs/torch.md).
 
 Importing this module imports torch and registers the ``xembed::`` ops.  The backend-agnostic
 :class:`xembed.Embedding` is unchanged.

@@ -1,0 +1,315 @@
+"""Row-wise quantized tables (spec QUANT-*): torch's 8-, 4- and 2-bit packed layout on every backend.
+
+:func:`quantize_rowwise` packs a float table exactly as torch's ``embedding_bag_*_prepack`` ops do;
+:class:`QuantizedTable` holds the packed rows, and ``xembed.embedding`` / ``embedding_bag`` accept one as
+``weight`` (forward only: a quantized table is for inference).  The forward is written once here against
+the array API, with the namespace ``xp`` explicit; the unpack-and-reduce primitives are in
+:mod:`._primitives._quantized`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from typing import Any
+
+from array_api_compat import array_namespace, is_jax_namespace, is_torch_namespace
+from array_api_compat import device as _device
+
+from . import _core
+from . import _primitives as prim
+from . import _validate as v
+from ._primitives import _quantized as qprim
+from ._primitives import _quantized_fallback as codec
+from ._primitives import index_dtype
+from ._typing import Array, Namespace
+
+__all__ = ["QuantizedTable", "quantize_rowwise"]
+
+BITS = (8, 4, 2)
+
+
+def _check_bits(bits: Any) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or int(bits) not in BITS:
+        msg = f"`bits` must be one of {BITS}, got {bits!r}"
+        raise ValueError(msg)
+    return int(bits)
+
+
+class _WeightMeta:
+    """The metadata the float argument checks read from ``weight`` (2-D float32 of the table's shape)."""
+
+    ndim = 2
+
+    def __init__(self, shape: tuple[int, int], dtype: Any):
+        self.shape, self.dtype = shape, dtype
+
+
+class QuantizedTable:
+    """An (N, D) embedding table stored row-wise quantized in torch's packed layout (QUANT-LAYOUT).
+
+    Build one with :func:`quantize_rowwise` or :meth:`from_packed`; pass it as ``weight`` to
+    :func:`xembed.embedding` / :func:`xembed.embedding_bag` (QUANT-FORWARD).
+    """
+
+    __slots__ = ("_bits", "_dim", "_packed")
+
+    def __init__(self, packed: Array, bits: int, dim: int):
+        self._packed, self._bits, self._dim = packed, bits, dim
+
+    @classmethod
+    def from_packed(cls, packed: Array, bits: int) -> QuantizedTable:
+        """Wrap packed rows (N, L) uint8 in torch's layout (QUANT-ERRORS); the array is not copied.
+
+        ``embedding_dim`` is ``L - 8`` for 8 bits and ``(L - 4) * 8 / bits`` for 4 and 2 bits, as in torch.
+        """
+        bits = _check_bits(bits)
+        v.check_is_array("packed", packed)
+        xp = array_namespace(packed)
+        if packed.dtype != xp.uint8:
+            msg = f"`packed` must have dtype uint8, got {packed.dtype}"
+            raise TypeError(msg)
+        if packed.ndim != 2:
+            msg = f"`packed` must be 2-D (num_embeddings, row bytes), got shape {tuple(packed.shape)}"
+            raise ValueError(msg)
+        row, overhead = int(packed.shape[1]), codec.OVERHEAD[bits]
+        if row < overhead:
+            msg = (f"`packed` rows of {row} bytes match no embedding_dim for `bits`={bits}: a row is the codes "
+                   f"followed by {overhead} bytes of scale and bias")
+            raise ValueError(msg)
+        return cls(packed, bits, (row - overhead) * 8 // bits)
+
+    @classmethod
+    def from_torch(cls, source: Any) -> QuantizedTable:
+        """The table of a ``torch.ao.nn.quantized.Embedding`` / ``EmbeddingBag`` module, of its state dict, or of
+        its quantized weight (``per_channel_affine_float_qparams``, ``quint8`` / ``quint4x2`` / ``quint2x4``),
+        as the bytes torch's ops run on (QUANT-TORCH-INTEROP): packed rows of torch uint8 on the weight's device."""
+        import torch
+
+        qweight = source
+        if isinstance(source, dict):
+            qweight = source.get("_packed_params._packed_weight")
+        elif hasattr(source, "weight") and callable(source.weight):
+            qweight = source.weight()
+        widths = {torch.quint8: 8, torch.quint4x2: 4, torch.quint2x4: 2}
+        if not isinstance(qweight, torch.Tensor) or qweight.dtype not in widths:
+            msg = ("`source` must be a torch.ao.nn.quantized Embedding / EmbeddingBag, its state dict or its "
+                   f"quantized weight (quint8, quint4x2 or quint2x4), got {type(qweight).__name__}")
+            raise TypeError(msg)
+        bits = widths[qweight.dtype]
+        scale = qweight.q_per_channel_scales().to(torch.float32)
+        bias = qweight.q_per_channel_zero_points().to(torch.float32) * scale * -1  # torch's prepack: bias = -zp * scale
+        tail_dtype = torch.float32 if bits == 8 else torch.float16
+        tail = torch.stack([scale, bias], dim=1).to(tail_dtype).view(torch.uint8)
+        codes = qweight.int_repr().reshape(qweight.shape[0], -1)
+        return cls.from_packed(torch.cat([codes, tail], dim=1), bits)
+
+    @property
+    def packed(self) -> Array:
+        """The packed rows: (N, L) uint8, torch's layout, the namespace and device they were given in."""
+        return self._packed
+
+    @property
+    def bits(self) -> int:
+        return self._bits
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(num_embeddings, embedding_dim)`` of the float table."""
+        return int(self._packed.shape[0]), self._dim
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the packed table (``N * L``)."""
+        return int(self._packed.shape[0]) * int(self._packed.shape[1])
+
+    def dequantize(self) -> Array:
+        """The float32 (N, D) table ``code * scale + bias`` (torch's ``embedding_bag_*_unpack``)."""
+        xp = array_namespace(self._packed)
+        return codec.dequantize_rows(self._packed, self._bits, self._dim, xp)
+
+    def _meta(self, xp: Namespace) -> _WeightMeta:
+        return _WeightMeta(self.shape, xp.float32)
+
+    def __repr__(self) -> str:
+        n, d = self.shape
+        return f"QuantizedTable(num_embeddings={n}, embedding_dim={d}, bits={self._bits})"
+
+
+def quantize_rowwise(weight: Array, bits: int = 8, *, xp: Namespace | None = None) -> QuantizedTable:
+    """Quantize each row of a float (N, D) table to ``bits`` (8, 4 or 2) with its own scale and bias,
+    producing exactly the bytes of torch's ``embedding_bag_byte_prepack`` / ``embedding_bag_4bit_prepack``
+    / ``embedding_bag_2bit_prepack`` for the float32 table (QUANT-PREPACK).
+
+    ``D`` must be a multiple of ``8 / bits`` (as in torch) and the table finite.  The packed array is of
+    ``weight``'s namespace and device; ``weight`` is never modified.
+    """
+    bits = _check_bits(bits)
+    v.check_is_array("weight", weight)
+    ns = array_namespace(weight) if xp is None else xp
+    v.check_weight(weight, ns)
+    per = 8 // bits
+    if weight.shape[1] == 0 or weight.shape[1] % per:
+        msg = (f"`weight` must have an embedding_dim that is a positive multiple of {per} for `bits`={bits}, "
+               f"got shape {tuple(weight.shape)}")
+        raise ValueError(msg)
+    if is_torch_namespace(ns):
+        weight = weight.detach()
+    w = ns.astype(weight, ns.float32)
+    if v.has_values(w) and not bool(ns.all(ns.isfinite(w))):
+        msg = "`weight` must be finite to be quantized (a row's scale and bias come from its min and max)"
+        raise ValueError(msg)
+    packed = _pack8(w, ns) if bits == 8 else _pack_nbit(w, bits, ns)
+    return QuantizedTable(packed, bits, int(weight.shape[1]))
+
+
+def _divide(x: Array, divisor: float, xp: Namespace) -> Array:
+    """``x / divisor`` correctly rounded: XLA turns a division by a constant into a multiplication by its
+    (rounded) reciprocal, so the divisor is an array."""
+    return x / xp.full(x.shape, divisor, dtype=x.dtype, device=_device(x))
+
+
+def _pack8(w: Array, xp: Namespace) -> Array:
+    """8 bits: scale ``range / 255`` and bias ``min`` as float32, codes ``rint((x - min) * 255 / (range + 1e-8))``."""
+    lo, hi = xp.min(w, axis=1), xp.max(w, axis=1)
+    spread = hi - lo
+    inverse = 255.0 / (spread + 1e-8)
+    codes = xp.clip(xp.round((w - lo[:, None]) * inverse[:, None]), 0, 255)
+    return xp.concat([xp.astype(codes, xp.uint8), codec.encode_float32(_divide(spread, 255.0, xp), xp),
+                      codec.encode_float32(lo, xp)], axis=1)
+
+
+def _pack_nbit(w: Array, bits: int, xp: Namespace) -> Array:
+    """4 and 2 bits: bias ``min`` rounded to float16 first, scale ``range / (2**bits - 1)`` rounded to float16
+    (1 for a constant row), codes ``rint((x - bias) / scale)`` clipped to ``[0, 2**bits)``."""
+    top = (1 << bits) - 1
+    lo = codec.round_to_float16(xp.min(w, axis=1), xp)
+    spread = xp.max(w, axis=1) - lo
+    scale = codec.round_to_float16(xp.where(spread == 0, 1.0, _divide(spread, float(top), xp)), xp)
+    if v.has_values(w) and not bool(xp.all(xp.isfinite(lo) & xp.isfinite(scale))):
+        msg = (f"`weight` has a row whose min or (max - min) / {top} is beyond float16's range (65504); "
+               f"{bits}-bit rows store them as float16")
+        raise ValueError(msg)
+    usable = (scale != 0) & xp.isfinite(1.0 / xp.where(scale == 0, 1.0, scale))
+    scale = xp.where(usable, scale, 1.0)
+    inverse = 1.0 / scale
+    codes = xp.clip(xp.round((w - lo[:, None]) * inverse[:, None]), 0, top)
+    return xp.concat([codec.pack_codes(xp.astype(codes, xp.int32), bits, xp), codec.encode_float16(scale, xp),
+                      codec.encode_float16(lo, xp)], axis=1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# forward
+
+
+def _refuse_training(max_norm: float | None, scale_grad_by_freq: bool, sparse: bool, want_vjp: bool,
+                     psw: Array | None) -> None:
+    """QUANT-INFERENCE: the options that train or modify a table raise, after the argument checks."""
+    what = None
+    if want_vjp:
+        what = "gradients (`*_vjp`)"
+    elif max_norm is not None:
+        what = f"`max_norm`={max_norm!r} (it renormalises the table in place)"
+    elif scale_grad_by_freq:
+        what = "`scale_grad_by_freq`=True"
+    elif sparse:
+        what = "`sparse`=True"
+    elif psw is not None and bool(getattr(psw, "requires_grad", False)):
+        what = "gradients of `per_sample_weights` (it requires grad)"
+    if what is not None:
+        msg = f"a QuantizedTable `weight` is for inference: {what} is not supported; dequantize() it to train"
+        raise NotImplementedError(msg)
+
+
+def _namespace_of(xp: Namespace | None, table: QuantizedTable, **arrays: Array | None) -> Namespace:
+    from ._api import _namespace
+
+    return _namespace(xp, weight=table.packed, **arrays)
+
+
+def embedding(input: Array, table: QuantizedTable, padding_idx: Any, max_norm: Any, norm_type: Any,
+              scale_grad_by_freq: Any, sparse: Any, xp: Namespace | None, want_vjp: bool) -> Array:
+    """``xembed.embedding`` with a quantized ``weight``: ``table.dequantize()[input]`` (QUANT-FORWARD)."""
+    _no_dask(input, table)
+    ns = _namespace_of(xp, table, input=input)
+    input = prim.plain("input", input, xp=ns)  # ARR-NORMALIZE
+    _pad, mnorm, _ntype, sgbf, sparse_ = v.check_embedding_metadata(
+        input, table._meta(ns), padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, ns)
+    _refuse_training(mnorm, sgbf, sparse_, want_vjp, None)
+    n_rows, dim = table.shape
+    v.check_indices_in_range(input, n_rows, ns)
+    flat = ns.astype(ns.reshape(input, (-1,)), index_dtype(ns, _device(table.packed)))
+    bad = None
+    if is_jax_namespace(ns):
+        from ._jax_autodiff import poison, sanitize_indices
+
+        flat, bad = sanitize_indices(flat, n_rows, ns)
+    rows = qprim.gather_rows(table.packed, table.bits, dim, flat, ns)
+    if bad is not None:
+        rows = poison(rows, bad)
+    return ns.reshape(rows, (*tuple(input.shape), dim))
+
+
+def embedding_bag(input: Array, table: QuantizedTable, offsets: Array | None, max_norm: Any, norm_type: Any,
+                  scale_grad_by_freq: Any, mode: Any, sparse: Any, per_sample_weights: Array | None,
+                  include_last_offset: Any, padding_idx: Any, xp: Namespace | None, want_vjp: bool,
+                  lengths: Array | None = None) -> Array:
+    """``xembed.embedding_bag`` with a quantized ``weight``: the float semantics on ``table.dequantize()``,
+    computed from the packed rows (QUANT-FORWARD)."""
+    _no_dask(input, table, offsets, per_sample_weights, lengths)
+    ns = _namespace_of(xp, table, input=input, offsets=offsets, per_sample_weights=per_sample_weights,
+                       lengths=lengths)
+    input, offsets, lengths, per_sample_weights = (  # ARR-NORMALIZE
+        prim.plain(name, x, xp=ns) for name, x in
+        (("input", input), ("offsets", offsets), ("lengths", lengths), ("per_sample_weights", per_sample_weights)))
+    a = v.check_bag_metadata(input, table._meta(ns), offsets, per_sample_weights, mode, max_norm, norm_type,
+                             scale_grad_by_freq, sparse, include_last_offset, padding_idx, ns, lengths=lengths)
+    _refuse_training(a.max_norm, a.scale_grad_by_freq, a.sparse, want_vjp, per_sample_weights)
+    if lengths is not None:  # EXT-LENGTHS
+        v.check_lengths_values(lengths, input.shape[0], ns)
+        offsets, a = _core.lengths_to_offsets(lengths, ns), dataclasses.replace(a, include_last_offset=True)
+        v.check_offsets_values(offsets, input.shape[0], True, ns, source="lengths")  # VAL-EXACT
+    elif input.ndim == 1:
+        v.check_offsets_values(offsets, input.shape[0], a.include_last_offset, ns)
+    v.check_indices_in_range(input, table.shape[0], ns)
+    if is_torch_namespace(ns) and per_sample_weights is not None:
+        per_sample_weights = per_sample_weights.detach()
+    if not is_jax_namespace(ns):
+        return bag_forward(input, table, offsets, per_sample_weights, a, ns)
+    from ._jax_autodiff import poison_bags, sanitize_indices, sanitize_offsets
+
+    idx, bad = sanitize_indices(input, table.shape[0], ns)
+    offs_bad = None
+    if offsets is not None and input.ndim == 1:
+        offsets, offs_bad = sanitize_offsets(offsets, input.shape[0], a.include_last_offset)
+    out = bag_forward(idx, table, offsets, per_sample_weights, a, ns)
+    return poison_bags(out, input.ndim, bad, offsets, offs_bad, a.include_last_offset, ns)
+
+
+def bag_forward(input: Array, table: QuantizedTable, offsets: Array | None, per_sample_weights: Array | None,
+                a: v.BagArgs, xp: Namespace) -> Array:
+    """The bag reduction of :func:`xembed._core.embedding_bag_vjp` (forward only) on packed rows: the same
+    layout, padding compaction and divisors; the gathers unpack the rows."""
+    packed, bits, dim = table.packed, table.bits, table.shape[1]
+    idx, offs = _core._bag_layout(input, offsets, a.include_last_offset, xp, _device(packed))
+    num_bags = offs.shape[0] - 1
+    psw = None if per_sample_weights is None else xp.reshape(per_sample_weights, (-1,))[:idx.shape[0]]
+    idx_c, offs_c, psw_c, _valid, parked = _core.compact_padding(idx, offs, psw, a.padding_idx, xp)
+    if a.mode == "max":
+        out = qprim.gather_segment_max(packed, bits, dim, idx_c, offs_c, xp)
+    elif a.mode == "min":
+        out = qprim.gather_segment_min(packed, bits, dim, idx_c, offs_c, xp)
+    else:
+        total = qprim.gather_segment_sum(packed, bits, dim, idx_c, offs_c, psw_c, xp)
+        bag_size = offs_c[1:] - offs_c[:-1]
+        out, _inv = _core.divide_bags(total, a.mode, bag_size, psw_c, offs_c, xp)
+    return out[:num_bags, ...] if parked else out
+
+
+def _no_dask(*arrays: Any) -> None:
+    from . import _dask
+
+    packed = [x.packed if isinstance(x, QuantizedTable) else x for x in arrays]
+    if _dask.involves_dask(*packed):
+        msg = "a QuantizedTable `weight` with dask arrays is not supported; compute the arrays first"
+        raise NotImplementedError(msg)
