@@ -46,10 +46,37 @@ class _WeightMeta:
 
 
 class QuantizedTable:
-    """An (N, D) embedding table stored row-wise quantized in torch's packed layout (QUANT-LAYOUT).
+    """An (N, D) embedding table stored row-wise quantized in torch's packed layout.
 
-    Build one with :func:`quantize_rowwise` or :meth:`from_packed`; pass it as ``weight`` to
-    :func:`xembed.embedding` / :func:`xembed.embedding_bag` (QUANT-FORWARD).
+    Build one with :func:`quantize_rowwise`, :meth:`from_packed` or :meth:`from_torch`; pass it as ``weight``
+    to :func:`xembed.embedding` / :func:`xembed.embedding_bag` for inference.
+
+    Parameters
+    ----------
+    packed : array of uint8, shape (N, L)
+        The packed rows (use :meth:`from_packed`, which checks them).
+    bits : {8, 4, 2}
+        Bits per code.
+    dim : int
+        ``embedding_dim`` of the float table.
+
+    See Also
+    --------
+    quantize_rowwise : Packs a float table.
+
+    Notes
+    -----
+    Layout QUANT-LAYOUT, forward QUANT-FORWARD; gradients and the training options raise
+    NotImplementedError (QUANT-INFERENCE).
+
+    Examples
+    --------
+    >>> import numpy as np, xembed
+    >>> table = xembed.quantize_rowwise(np.ones((3, 8), dtype=np.float32), bits=4)
+    >>> table
+    QuantizedTable(num_embeddings=3, embedding_dim=8, bits=4)
+    >>> xembed.embedding_bag(np.array([[0, 2]]), table, mode="sum")
+    array([[2., 2., 2., 2., 2., 2., 2., 2.]], dtype=float32)
     """
 
     __slots__ = ("_bits", "_dim", "_packed")
@@ -59,9 +86,37 @@ class QuantizedTable:
 
     @classmethod
     def from_packed(cls, packed: Array, bits: int) -> QuantizedTable:
-        """Wrap packed rows (N, L) uint8 in torch's layout (QUANT-ERRORS); the array is not copied.
+        """Wrap packed rows in torch's layout; the array is not copied.
 
-        ``embedding_dim`` is ``L - 8`` for 8 bits and ``(L - 4) * 8 / bits`` for 4 and 2 bits, as in torch.
+        Parameters
+        ----------
+        packed : array of uint8, shape (N, L)
+            Rows as torch's prepack ops write them: the codes, then the scale and the bias.
+        bits : {8, 4, 2}
+            Bits per code; ``embedding_dim`` is ``L - 8`` for 8 bits and ``(L - 4) * 8 / bits`` for 4 and 2.
+
+        Returns
+        -------
+        QuantizedTable
+            The table over ``packed``.
+
+        Raises
+        ------
+        TypeError
+            ``packed`` is not a uint8 array.
+        ValueError
+            ``packed`` is not 2-D, its rows match no ``embedding_dim`` or ``bits`` is not 8, 4 or 2.
+
+        Notes
+        -----
+        QUANT-ERRORS.
+
+        Examples
+        --------
+        >>> import numpy as np, xembed
+        >>> packed = xembed.quantize_rowwise(np.ones((2, 4), dtype=np.float32)).packed
+        >>> xembed.QuantizedTable.from_packed(packed, bits=8).shape
+        (2, 4)
         """
         bits = _check_bits(bits)
         v.check_is_array("packed", packed)
@@ -81,9 +136,38 @@ class QuantizedTable:
 
     @classmethod
     def from_torch(cls, source: Any) -> QuantizedTable:
-        """The table of a ``torch.ao.nn.quantized.Embedding`` / ``EmbeddingBag`` module, of its state dict, or of
-        its quantized weight (``per_channel_affine_float_qparams``, ``quint8`` / ``quint4x2`` / ``quint2x4``),
-        as the bytes torch's ops run on (QUANT-TORCH-INTEROP): packed rows of torch uint8 on the weight's device."""
+        """The table of a torch quantized embedding module, as the bytes torch's ops run on.
+
+        Parameters
+        ----------
+        source : torch.nn.Module or dict or torch.Tensor
+            A ``torch.ao.nn.quantized.Embedding`` / ``EmbeddingBag``, its state dict, or its quantized weight
+            (``per_channel_affine_float_qparams``; ``quint8``, ``quint4x2`` or ``quint2x4``).
+
+        Returns
+        -------
+        QuantizedTable
+            Packed rows of torch uint8 on the weight's device.
+
+        Raises
+        ------
+        TypeError
+            ``source`` holds no quantized embedding weight.
+
+        Notes
+        -----
+        QUANT-TORCH-INTEROP.
+
+        Examples
+        --------
+        >>> import warnings, xembed
+        >>> from torch.ao.nn.quantized import EmbeddingBag
+        >>> with warnings.catch_warnings():  # torch deprecates building quantized tensors
+        ...     warnings.simplefilter("ignore", UserWarning)
+        ...     module = EmbeddingBag(10, 8)
+        >>> xembed.QuantizedTable.from_torch(module).shape
+        (10, 8)
+        """
         import torch
 
         qweight = source
@@ -106,25 +190,90 @@ class QuantizedTable:
 
     @property
     def packed(self) -> Array:
-        """The packed rows: (N, L) uint8, torch's layout, the namespace and device they were given in."""
+        """The packed rows.
+
+        Returns
+        -------
+        array of uint8, shape (N, L)
+            The layout of torch's prepack ops, in the namespace and on the device they were given in.
+
+        Examples
+        --------
+        >>> import numpy as np, xembed
+        >>> table = xembed.quantize_rowwise(np.ones((3, 8), dtype=np.float32), bits=4)
+        >>> table.packed.shape
+        (3, 8)
+        """
         return self._packed
 
     @property
     def bits(self) -> int:
+        """Number of bits per code.
+
+        Returns
+        -------
+        int
+            8, 4 or 2.
+
+        Examples
+        --------
+        >>> import numpy as np, xembed
+        >>> table = xembed.quantize_rowwise(np.ones((3, 8), dtype=np.float32), bits=4)
+        >>> table.bits
+        4
+        """
         return self._bits
 
     @property
     def shape(self) -> tuple[int, int]:
-        """``(num_embeddings, embedding_dim)`` of the float table."""
+        """The shape of the float table.
+
+        Returns
+        -------
+        tuple of int
+            ``(num_embeddings, embedding_dim)``.
+
+        Examples
+        --------
+        >>> import numpy as np, xembed
+        >>> table = xembed.quantize_rowwise(np.ones((3, 8), dtype=np.float32), bits=4)
+        >>> table.shape
+        (3, 8)
+        """
         return int(self._packed.shape[0]), self._dim
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the packed table (``N * L``)."""
+        """Size of the packed table in bytes.
+
+        Returns
+        -------
+        int
+            ``N * L``: here 4 bytes of codes and 4 of scale and bias per row.
+
+        Examples
+        --------
+        >>> import numpy as np, xembed
+        >>> table = xembed.quantize_rowwise(np.ones((3, 8), dtype=np.float32), bits=4)
+        >>> table.nbytes
+        24
+        """
         return int(self._packed.shape[0]) * int(self._packed.shape[1])
 
     def dequantize(self) -> Array:
-        """The float32 (N, D) table ``code * scale + bias`` (torch's ``embedding_bag_*_unpack``)."""
+        """The float table the codes stand for.
+
+        Returns
+        -------
+        array of float32, shape (N, D)
+            ``code * scale + bias`` for every entry (torch's ``embedding_bag_*_unpack``).
+
+        Examples
+        --------
+        >>> import numpy as np, xembed
+        >>> xembed.quantize_rowwise(np.array([[0.0, 1.0]], dtype=np.float32)).dequantize()
+        array([[0., 1.]], dtype=float32)
+        """
         xp = array_namespace(self._packed)
         return codec.dequantize_rows(self._packed, self._bits, self._dim, xp)
 
@@ -137,12 +286,43 @@ class QuantizedTable:
 
 
 def quantize_rowwise(weight: Array, bits: int = 8, *, xp: Namespace | None = None) -> QuantizedTable:
-    """Quantize each row of a float (N, D) table to ``bits`` (8, 4 or 2) with its own scale and bias,
-    producing exactly the bytes of torch's ``embedding_bag_byte_prepack`` / ``embedding_bag_4bit_prepack``
-    / ``embedding_bag_2bit_prepack`` for the float32 table (QUANT-PREPACK).
+    """Quantize each row of a float table with its own scale and bias, in torch's packed layout.
 
-    ``D`` must be a multiple of ``8 / bits`` (as in torch) and the table finite.  The packed array is of
-    ``weight``'s namespace and device; ``weight`` is never modified.
+    Parameters
+    ----------
+    weight : array, shape (N, D)
+        A finite real floating table (read as float32; never modified).  ``D`` must be a positive multiple of
+        ``8 / bits``, as in torch.
+    bits : {8, 4, 2}, default 8
+        Bits per code.
+    xp : namespace, optional
+        The array namespace; inferred from ``weight`` when None.
+
+    Returns
+    -------
+    QuantizedTable
+        Packed rows in ``weight``'s namespace and on its device: exactly the bytes of torch's
+        ``embedding_bag_byte_prepack`` / ``embedding_bag_4bit_prepack`` / ``embedding_bag_2bit_prepack``.
+
+    Raises
+    ------
+    ValueError
+        ``bits`` is not 8, 4 or 2, ``D`` does not fit the width, or ``weight`` is not finite.
+    TypeError
+        ``weight`` is not a real floating array.
+
+    Notes
+    -----
+    QUANT-PREPACK.
+
+    Examples
+    --------
+    >>> import numpy as np, xembed
+    >>> table = xembed.quantize_rowwise(np.arange(8, dtype=np.float32).reshape(2, 4), bits=8)
+    >>> table.packed.shape, table.nbytes
+    ((2, 12), 24)
+    >>> xembed.embedding(np.array([1]), table)
+    array([[4., 5., 6., 7.]], dtype=float32)
     """
     bits = _check_bits(bits)
     v.check_is_array("weight", weight)
