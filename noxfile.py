@@ -38,7 +38,8 @@ DEV_ENV = ROOT / ".nox" / "dev"
 DEV_EXTRAS = "test,bench"
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 # The modules whose docstrings numpydoc checks (the public names of xembed live there).
-PUBLIC_MODULES = ["src/xembed/_api.py", "src/xembed/_modules.py", "src/xembed/_sparse.py", "src/xembed/_checkpoint.py"]
+PUBLIC_MODULES = ["src/xembed/_api.py", "src/xembed/_modules.py", "src/xembed/_sparse.py", "src/xembed/_checkpoint.py",
+                  "src/xembed/_quantized.py", "src/xembed/torch/_modules.py", "src/xembed/torch/_functional.py"]
 # The libraries whose types mypy reads (torch comes first, from _install_torch): without one, its names are Any
 # and strict mypy reports other errors than CI's.  Not needed: the project itself (mypy reads src/), its test
 # plugins, array-api-strict, scipy, cupy, distributed (`ignore_missing_imports` in pyproject.toml).
@@ -155,6 +156,7 @@ def docs(session: nox.Session) -> None:
     documented docstrings) and numpydoc's lint of the public modules.  The examples in the pages and docstrings
     run in the test-suite (tests/test_docs.py)."""
     if not _no_venv(session):
+        _install_torch(session)  # the API page documents xembed.torch
         session.install("-e", ".[docs]")
     session.run("python", "-m", "numpydoc", "lint", *PUBLIC_MODULES)
     session.run("python", "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html",
