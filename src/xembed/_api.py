@@ -304,7 +304,8 @@ def embedding_vjp(input: Array, weight: Array, padding_idx: SupportsIndex | None
     -----
     Rules: GRAD-EMB, GRAD-PAD, GRAD-SGBF, GRAD-SPARSE, GRAD-ACC (float16 / bfloat16 gradients accumulate in
     float32).  On torch tensors the pullback is computed without autograd; on JAX arrays ``jax.vjp`` gives
-    the same gradient (JAX-AUTODIFF).
+    the same gradient (JAX-AUTODIFF).  The pullback keeps a copy of ``input``: refilling that buffer after the
+    call changes nothing (PULLBACK-SNAPSHOT).
 
     Examples
     --------
@@ -513,7 +514,9 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None = None,
     -----
     Rules: GRAD-BAG, GRAD-MAX, GRAD-PSW, GRAD-SGBF, GRAD-SPARSE, GRAD-ACC, and for the extensions
     EXT-SQRTN-GRAD, EXT-WMEAN-GRAD, EXT-MIN-GRAD.  On torch tensors the pullback is computed without
-    autograd.
+    autograd.  The pullback keeps copies of the index arrays and ``per_sample_weights``, and the rows the
+    per_sample_weights gradient reads: writing into any argument after the call changes nothing
+    (PULLBACK-SNAPSHOT).
 
     Examples
     --------
