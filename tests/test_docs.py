@@ -3,11 +3,14 @@ the Python blocks of README.md are executed, and README stays short and speaks t
 
 from __future__ import annotations
 
+import contextlib
 import doctest
 import importlib
+import importlib.util
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,8 +24,22 @@ PYCON = re.compile(r"^```pycon\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 def _run(test: doctest.DocTest) -> None:
     runner = doctest.DocTestRunner(optionflags=FLAGS)
-    runner.run(test)
+    with _jax_defaults():
+        runner.run(test)
     assert runner.failures == 0, f"{runner.failures} failing example(s) in {test.name} (output above)"
+
+
+@contextlib.contextmanager
+def _jax_defaults() -> Iterator[None]:
+    """The examples show JAX's default dtypes (float32, int32) as a user sees them; test_jax.py switches
+    ``jax_enable_x64`` on for the whole process when it is collected, so it is switched off around them."""
+    if importlib.util.find_spec("jax") is None:
+        yield
+        return
+    import jax
+
+    with jax.enable_x64(False):
+        yield
 
 
 @pytest.mark.parametrize("module", PUBLIC_MODULES)
