@@ -351,9 +351,8 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
                              max_norm, norm_type, scale_grad_by_freq, sparse, include_last_offset, padding_idx, ns,
                              lengths=lengths)
     if lengths is not None:  # EXT-LENGTHS: exactly the offsets [0, cumsum(lengths)] with a last offset
-        v.check_lengths_values(lengths, input.shape[0], ns)
-        offsets, a = _core.lengths_to_offsets(lengths, ns), dataclasses.replace(a, include_last_offset=True)
-        v.check_offsets_values(offsets, input.shape[0], True, ns, source="lengths")
+        offsets = v.offsets_from_lengths(lengths, input.shape[0], ns)
+        a = dataclasses.replace(a, include_last_offset=True)
     elif input.ndim == 1:
         v.check_offsets_values(offsets, input.shape[0], a.include_last_offset, ns)
     if want_vjp:

@@ -446,9 +446,8 @@ def embedding_bag(input: Array, table: QuantizedTable, offsets: Array | None, ma
                              scale_grad_by_freq, sparse, include_last_offset, padding_idx, ns, lengths=lengths)
     _refuse_training(a.max_norm, a.scale_grad_by_freq, a.sparse, want_vjp, per_sample_weights)
     if lengths is not None:  # EXT-LENGTHS
-        v.check_lengths_values(lengths, input.shape[0], ns)
-        offsets, a = _core.lengths_to_offsets(lengths, ns), dataclasses.replace(a, include_last_offset=True)
-        v.check_offsets_values(offsets, input.shape[0], True, ns, source="lengths")  # VAL-EXACT
+        offsets = v.offsets_from_lengths(lengths, input.shape[0], ns)
+        a = dataclasses.replace(a, include_last_offset=True)
     elif input.ndim == 1:
         v.check_offsets_values(offsets, input.shape[0], a.include_last_offset, ns)
     v.check_indices_in_range(input, table.shape[0], ns)

@@ -425,6 +425,18 @@ def check_lengths_values(lengths: Array, n: int, xp: Namespace) -> None:
     raise ValueError(msg)
 
 
+def offsets_from_lengths(lengths: Array, n: int, xp: Namespace) -> Array:
+    """EXT-LENGTHS with VAL-EXACT: check ``lengths`` (:func:`check_lengths_values`), derive the full offsets
+    ``[0, cumsum(lengths)]`` and check those by the same code as a caller's offsets (the one place every path
+    turns lengths into offsets)."""
+    from ._core import lengths_to_offsets  # _core imports this module
+
+    check_lengths_values(lengths, n, xp)
+    offsets = lengths_to_offsets(lengths, xp)
+    check_offsets_values(offsets, n, True, xp, source="lengths")
+    return offsets
+
+
 def check_offsets_values(offsets: Array, n: int, include_last_offset: bool, xp: Namespace,
                          source: str = "offsets") -> None:
     """offsets[0] == 0 (ERR-OFFSETS-FIRST), non-decreasing (ERR-OFFSETS-DECREASING), offsets[-1] <= n

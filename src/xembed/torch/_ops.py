@@ -46,9 +46,7 @@ def _offsets_from(input: Tensor, offsets: Tensor | None, lengths: Tensor | None,
     """Validate the offsets / lengths values (ERR-OFFSETS-*, EXT-LENGTHS-VALUES) and give the offsets the
     core reads (lengths become full offsets with a last entry)."""
     if lengths is not None:
-        v.check_lengths_values(lengths, input.shape[0], xp)
-        offsets = _core.lengths_to_offsets(lengths, xp)
-        v.check_offsets_values(offsets, input.shape[0], True, xp, source="lengths")
+        offsets = v.offsets_from_lengths(lengths, input.shape[0], xp)
         return offsets, True
     if offsets is not None and input.ndim == 1:
         v.check_offsets_values(offsets, input.shape[0], include_last_offset, xp)
