@@ -17,6 +17,7 @@ from array_api_compat import array_namespace, is_array_api_obj
 from array_api_compat import device as _device
 
 from . import _primitives as prim
+from ._dtypes import acc_dtype, index_dtype
 from ._sparse import SparseGrad
 from ._typing import Array, Device, DType, Namespace, Pullback
 from ._validate import BagArgs, has_values
@@ -25,19 +26,6 @@ from ._validate import BagArgs, has_values
 def _cast(x: Array, dtype: DType) -> Array:
     """``astype`` without a copy when the dtype already matches (the core never relies on copies)."""
     return x if x.dtype == dtype else array_namespace(x).astype(x, dtype)
-
-
-_ACC: dict[tuple[int, DType], DType] = {}
-
-
-def acc_dtype(dtype: DType, xp: Namespace) -> DType:
-    """Accumulation dtype (ACC-LOWP, GRAD-ACC): float32 for float16/bfloat16, else the dtype itself (cached
-    per dtype)."""
-    key = (id(xp), dtype)
-    acc = _ACC.get(key)
-    if acc is None:
-        acc = _ACC[key] = xp.float32 if xp.finfo(dtype).bits < 32 else dtype
-    return acc
 
 
 def _float64_or_32(xp: Namespace, dev: Device) -> DType:
@@ -73,7 +61,7 @@ def renorm_(weight: Array, indices: Array, max_norm: float, norm_type: float, xp
     flat = xp.reshape(indices, (-1,))
     if flat.shape[0] == 0:
         return weight
-    uniq = xp.sort(_cast(xp.unique_values(flat), prim.index_dtype(xp, dev)))
+    uniq = xp.sort(_cast(xp.unique_values(flat), index_dtype(xp, dev)))
     new_rows, bite = _renormed_rows(xp.take(weight, uniq, axis=0), max_norm, norm_type, xp)
     if not bool(xp.any(bite)):
         return weight
@@ -102,7 +90,7 @@ def renorm(weight: Array, indices: Array, max_norm: float, norm_type: float, xp:
     outside ``[0, N)`` (possible only when values cannot be checked) match no row and change nothing.
     """
     n_rows = weight.shape[0]
-    flat = _cast(xp.reshape(indices, (-1,)), prim.index_dtype(xp, _device(weight)))
+    flat = _cast(xp.reshape(indices, (-1,)), index_dtype(xp, _device(weight)))
     if flat.shape[0] == 0 or n_rows == 0:
         return xp.asarray(weight, copy=True)
     order = xp.argsort(flat)
@@ -143,7 +131,7 @@ def _weight_grad(idx: Array, rows: Array, coef: Array | None, weight: Array, spa
         rows = rows * coef[:, None]
     n_rows = weight.shape[0]
     if sparse:
-        idx64 = _cast(idx, prim.index_dtype(xp, _device(weight)))
+        idx64 = _cast(idx, index_dtype(xp, _device(weight)))
         return SparseGrad._from_core(idx64, _cast(rows, weight.dtype), tuple(weight.shape))
     return _cast(prim.scatter_add_rows(idx, rows, n_rows, xp=xp), weight.dtype)
 
@@ -161,7 +149,7 @@ def embedding_vjp(input: Array, weight: Array, padding_idx: int | None, scale_gr
     dev = _device(weight)
     n_rows, dim = weight.shape
     out_shape = (*tuple(input.shape), dim)
-    flat = _cast(xp.reshape(input, (-1,)), prim.index_dtype(xp, dev))
+    flat = _cast(xp.reshape(input, (-1,)), index_dtype(xp, dev))
     out = xp.reshape(xp.take(weight, flat, axis=0), out_shape)
 
     def pullback(grad_output: Array) -> Array | SparseGrad:
@@ -184,7 +172,7 @@ def embedding_vjp(input: Array, weight: Array, padding_idx: int | None, scale_gr
 def _bag_layout(input: Array, offsets: Array | None, include_last_offset: bool, xp: Namespace,
                 dev: Device) -> tuple[Array, Array]:
     """Flat indices (n,) and full CSR offsets (B+1,) with offsets[0] = 0 and offsets[B] = n."""
-    itype = prim.index_dtype(xp, dev)
+    itype = index_dtype(xp, dev)
     if input.ndim == 2:
         num_bags, length = input.shape
         idx = xp.reshape(input, (-1,))
@@ -199,16 +187,6 @@ def _bag_layout(input: Array, offsets: Array | None, include_last_offset: bool, 
             n = xp.asarray([idx.shape[0]], dtype=itype, device=dev)
             offs = xp.concat([offs, n])
     return _cast(idx, itype), offs
-
-
-def lengths_to_offsets(lengths: Array, xp: Namespace) -> Array:
-    """EXT-LENGTHS: the full offsets ``[0, cumsum(lengths)]`` (B+1 entries, used with include_last_offset), in
-    the namespace's index dtype.  Each length was checked to lie in ``[0, len(input)]``, so the cast is exact
-    and a running sum that wraps shows up as decreasing offsets (VAL-EXACT)."""
-    dev = _device(lengths)
-    itype = prim.index_dtype(xp, dev)
-    zero = xp.zeros((1,), dtype=itype, device=dev)
-    return xp.concat([zero, xp.cumulative_sum(_cast(lengths, itype))])
 
 
 def _bag_totals(values: Array, offs: Array, acc: DType, xp: Namespace) -> Array:

@@ -8,7 +8,9 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from . import _primitives as prim
+from ._dtypes import acc_dtype
 from ._typing import Array
+from ._validate import check_index_dtype, check_indices_in_range, check_is_array
 
 
 def _check_shape(shape: Any) -> tuple[int, int]:
@@ -79,8 +81,6 @@ class SparseGrad:
     def __init__(self, indices: Array, values: Array, shape: tuple[int, int]) -> None:
         """Checked construction (SPARSE-ARGS): ``indices`` 1-D integer with every value in ``[0, N)``,
         ``values`` (nnz, D) real floating, ``shape`` two non-negative ints; a typed error names the argument."""
-        from ._validate import check_index_dtype, check_indices_in_range, check_is_array
-
         check_is_array("indices", indices)
         check_is_array("values", values)
         xp = array_namespace(indices, values)
@@ -136,8 +136,6 @@ class SparseGrad:
                [2., 2.],
                [0., 0.]])
         """
-        from ._core import acc_dtype  # _core imports this module
-
         xp = array_namespace(self.values)
         acc = acc_dtype(self.values.dtype, xp)
         dense = prim.scatter_add_rows(self.indices, xp.astype(self.values, acc), self.shape[0], xp=xp)

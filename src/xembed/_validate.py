@@ -31,6 +31,7 @@ from array_api_compat import (
 )
 
 from . import _primitives as prim
+from ._dtypes import index_dtype
 from ._typing import Array, Namespace
 
 MODES = ("sum", "mean", "max", "sqrtn", "min")
@@ -410,7 +411,7 @@ def check_lengths_metadata(input: Array, offsets: Array | None, lengths: Array, 
 def check_lengths_values(lengths: Array, n: int, xp: Namespace) -> None:
     """EXT-LENGTHS-VALUES, in exact integer arithmetic (VAL-EXACT): every length in ``[0, len(input)]``,
     compared in the lengths' own dtype (unsigned values beyond int64's range included), so that the offsets
-    derived from them (``_core.lengths_to_offsets``) cannot wrap around before a prefix exceeds ``len(input)``;
+    derived from them (``lengths_to_offsets``) cannot wrap around before a prefix exceeds ``len(input)``;
     the sum rule is then checked on those offsets by :func:`check_offsets_values` (value check)."""
     if not has_values(lengths) or lengths.shape[0] == 0:
         return
@@ -425,12 +426,20 @@ def check_lengths_values(lengths: Array, n: int, xp: Namespace) -> None:
     raise ValueError(msg)
 
 
+def lengths_to_offsets(lengths: Array, xp: Namespace) -> Array:
+    """EXT-LENGTHS: the full offsets ``[0, cumsum(lengths)]`` (B+1 entries, used with include_last_offset), in
+    the namespace's index dtype.  Each length was checked to lie in ``[0, len(input)]``, so the cast is exact
+    and a running sum that wraps shows up as decreasing offsets (VAL-EXACT)."""
+    dev = _device(lengths)
+    itype = index_dtype(xp, dev)
+    zero = xp.zeros((1,), dtype=itype, device=dev)
+    return xp.concat([zero, xp.cumulative_sum(xp.astype(lengths, itype, copy=False))])
+
+
 def offsets_from_lengths(lengths: Array, n: int, xp: Namespace) -> Array:
     """EXT-LENGTHS with VAL-EXACT: check ``lengths`` (:func:`check_lengths_values`), derive the full offsets
     ``[0, cumsum(lengths)]`` and check those by the same code as a caller's offsets (the one place every path
     turns lengths into offsets)."""
-    from ._core import lengths_to_offsets  # _core imports this module
-
     check_lengths_values(lengths, n, xp)
     offsets = lengths_to_offsets(lengths, xp)
     check_offsets_values(offsets, n, True, xp, source="lengths")

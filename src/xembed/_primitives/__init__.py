@@ -294,7 +294,7 @@ for _f in (segment_ids, bincount, gather_segment_sum, gather_segment_max, gather
     _f.__doc__ = getattr(_FALLBACK, _f.__name__).__doc__
 del _f
 
-index_dtype = _fallback.index_dtype
+index_dtype = _fallback.index_dtype  # re-exported: the kernels modules import it from here
 
 
 # Normalisation does not depend on the primitive mode: every mode must see the same arrays (ARR-NORMALIZE).

@@ -23,6 +23,8 @@ from typing import Any
 
 import cupy as cp
 
+from .._dtypes import acc_numpy_dtype
+
 __all__ = ["gather_scatter_add", "gather_segment_max", "gather_segment_sum", "scatter_add_rows"]
 
 _WARPS = 8  # warps (bags) per block of 256 threads
@@ -201,8 +203,7 @@ def _max_kernel(tname: str, cpl: int) -> Any:
     return k
 
 
-def _default_acc(dtype: Any) -> Any:
-    return cp.dtype(cp.float32) if cp.dtype(dtype).itemsize < 4 else cp.dtype(dtype)
+_default_acc = acc_numpy_dtype  # CuPy dtypes are NumPy dtypes
 
 
 def _prep_weight(weight: Any) -> Any:

@@ -17,22 +17,8 @@ from typing import Any
 
 from array_api_compat import device as _device
 
-Array = Any
-
-
-_INDEX_DTYPES: dict[tuple[int, Any], Any] = {}
-
-
-def index_dtype(xp: Any, dev: Any) -> Any:
-    """The namespace's default indexing dtype on ``dev`` (int64 on every backend we know); cached, except on
-    JAX, whose default dtypes follow the run-time ``jax_enable_x64`` flag (JAX-DTYPES)."""
-    key = (id(xp), dev)
-    dt = _INDEX_DTYPES.get(key)
-    if dt is None:
-        dt = xp.__array_namespace_info__().default_dtypes(device=dev)["indexing"]
-        if "jax" not in getattr(xp, "__name__", ""):
-            _INDEX_DTYPES[key] = dt
-    return dt
+from .._dtypes import index_dtype
+from .._typing import Array
 
 
 def index_bounds(x: Array, xp: Any) -> tuple[int, int]:

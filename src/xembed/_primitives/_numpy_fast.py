@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from .._dtypes import acc_numpy_dtype
+
 __all__ = [
     "accelerator",
     "gather_scatter_add",
@@ -102,12 +104,7 @@ _BLOCK_BYTES = 1 << 21
 _PAD_FRACTION = 0.125
 
 
-def _low_precision(dtype: np.dtype) -> bool:
-    return (np.dtype(dtype).kind == "f" and np.dtype(dtype).itemsize < 4) or np.dtype(dtype).name == "bfloat16"
-
-
-def _default_acc(dtype: np.dtype) -> np.dtype:
-    return np.dtype(np.float32) if _low_precision(dtype) else np.dtype(dtype)
+_default_acc = acc_numpy_dtype
 
 
 def _plan_blocks(lengths: np.ndarray, row_bytes: int,

@@ -237,7 +237,7 @@ def embedding_bag_backward_op(grad: Tensor, weight: Tensor | None, num_weights: 
     if weight is None:
         weight = grad.new_zeros(()).expand(num_weights, grad.shape[-1])
     if lengths is not None:
-        offsets, include_last_offset = _core.lengths_to_offsets(lengths, xp), True
+        offsets, include_last_offset = v.lengths_to_offsets(lengths, xp), True
     a = _bag_args(mode, padding_idx, scale_grad_by_freq, include_last_offset)
     pullback = _core.embedding_bag_vjp(input, weight, offsets, per_sample_weights, a, xp, True)[1]
     assert pullback is not None
