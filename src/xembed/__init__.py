@@ -7,7 +7,8 @@ backend, torch autograd, JAX autodiff) and a typed error naming the argument for
 Functions: :func:`embedding`, :func:`embedding_bag`, their pullbacks :func:`embedding_vjp` and
 :func:`embedding_bag_vjp`, :func:`renorm`, :func:`jit_value_checks`, :func:`load_torch_state_dict`.
 Modules: :class:`Embedding`, :class:`EmbeddingBag`.  Sparse gradients: :class:`SparseGrad`.  torch's
-``nn.Module`` drop-ins are in ``xembed.torch``.
+``nn.Module`` drop-ins are in ``xembed.torch``; the choice of primitive implementations is
+:mod:`xembed.primitives`.
 
 Examples
 --------
@@ -18,6 +19,7 @@ array([[1., 1., 0., 0.],
        [0., 0., 2., 0.]], dtype=float32)
 """
 
+from . import primitives
 from ._api import embedding, embedding_bag, embedding_bag_vjp, embedding_vjp, jit_value_checks, renorm
 from ._checkpoint import load_torch_state_dict
 from ._modules import Embedding, EmbeddingBag
@@ -28,5 +30,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Embedding", "EmbeddingBag", "QuantizedTable", "SparseGrad", "embedding", "embedding_bag",
-    "embedding_bag_vjp", "embedding_vjp", "jit_value_checks", "load_torch_state_dict", "quantize_rowwise", "renorm",
+    "embedding_bag_vjp", "embedding_vjp", "jit_value_checks", "load_torch_state_dict", "primitives", "quantize_rowwise",
+    "renorm",
 ]

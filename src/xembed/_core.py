@@ -1,9 +1,10 @@
 """The semantics of ``embedding`` and ``embedding_bag``, written once against the array API standard.
 
 Everything here takes arrays that already passed :mod:`._validate` and the namespace ``xp`` explicitly,
-uses only the standard plus the primitives of :mod:`._primitives`, and never inspects values to decide
-anything except through data-dependent shapes (boolean masks, ``unique_values``).  Torch tensors arrive
-detached: autograd is wired on top, in :mod:`._torch_autograd`.
+uses only the standard plus the primitives of :mod:`._primitives`, and decides nothing from values except
+through data-dependent shapes (boolean masks, ``unique_values``) on arrays whose values can be read; where they
+cannot (traced arrays), it takes a static-shape formulation instead (JIT-STATIC).  Arrays arrive without
+autodiff: differentiation is wired on top, by the backend adapters (:mod:`._backends`).
 
 The in-place max_norm renorm lives in exactly one function, :func:`renorm_`.
 """
@@ -20,7 +21,7 @@ from . import _primitives as prim
 from ._dtypes import acc_dtype, index_dtype
 from ._sparse import SparseGrad
 from ._typing import Array, Device, DType, Namespace, Pullback
-from ._validate import BagArgs, has_values
+from ._validate import BagArgs
 
 
 def _cast(x: Array, dtype: DType) -> Array:
@@ -33,7 +34,7 @@ def _float64_or_32(xp: Namespace, dev: Device) -> DType:
 
 
 def _pnorm_rows(rows: Array, p: float, xp: Namespace) -> Array:
-    """RENORM-NORM: torch.norm(row, p) of every row, accumulated in at least float32, rounded to the rows' dtype."""
+    """RENORM-NORM: the p-norm of every row, accumulated in at least float32, rounded to the rows' dtype."""
     a = xp.abs(_cast(rows, acc_dtype(rows.dtype, xp)))
     if rows.shape[1] == 0:
         norm = xp.zeros((rows.shape[0],), dtype=a.dtype, device=_device(rows))
@@ -50,11 +51,12 @@ def _pnorm_rows(rows: Array, p: float, xp: Namespace) -> Array:
 
 def renorm_(weight: Array, indices: Array, max_norm: float, norm_type: float, xp: Namespace) -> Array:
     """In place: every row referenced by ``indices`` whose p-norm is > ``max_norm`` (strictly) is
-    multiplied by ``max_norm / (norm + 1e-7)``, as torch's ``embedding_renorm_`` does (RENORM-INPLACE,
+    multiplied by ``max_norm / (norm + 1e-7)``, as the reference's in-place renorm does (RENORM-INPLACE,
     RENORM-STRICT, RENORM-SCALE, RENORM-NORM, RENORM-LOWP).
 
     The norm is computed in the weight's dtype (accumulated in >= float32), the scale in float64, then
-    cast to the accumulation dtype and multiplied there (torch's scalar ``mul_``), rounded once.
+    cast to the accumulation dtype and multiplied there (a scalar multiply), rounded once.
+    Eager arrays only (it writes in place): it reads whether any row bites, to skip the write when none does.
     Returns the weight (the same array; immutable backends will return a new one here).
     """
     dev = _device(weight)
@@ -84,7 +86,7 @@ def renorm(weight: Array, indices: Array, max_norm: float, norm_type: float, xp:
     """Functional max_norm renorm (RENORM-FUNCTIONAL): a new table equal to what :func:`renorm_` would
     leave in ``weight``; ``weight`` itself is never modified.
 
-    Static shapes only (no ``unique``, no boolean mask, no value read), so it runs under ``jax.jit``:
+    Static shapes only (no ``unique``, no boolean mask, no value read), so it runs on traced arrays:
     every referenced position's row is renormed (duplicates give identical rows), then each table row
     takes the renormed row of its first occurrence in the sorted indices, or keeps its own.  Indices
     outside ``[0, N)`` (possible only when values cannot be checked) match no row and change nothing.
@@ -158,7 +160,7 @@ def embedding_vjp(input: Array, weight: Array, padding_idx: int | None, scale_gr
         idx, rows = flat, g
         if padding_idx is not None:
             keep = flat != padding_idx
-            if has_values(flat):
+            if prim.has_values(flat, xp=xp):
                 idx, rows = flat[keep], g[keep]
             else:  # traced (JIT-STATIC): no boolean mask; padding positions add exact zeros
                 _no_traced_sparse_padding(sparse)
@@ -222,7 +224,7 @@ def compact_padding(idx: Array, offs: Array, psw: Array | None, padding_idx: int
     if padding_idx is None:
         return idx, offs, psw, None, False
     valid = idx != padding_idx
-    if not has_values(idx):  # the forward works; a sparse pullback cannot
+    if not prim.has_values(idx, xp=xp):  # the forward works; a sparse pullback cannot
         return *_park_padding(idx, offs, psw, valid, xp), valid, True
     n, num_bags = idx.shape[0], offs.shape[0] - 1
     kept = prim.bincount(prim.segment_ids(offs, n, xp=xp)[valid], num_bags, xp=xp)
@@ -253,7 +255,7 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
     GRAD-MAX, GRAD-PSW) (weight already renormed if max_norm was given).
 
     ``need_pullback=False`` (a forward-only call) lets the max/min primitives skip the argmax; the pullback
-    returned is then None.  Modes beyond torch: ``sqrtn`` (EXT-SQRTN), ``min`` (EXT-MIN), and
+    returned is then None.  Modes beyond the reference: ``sqrtn`` (EXT-SQRTN), ``min`` (EXT-MIN), and
     per_sample_weights with ``mean`` (EXT-WMEAN).  A divisor of 0 (EXT-WMEAN-ZERO, EXT-SQRTN-ZERO) gives
     zeros and zero gradients for that bag.
     """
@@ -352,7 +354,7 @@ def _max_weight_grad(g: Array, argrow: Array, weight: Array, xp: Namespace) -> A
     won = argrow >= 0
     cols = xp.arange(dim, dtype=argrow.dtype, device=dev)
     target = argrow * dim + cols[None, :]
-    if has_values(argrow):
+    if prim.has_values(argrow, xp=xp):
         target, values = target[won], g[won][:, None]
     else:  # traced (JIT-STATIC): empty bags scatter an exact zero to entry 0
         zero = xp.zeros((), dtype=argrow.dtype, device=dev)
@@ -366,7 +368,7 @@ def _no_traced_sparse_padding(sparse: bool) -> None:
     if sparse:
         msg = (
             "`sparse`=True with `padding_idx` needs the input's values (the number of sparse entries is "
-            "the number of non-padding positions), which traced arrays (jax.jit / vmap) do not have; use "
+            "the number of non-padding positions), which traced arrays do not have; use "
             "`sparse`=False under jit, or call outside jit (spec JIT-SPARSE-PAD)"
         )
         raise NotImplementedError(msg)

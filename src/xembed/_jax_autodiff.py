@@ -24,10 +24,12 @@ import jax.numpy as jnp
 
 from . import _core
 from . import _primitives as prim
+from ._dtypes import index_dtype
+from ._primitives._arrays import jax_has_values as has_values
 from ._sparse import SparseGrad
-from ._validate import TRACED_CHECKS, BagArgs, has_values
-
-Array = Any
+from ._traced_checks import TRACED_CHECKS
+from ._typing import Array
+from ._validate import BagArgs
 
 jax.tree_util.register_pytree_node(
     SparseGrad, lambda s: ((s.indices, s.values), s.shape),
@@ -39,7 +41,7 @@ jax.tree_util.register_pytree_node(
 
 
 def _index_dtype(xp: Any) -> Any:
-    return xp.__array_namespace_info__().default_dtypes()["indexing"]
+    return index_dtype(xp, None)
 
 
 def sanitize_indices(input: Array, n_rows: int, xp: Any) -> tuple[Array, Array | None]:

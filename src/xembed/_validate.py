@@ -3,8 +3,8 @@
 * Metadata checks (types, shapes, dtypes, option combinations, scalars) need no array values and run
   everywhere, lazy and traced arrays included.
 * Value checks (index range, offsets rules) read array values.  They run only on arrays whose values
-  can be read (:func:`has_values`): on lazy / traced arrays (Dask, JAX under ``jit`` / ``vmap``) they are
-  skipped (JAX under ``jit``: see ``xembed._jax_autodiff`` and spec JIT-*).
+  can be read (:func:`has_values`, a capability of each namespace's arrays); on lazy and traced arrays
+  they are skipped here, and the backend adapter checks them where the values exist (spec JIT-*, DASK-CHECKS).
 
 Every check runs before anything is computed or modified, so a failing call never touches the weight.
 Errors name the argument in backticks and the offending value.
@@ -12,35 +12,26 @@ Errors name the argument in backticks and the offending value.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
 import numbers
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from array_api_compat import device as _device
-from array_api_compat import (
-    is_array_api_obj,
-    is_cupy_array,
-    is_jax_array,
-    is_lazy_array,
-    is_numpy_array,
-    is_torch_array,
-)
+from array_api_compat import is_array_api_obj
 
 from . import _primitives as prim
 from ._dtypes import index_dtype
 from ._typing import Array, Namespace
 
 MODES = ("sum", "mean", "max", "sqrtn", "min")
-"""Bag modes: torch's three, then the extensions ``sqrtn`` (EXT-SQRTN) and ``min`` (EXT-MIN)."""
+"""Bag modes: the reference's three (BAG-SUM, BAG-MEAN, BAG-MAX), then the extensions ``sqrtn`` (EXT-SQRTN) and
+``min`` (EXT-MIN)."""
 PSW_MODES = ("sum", "mean", "sqrtn")
-MAX_NDIM = 64
-"""EMB-NDIM: NumPy's limit on dimensions (torch's and JAX's are no lower); the output of ``embedding`` has one
-more dimension than ``input``."""
 """Modes that accept per_sample_weights (``mean``: the weighted mean, EXT-WMEAN)."""
+MAX_NDIM = 64
+"""EMB-NDIM: the fewest dimensions any supported library allows; the output of ``embedding`` has one more
+dimension than ``input``."""
 
 
 def check_mode(mode: Any) -> str:
@@ -50,21 +41,8 @@ def check_mode(mode: Any) -> str:
         raise ValueError(msg)
     return mode
 
-# Per-call speed: answers that depend only on a type or a dtype are computed once.
-_EAGER_TYPES: set[type] = set()
-_DEVICE_ATTR_TYPES: set[type] = set()
+# Per-call speed: answers that depend only on a dtype are computed once.
 _ISDTYPE: dict[tuple[int, Any, str], bool] = {}
-
-
-def _is_lazy(x: Array) -> bool:
-    """``is_lazy_array``, remembered for the types that are always eager (NumPy, CuPy, torch)."""
-    t = type(x)
-    if t in _EAGER_TYPES:
-        return False
-    if is_numpy_array(x) or is_cupy_array(x) or is_torch_array(x):
-        _EAGER_TYPES.add(t)
-        return False
-    return bool(is_lazy_array(x))
 
 
 def _isdtype(xp: Any, dtype: Any, kind: str) -> bool:
@@ -76,64 +54,9 @@ def _isdtype(xp: Any, dtype: Any, kind: str) -> bool:
     return r
 
 
-TRACED_CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("xembed_jit_value_checks", default=False)
-
-
-@contextlib.contextmanager
-def jit_value_checks(enabled: bool = True) -> Iterator[None]:
-    """Check index and offsets values inside ``jax.jit`` too, as ``checkify`` errors.
-
-    Calls *traced* inside this context (``jax.jit``, ``jax.vmap``) emit ``jax.experimental.checkify``
-    checks of the index range and offsets rules instead of the NaN rows they give otherwise.
-
-    Parameters
-    ----------
-    enabled : bool, optional
-        False turns the checks off again inside an enclosing context.
-
-    Yields
-    ------
-    None
-        The context.
-
-    Notes
-    -----
-    The traced function must be wrapped with ``checkify.checkify``; ``err.throw()`` raises the first failed
-    check, naming the argument and the offending value (JIT-CHECKIFY; without the context: JIT-INVALID-INDEX,
-    JIT-INVALID-OFFSETS).  It acts at trace time: a function traced (and cached by ``jit``) outside the context
-    keeps that trace.  Eager calls always check values.
-
-    Examples
-    --------
-    >>> import jax, jax.numpy as jnp, xembed
-    >>> from jax.experimental import checkify
-    >>> W = jnp.ones((4, 2))
-    >>> with xembed.jit_value_checks():
-    ...     lookup = jax.jit(checkify.checkify(xembed.embedding))
-    ...     err, out = lookup(jnp.array([1, 7]), W)
-    >>> print(err.get())  # doctest: +ELLIPSIS
-    index 7 at ...position 1 of `input` is out of range for a weight with 4 rows...
-    """
-    token = TRACED_CHECKS.set(bool(enabled))
-    try:
-        yield
-    finally:
-        TRACED_CHECKS.reset(token)
-
-
-def has_values(x: Array) -> bool:
-    """Whether ``x``'s values can be read now: eager arrays yes; Dask and traced JAX arrays
-    (``jit``, ``vmap``) no.  Eager JAX arrays are concrete although ``is_lazy_array`` says lazy, except
-    inside a ``jit`` trace (a concrete array closed over by a jitted function): there every operation on
-    it is staged, which a tiny probe array reveals (under ``grad`` / ``vmap`` alone it stays concrete)."""
-    if type(x) in _EAGER_TYPES:
-        return True
-    if is_jax_array(x):
-        import jax
-        import jax.numpy as jnp
-
-        return not isinstance(x, jax.core.Tracer) and not isinstance(jnp.zeros((), dtype=bool), jax.core.Tracer)
-    return not _is_lazy(x)
+def has_values(x: Array, xp: Namespace) -> bool:
+    """Whether ``x``'s values can be read now (:func:`xembed._primitives.has_values`)."""
+    return prim.has_values(x, xp=xp)
 
 
 def check_is_array(name: str, x: Any) -> None:
@@ -142,27 +65,17 @@ def check_is_array(name: str, x: Any) -> None:
         raise TypeError(msg)
 
 
-def _device_of(x: Array) -> Any:
-    """``array_api_compat.device``; torch and CuPy arrays answer their own ``.device`` (remembered per type)."""
-    t = type(x)
-    if t in _DEVICE_ATTR_TYPES:
-        return x.device
-    if is_torch_array(x) or is_cupy_array(x):
-        _DEVICE_ATTR_TYPES.add(t)
-    return _device(x)
-
-
-def check_same_device(arrays: dict[str, Array]) -> None:
-    # A traced JAX array has no device (None) until it is placed: nothing to compare it with.
-    items = [(k, v) for k, v in arrays.items() if v is not None and _device(v) is not None]
-    if not items:
+def check_same_device(arrays: dict[str, Array], xp: Namespace) -> None:
+    """ERR-NAMESPACE: every array on one device (an array not placed yet, whose device is None, matches any)."""
+    placed = [(k, d) for k, d in ((k, prim.device_of(x, xp=xp)) for k, x in arrays.items() if x is not None)
+              if d is not None]
+    if not placed:
         return
-    name0, x0 = items[0]
-    d0 = _device_of(x0)
-    for name, x in items[1:]:
-        if _device_of(x) != d0:
+    name0, d0 = placed[0]
+    for name, d in placed[1:]:
+        if d != d0:
             msg = (
-                f"`{name}` is on device {_device(x)!r} but `{name0}` is on {d0!r}; "
+                f"`{name}` is on device {d!r} but `{name0}` is on {d0!r}; "
                 "all arrays must be on the same device"
             )
             raise ValueError(msg)
@@ -183,6 +96,14 @@ def check_index_dtype(name: str, x: Array, xp: Namespace) -> None:
     if not _isdtype(xp, x.dtype, "integral"):
         msg = f"`{name}` must have an integer dtype, got {x.dtype}"
         raise TypeError(msg)
+
+
+def check_size(name: str, value: Any) -> int:
+    """A table size (``num_embeddings``, ``embedding_dim``): a non-negative int, not a bool."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        msg = f"`{name}` must be a non-negative int, got {value!r}"
+        raise ValueError(msg)
+    return int(value)
 
 
 def check_flag(name: str, value: Any) -> bool:
@@ -254,7 +175,7 @@ def check_indices_in_range(x: Array, num_embeddings: int, xp: Namespace, name: s
     One min/max pass over the indices (VAL-ONE-PASS); the offending position is searched only when one is
     out of range.
     """
-    if not has_values(x) or math.prod(x.shape) == 0:
+    if not has_values(x, xp) or math.prod(x.shape) == 0:
         return
     lo, hi = prim.index_bounds(x, xp=xp)
     if lo >= 0 and hi < num_embeddings:
@@ -320,7 +241,7 @@ def check_bag_metadata(input: Array, weight: Array, offsets: Array | None, per_s
                        mode: Any, max_norm: Any, norm_type: Any, scale_grad_by_freq: Any, sparse: Any,
                        include_last_offset: Any, padding_idx: Any, xp: Namespace,
                        lengths: Array | None = None) -> BagArgs:
-    """All embedding_bag checks that need no array values, in torch's order where torch has one
+    """All embedding_bag checks that need no array values, in the reference's order where it has one
     (ERR-PSW, ERR-WEIGHT, ERR-OFFSETS-SHAPE, ERR-INPUT-NDIM, ERR-MODE, ERR-MAX-SPARSE, BAG-PSW-MODE,
     ERR-SPARSE-SGBF, ERR-INDEX-DTYPE, ERR-OFFSETS-DTYPE, BAG-LAST-OFFSET, RENORM-ARGS, PAD-RANGE).
 
@@ -336,6 +257,17 @@ def check_bag_metadata(input: Array, weight: Array, offsets: Array | None, per_s
         )
         raise ValueError(msg)
     check_weight(weight, xp)
+    _check_bag_layout(input, offsets, lengths)
+    mode, scale_grad_by_freq, sparse, include_last_offset = _check_bag_options(
+        mode, scale_grad_by_freq, sparse, include_last_offset, per_sample_weights)
+    _check_bag_dtypes(input, weight, offsets, per_sample_weights, include_last_offset, xp)
+    max_norm, norm_type = check_renorm_args(max_norm, norm_type)
+    padding_idx = normalize_padding_idx(padding_idx, weight.shape[0])
+    return BagArgs(mode, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, include_last_offset)
+
+
+def _check_bag_layout(input: Array, offsets: Array | None, lengths: Array | None) -> None:
+    """BAG-LAYOUT-2D / BAG-LAYOUT-1D: a 2-D input without offsets, a 1-D input with offsets or lengths."""
     if input.ndim == 2 and offsets is not None:
         msg = (
             "`offsets` must be None when `input` is 2-D (each row is a bag), got an array of shape "
@@ -351,6 +283,12 @@ def check_bag_metadata(input: Array, weight: Array, offsets: Array | None, per_s
     if input.ndim not in (1, 2):
         msg = f"`input` must be 1-D (with `offsets`) or 2-D, got shape {tuple(input.shape)}"
         raise ValueError(msg)
+
+
+def _check_bag_options(mode: Any, scale_grad_by_freq: Any, sparse: Any, include_last_offset: Any,
+                       per_sample_weights: Array | None) -> tuple[str, bool, bool, bool]:
+    """ERR-MODE, ERR-MAX-SPARSE, BAG-PSW-MODE, ERR-SPARSE-SGBF: the checked ``(mode, scale_grad_by_freq,
+    sparse, include_last_offset)``."""
     mode = check_mode(mode)
     scale_grad_by_freq = check_flag("scale_grad_by_freq", scale_grad_by_freq)
     sparse = check_flag("sparse", sparse)
@@ -362,12 +300,17 @@ def check_bag_metadata(input: Array, weight: Array, offsets: Array | None, per_s
         msg = f"`sparse`=True is not supported with `mode`={mode!r}"
         raise ValueError(msg)
     if per_sample_weights is not None and mode not in PSW_MODES:
-        msg = (f"`per_sample_weights` is only supported with `mode` in {PSW_MODES} (torch: 'sum' only), "
-               f"got `mode`={mode!r}")
+        msg = f"`per_sample_weights` is only supported with `mode` in {PSW_MODES}, got `mode`={mode!r}"
         raise NotImplementedError(msg)
     if sparse and scale_grad_by_freq:
         msg = "`scale_grad_by_freq`=True is not supported with `sparse`=True"
         raise ValueError(msg)
+    return mode, scale_grad_by_freq, sparse, include_last_offset
+
+
+def _check_bag_dtypes(input: Array, weight: Array, offsets: Array | None, per_sample_weights: Array | None,
+                      include_last_offset: bool, xp: Namespace) -> None:
+    """ERR-INDEX-DTYPE, ERR-OFFSETS-DTYPE, BAG-LAST-OFFSET (a last offset needs offsets), ERR-PSW (dtype)."""
     check_index_dtype("input", input, xp)
     if offsets is not None:
         check_index_dtype("offsets", offsets, xp)
@@ -380,9 +323,6 @@ def check_bag_metadata(input: Array, weight: Array, offsets: Array | None, per_s
             f"got {per_sample_weights.dtype}"
         )
         raise TypeError(msg)
-    max_norm, norm_type = check_renorm_args(max_norm, norm_type)
-    padding_idx = normalize_padding_idx(padding_idx, weight.shape[0])
-    return BagArgs(mode, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, include_last_offset)
 
 
 def check_lengths_metadata(input: Array, offsets: Array | None, lengths: Array, include_last_offset: Any,
@@ -413,7 +353,7 @@ def check_lengths_values(lengths: Array, n: int, xp: Namespace) -> None:
     compared in the lengths' own dtype (unsigned values beyond int64's range included), so that the offsets
     derived from them (``lengths_to_offsets``) cannot wrap around before a prefix exceeds ``len(input)``;
     the sum rule is then checked on those offsets by :func:`check_offsets_values` (value check)."""
-    if not has_values(lengths) or lengths.shape[0] == 0:
+    if not has_values(lengths, xp) or lengths.shape[0] == 0:
         return
     lo, hi = prim.index_bounds(lengths, xp=xp)
     if lo >= 0 and hi <= n:
@@ -454,7 +394,7 @@ def check_offsets_values(offsets: Array, n: int, include_last_offset: bool, xp: 
     Every comparison is made in the offsets' own dtype or on Python ints (VAL-EXACT).  ``source="lengths"``:
     the offsets were derived from ``lengths`` (EXT-LENGTHS) and the errors speak of those.
     """
-    if not has_values(offsets) or offsets.shape[0] == 0:
+    if not has_values(offsets, xp) or offsets.shape[0] == 0:
         return
     first = int(offsets[0])
     if first != 0:

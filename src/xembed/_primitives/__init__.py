@@ -35,16 +35,21 @@ from typing import Any
 import numpy as np
 from array_api_compat import is_cupy_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
 
+from .._dtypes import index_dtype
+from .._typing import Array
 from . import _fallback
 
 __all__ = [
+    "MODES",
     "Table",
     "bincount",
+    "device_of",
     "fused_numpy_forward",
     "gather_scatter_add",
     "gather_segment_max",
     "gather_segment_min",
     "gather_segment_sum",
+    "has_values",
     "index_bounds",
     "index_dtype",
     "is_writable",
@@ -58,7 +63,6 @@ __all__ = [
     "use",
 ]
 
-Array = Any
 MODES = ("auto", "native", "numba", "fallback")
 
 
@@ -74,13 +78,35 @@ _mode_var: contextvars.ContextVar[str] = contextvars.ContextVar("xembed_primitiv
 
 
 def mode() -> str:
-    """The primitive mode of the current context: one of ``auto``, ``native``, ``numba``, ``fallback``."""
+    """The primitive mode of the current context.
+
+    Returns
+    -------
+    str
+        One of ``auto``, ``native``, ``numba``, ``fallback``.
+    """
     return _mode_var.get()
 
 
 @contextlib.contextmanager
 def use(new_mode: str) -> Iterator[None]:
-    """Context manager selecting the primitive mode for the current thread / asyncio task."""
+    """Select the primitive mode for a block of code, in the current thread / asyncio task only.
+
+    Parameters
+    ----------
+    new_mode : {'auto', 'native', 'numba', 'fallback'}
+        The mode inside the block.
+
+    Yields
+    ------
+    None
+        The block runs with ``new_mode``; the previous mode is restored after it.
+
+    Raises
+    ------
+    ValueError
+        ``new_mode`` is not one of the modes.
+    """
     token = _mode_var.set(_checked(new_mode, "`mode`"))
     try:
         yield
@@ -121,7 +147,13 @@ _numba_ok: dict[str, bool] = {}
 
 
 def numba_available() -> bool:
-    """Whether numba imports (checked once)."""
+    """Whether numba imports (checked once).
+
+    Returns
+    -------
+    bool
+        True when the compiled kernels of the extra ``xembed[fast]`` can run.
+    """
     ok = _numba_ok.get("numba")
     if ok is None:
         try:
@@ -135,13 +167,17 @@ def numba_available() -> bool:
 
 
 #: the primitives a backend module with a native path for every one of them provides (NumPy, torch)
-_ALL_NATIVE = ("bincount", "gather_segment_sum", "gather_segment_max", "gather_segment_min", "scatter_add_rows",
-               "gather_scatter_add", "put_rows_", "index_bounds", "offsets_first_decrease")
+_ALL_NATIVE = ("bincount", "gather_segment_sum", "gather_segment_max", "scatter_add_rows", "gather_scatter_add",
+               "put_rows_", "index_bounds", "offsets_first_decrease")
 
 
-def _with(base: Table, m: Any, names: tuple[str, ...], **extra: Any) -> Table:
-    """``base`` with the primitives ``names`` taken from backend module ``m`` (and ``extra``)."""
-    return replace(base, **{name: getattr(m, name) for name in names}, **extra)
+def _with(base: Table, m: Any, names: tuple[str, ...]) -> Table:
+    """``base`` with the primitives ``names`` taken from backend module ``m``; a native segment max also gives
+    the segment min (EXT-MIN: the max of the negated gathered rows, never of the whole table)."""
+    table = replace(base, **{name: getattr(m, name) for name in names})
+    if "gather_segment_max" in names:
+        table = replace(table, gather_segment_min=_min_via(m.gather_segment_max))
+    return table
 
 
 def _numpy_table() -> Table:
@@ -167,8 +203,7 @@ def _numba_table() -> Table:
     from . import _numba as m
 
     return _with(_numpy_table(), m, ("gather_segment_sum", "gather_segment_max", "gather_scatter_add",
-                                     "index_bounds", "offsets_first_decrease"),
-                 gather_segment_min=_min_via(m.gather_segment_max))
+                                     "index_bounds", "offsets_first_decrease"))
 
 
 def _torch_table() -> Table:
@@ -189,8 +224,7 @@ def _jax_table() -> Table:
     from . import _jax as m
 
     return _with(_FALLBACK, m, ("segment_ids", "bincount", "gather_segment_sum", "gather_segment_max",
-                                "scatter_add_rows", "gather_scatter_add", "put_rows_"),
-                 gather_segment_min=_min_via(m.gather_segment_max))
+                                "scatter_add_rows", "gather_scatter_add", "put_rows_"))
 
 
 _fused_forwards: dict[str, Any] = {}
@@ -294,33 +328,39 @@ for _f in (segment_ids, bincount, gather_segment_sum, gather_segment_max, gather
     _f.__doc__ = getattr(_FALLBACK, _f.__name__).__doc__
 del _f
 
-index_dtype = _fallback.index_dtype  # re-exported: the kernels modules import it from here
 
 
-# Normalisation does not depend on the primitive mode: every mode must see the same arrays (ARR-NORMALIZE).
-_ADAPTERS: dict[int, tuple[Callable[[str, Array], Array], Callable[[Array], bool]]] = {}
+# How arrays are read does not depend on the primitive mode: every mode must see the same arrays.
+_CAPS: dict[int, Any] = {}
 
 
-def _adapter(xp: Any) -> tuple[Callable[[str, Array], Array], Callable[[Array], bool]]:
-    a = _ADAPTERS.get(id(xp))
-    if a is None:
-        from . import _normalize as n
+def _caps(xp: Any) -> Any:
+    c = _CAPS.get(id(xp))
+    if c is None:
+        from ._arrays import caps_for
 
-        if is_numpy_namespace(xp):
-            a = (n.plain_numpy, n.writable_numpy)
-        elif is_torch_namespace(xp):
-            a = (n.plain_torch, n.writable_always)
-        else:
-            a = (n.plain_identity, n.writable_always)
-        _ADAPTERS[id(xp)] = a
-    return a
+        c = _CAPS[id(xp)] = caps_for(xp)
+    return c
 
 
 def plain(name: str, x: Array | None, *, xp: Any) -> Array | None:
-    """``x`` as an array every primitive path reads alike (or a TypeError naming ``name``); None stays None."""
-    return None if x is None else _adapter(xp)[0](name, x)
+    """``x`` as an array every primitive path reads alike (or a TypeError naming ``name``); None stays None
+    (ARR-NORMALIZE)."""
+    return None if x is None else _caps(xp).plain(name, x)
 
 
 def is_writable(x: Array, *, xp: Any) -> bool:
     """Whether ``x`` can be written in place (the max_norm renorm checks it before writing anything)."""
-    return _adapter(xp)[1](x)
+    return bool(_caps(xp).writable(x))
+
+
+def has_values(x: Array, *, xp: Any) -> bool:
+    """Whether ``x``'s values can be read now: eager arrays yes; lazy and traced arrays (Dask; JAX under
+    ``jit`` / ``vmap``) no.  Value checks run only where it is true; the core takes its static-shape
+    formulation where it is not (JIT-STATIC)."""
+    return bool(_caps(xp).has_values(x))
+
+
+def device_of(x: Array, *, xp: Any) -> Any:
+    """``x``'s device (None for an array not placed yet, such as a traced JAX array)."""
+    return _caps(xp).device_of(x)

@@ -54,9 +54,3 @@ def put_rows_(weight: np.ndarray, uniq: np.ndarray, rows: np.ndarray, _xp: Any) 
     weight[uniq] = rows
     return weight
 
-
-def gather_segment_min(weight: Any, idx: Any, offsets: Any, need_arg: bool, xp: Any) -> tuple[Any, Any]:
-    # the native max on the negated gathered rows (contract in ``_fallback.gather_segment_min``)
-    from ._fallback import segment_min_via_max
-
-    return segment_min_via_max(gather_segment_max, weight, idx, offsets, need_arg, xp)

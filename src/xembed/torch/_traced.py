@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .. import _validate as v
-from .._primitives._normalize import plain_torch
+from .._primitives._arrays import plain_torch
 from . import _ops
 
 __all__ = ["embedding", "embedding_bag", "is_traced", "renorm", "xp"]
