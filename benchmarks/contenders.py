@@ -15,7 +15,7 @@ BAG_PASSES = ["fwd_sum", "fwd_mean", "fwd_max", "fwd_psw", "bwd_dense", "bwd_spa
 LOOKUP_PASSES = ["fwd", "bwd_dense", "bwd_sparse"]
 
 CPU_CONTENDERS = ["torch", "xembed-numba", "xembed-numpy", "xembed-torch", "numpy-take", "prims-numpy",
-                  "prims-numpy+argpos", "prims-numpy+torch", "scipy", "numpy"]
+                  "prims-numpy+argpos", "scipy", "numpy"]
 # The primitive mode each xembed contender runs under (``xembed._primitives.use``): `xembed-numpy` is the
 # pure-NumPy path (what a user without the `fast` extra gets), `xembed-numba` the compiled one.
 XEMBED_MODES = {"xembed-numpy": "native", "xembed-numba": "numba", "xembed-cupy": "native"}
@@ -429,22 +429,6 @@ def build(contender: str, w: Workload, pass_: str, ctx: Ctx):
     if contender == "prims-numpy+argpos":
         # max forward that also returns the arg positions (what the vjp path needs)
         return build_prims(w, pass_, ctx, need_argpos=True) if pass_ == "fwd_max" else None
-    if contender == "prims-numpy+torch":
-        # the same, with the optional accelerator (torch's fused CPU kernel on zero-copy views) for the
-        # fp32/fp64 segment sums; max and the scatter stay pure NumPy
-        if pass_ not in ("fwd_sum", "fwd_mean", "fwd_psw"):
-            return None
-        fn = build_prims(w, pass_, ctx)
-        nf = _numpy_fast()
-
-        def accel():
-            old = nf.set_accelerator("torch")
-            try:
-                return fn()
-            finally:
-                nf.set_accelerator(old)
-
-        return accel
     if contender == "torch":
         return build_torch(w, pass_, ctx, "cpu", via_xembed=False)
     if contender == "xembed-torch":

@@ -6,7 +6,6 @@ Part of the test-suite (the primitives' contracts are in src/xembed/_primitives/
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -228,67 +227,3 @@ def test_non_contiguous_weight():
     np.testing.assert_array_equal(vals, rv)
     got = nf.gather_segment_sum(weight, idx, offsets, None, np.float32, block_bytes=64)
     np.testing.assert_allclose(got, ref_sum(weight, idx, offsets, None), rtol=1e-5, atol=1e-5)
-
-
-@pytest.fixture
-def torch_accel(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Switch the optional torch accelerator on and record every call of its kernel: ``"ok"`` when it returned,
-    ``"raised <exc>"`` when it raised (gather_segment_sum then silently falls back to NumPy, so a test that only
-    compared values could not notice the accelerator never ran)."""
-    calls: list[str] = []
-    real = nf._torch_segment_sum
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        try:
-            out = real(*args, **kwargs)
-        except Exception as exc:
-            calls.append(f"raised {type(exc).__name__}: {exc}")
-            raise
-        calls.append("ok")
-        return out
-
-    monkeypatch.setattr(nf, "_torch_segment_sum", spy)
-    old = nf.set_accelerator("torch")
-    yield calls
-    nf.set_accelerator(old)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("with_scale", [False, True])
-def test_torch_accelerator_matches(torch_accel, dtype, with_scale):
-    rng = np.random.default_rng(11)
-    weight, idx, offsets = random_case(rng, n_bags=50, n_rows=60, dim=7, maxlen=12, dtype=dtype, idx_dtype=np.int32)
-    weight[3, 2] = np.inf
-    scale = rng.standard_normal(len(idx)).astype(dtype) if with_scale else None
-    got = nf.gather_segment_sum(weight, idx, offsets, scale, dtype)
-    assert torch_accel == ["ok"], f"the torch accelerator did not run (or fell back): {torch_accel}"
-    nf.set_accelerator("none")
-    pure = nf.gather_segment_sum(weight, idx, offsets, scale, dtype, block_bytes=1 << 20)
-    assert torch_accel == ["ok"], "pure NumPy path called the accelerator"
-    assert got.dtype == np.dtype(dtype)
-    assert got.shape == pure.shape
-    np.testing.assert_allclose(got, pure, rtol=1e-5, atol=1e-5)
-
-
-def test_torch_accelerator_odd_layouts(torch_accel):
-    """Negative strides and non-native byte order never reach torch (pure NumPy path); every other layout,
-    read-only included, runs on the accelerator without raising — and all of them give the right sums."""
-    rng = np.random.default_rng(12)
-    base = rng.standard_normal((30, 6)).astype(np.float32)
-    _, idx, offsets = random_case(rng, n_bags=20, n_rows=30, dim=6, maxlen=6)
-    layouts = {  # name: (array, expected path, expected path of its read-only C-contiguous copy)
-        "negative strides": (base[::-1], "numpy", "torch"),
-        "big-endian": (base[::-1].astype(">f4"), "numpy", "numpy"),
-        "strided copy": (base[:, ::2].copy()[:, :], "torch", "torch"),
-        "fortran order": (np.asfortranarray(base[::-1]), "torch", "torch"),
-    }
-    for name, (w, path_w, path_ro) in layouts.items():
-        ro = w.copy()
-        ro.flags.writeable = False
-        for label, ww, path in ((name, w, path_w), (f"{name}, read-only copy", ro, path_ro)):
-            torch_accel.clear()
-            got = nf.gather_segment_sum(ww, idx, offsets, None, np.float32)
-            np.testing.assert_allclose(got, ref_sum(ww, idx, offsets, None), rtol=1e-5, atol=1e-5,
-                                       err_msg=label)
-            want_calls = ["ok"] if path == "torch" else []
-            assert torch_accel == want_calls, f"{label}: expected the {path} path, accelerator calls {torch_accel}"

@@ -27,8 +27,6 @@ How (measured on a 2-core EPYC VM, one thread, V=1e6, D=128, 4096 bags of ~20, s
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
 import numpy as np
@@ -36,66 +34,11 @@ import numpy as np
 from .._dtypes import acc_numpy_dtype
 
 __all__ = [
-    "accelerator",
     "gather_scatter_add",
     "gather_segment_max",
     "gather_segment_sum",
     "scatter_add_rows",
-    "set_accelerator",
 ]
-
-# Optional accelerator for the fp32/fp64 segment sum: torch's own fused CPU kernel (fbgemm), called on
-# zero-copy views of the NumPy arrays -- identical semantics for sum with / without per-sample scales.
-# "none" (default): pure NumPy.  "torch": use torch when importable.  "auto": use torch only when it is
-# already imported by the process (never pays torch's import time).  Env: XEMBED_NUMPY_ACCEL.
-_ACCEL = os.environ.get("XEMBED_NUMPY_ACCEL", "none")
-
-
-def set_accelerator(name: str) -> str:
-    """Select the optional accelerator ("none", "torch" or "auto"); returns the previous setting."""
-    global _ACCEL
-    if name not in ("none", "torch", "auto"):
-        msg = f"`name` must be 'none', 'torch' or 'auto', got {name!r}"
-        raise ValueError(msg)
-    old, _ACCEL = _ACCEL, name
-    return old
-
-
-def accelerator() -> str:
-    return _ACCEL
-
-
-def _torch_or_none() -> Any:
-    if _ACCEL == "none":
-        return None
-    if _ACCEL == "auto" and "torch" not in sys.modules:
-        return None
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
-
-
-def _torch_segment_sum(torch: Any, weight: np.ndarray, idx: np.ndarray, offsets: np.ndarray,
-                       scale: np.ndarray | None) -> np.ndarray:
-    """torch.nn.functional.embedding_bag(mode="sum") on zero-copy views (fp32/fp64, acc == weight dtype)."""
-    if not weight.flags.writeable:  # torch.from_numpy warns on read-only arrays; nothing is written
-        weight = weight.view()
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            W = torch.from_numpy(weight)
-    else:
-        W = torch.from_numpy(weight)
-    idx_t = torch.from_numpy(idx)
-    offsets_t = torch.from_numpy(offsets)
-    psw = None if scale is None else torch.from_numpy(np.ascontiguousarray(scale, dtype=weight.dtype))
-    with torch.no_grad():
-        out = torch.nn.functional.embedding_bag(idx_t, W, offsets_t, mode="sum", per_sample_weights=psw,
-                                                include_last_offset=True)
-    return out.numpy()
 
 # Target size of one gathered block (bytes). Large enough to amortise the per-block Python overhead
 # (~20 us), small enough to stay far below the 32 MiB extra-memory budget.
@@ -193,15 +136,6 @@ def gather_segment_sum(weight: Any, idx: Any, offsets: Any, scale: Any | None = 
         return (out, None) if _permuted else out
     if scale is not None:
         scale = np.asarray(scale)
-    if acc == weight.dtype and acc.name in ("float32", "float64") and block_bytes is None:
-        torch = _torch_or_none()
-        if (torch is not None and weight.dtype.isnative and min(weight.strides) >= 0
-                and (scale is None or scale.dtype == weight.dtype)):
-            try:
-                r = _torch_segment_sum(torch, weight, idx, offsets, scale)
-                return (r, None) if _permuted else r
-            except (TypeError, ValueError, RuntimeError):  # anything torch cannot view: the pure path
-                pass
     lengths = np.diff(offsets)
     bb_bytes = block_bytes or _BLOCK_BYTES
     row_bytes = D * max(weight.dtype.itemsize, acc.itemsize)
