@@ -7,7 +7,6 @@ the call and ``vjp``, they speak torch's module dialect where serving needs it: 
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 from typing import Any, NamedTuple, SupportsIndex
 
@@ -50,13 +49,6 @@ def _standard_namespace(xp: Namespace | None) -> Namespace:
 
         return np_compat
     return array_namespace(xp.asarray(0))
-
-
-def _check_size(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        msg = f"`{name}` must be a non-negative int, got {value!r}"
-        raise ValueError(msg)
-    return int(value)
 
 
 def _init_weight(xp: Namespace, shape: tuple[int, int], dtype: DType | None, device: Device | None,
@@ -105,8 +97,8 @@ class _Base:
     def _setup_weight(self, num_embeddings: int, embedding_dim: int, padding_idx: SupportsIndex | None,
                       _weight: Array | None, _freeze: bool, xp: Namespace | None, device: Device | None,
                       dtype: DType | None, seed: int | np.random.Generator | None) -> None:
-        self.num_embeddings = _check_size("num_embeddings", num_embeddings)
-        self.embedding_dim = _check_size("embedding_dim", embedding_dim)
+        self.num_embeddings = v.check_size("num_embeddings", num_embeddings)
+        self.embedding_dim = v.check_size("embedding_dim", embedding_dim)
         self.padding_idx = v.normalize_padding_idx(padding_idx, self.num_embeddings)
         self.freeze = bool(_freeze)
         if _weight is None:

@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-Array = Any
+from .._typing import Array
 
 
 def bincount(idx: Array, num_rows: int, xp: Any) -> Array:  # noqa: ARG001

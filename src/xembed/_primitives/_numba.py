@@ -34,12 +34,12 @@ from llvmlite import ir  # type: ignore[import-untyped]
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from .._typing import Array
 from . import _numpy
 
 __all__ = ["gather_scatter_add", "gather_segment_max", "gather_segment_sum", "index_bounds",
            "offsets_first_decrease"]
 
-Array = Any
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # Work (rows x D) below which the serial build runs.
 _PARALLEL_MIN_WORK = 1 << 17

@@ -9,7 +9,6 @@ bad constructor arguments raise typed errors naming the argument instead of torc
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import torch
@@ -21,17 +20,10 @@ from ._functional import embedding, embedding_bag
 __all__ = ["Embedding", "EmbeddingBag"]
 
 
-def _check_size(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        msg = f"`{name}` must be a non-negative int, got {value!r}"
-        raise ValueError(msg)
-    return int(value)
-
-
 def _check_common(num_embeddings: Any, embedding_dim: Any, padding_idx: Any, max_norm: Any, norm_type: Any,
                   scale_grad_by_freq: Any, sparse: Any, _weight: Any) -> tuple[int, int, int | None]:
-    n = _check_size("num_embeddings", num_embeddings)
-    d = _check_size("embedding_dim", embedding_dim)
+    n = v.check_size("num_embeddings", num_embeddings)
+    d = v.check_size("embedding_dim", embedding_dim)
     v.check_renorm_args(max_norm, norm_type)
     v.check_flag("scale_grad_by_freq", scale_grad_by_freq)
     v.check_flag("sparse", sparse)
