@@ -17,6 +17,10 @@ import numpy as np
 
 from xembed_conformance.backends import Backend, make_backend, needs_blob_imports, numpy_literal
 from xembed_conformance.cases import Case, NDArray
+from xembed_conformance.checks.core import Context
+from xembed_conformance.checks.rows import build_rows, run_row
+from xembed_conformance.execute import Target
+from xembed_conformance.isolation import InProcess
 
 
 def _pyrepr(v: Any) -> str:
@@ -238,11 +242,6 @@ def recheck(target: Any, check_id: str, *, backend: str = "numpy", device: str |
             **arrays: tuple[NDArray, str]) -> None:
     """Judge one case the way check `check_id` does (in this process); raises its Violation if the target
     does not conform, prints "conforms on this case" otherwise."""
-    from xembed_conformance.checks.core import Context
-    from xembed_conformance.checks.rows import build_rows, run_row
-    from xembed_conformance.execute import Target
-    from xembed_conformance.isolation import InProcess
-
     be = make_backend(backend, device)
     row = next(r for r in build_rows(be) if check_id in r.check_ids())
     aspect = check_id.rsplit("::", 1)[1]

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
-import importlib
-import importlib.util
-import operator
 import pickle
 import platform
-import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -26,14 +22,10 @@ from xembed_conformance.checks.core import Context, CrashBudgetSpent, Violation
 from xembed_conformance.checks.rows import Row, build_rows, run_row
 from xembed_conformance.execute import Target
 from xembed_conformance.isolation import InProcess, Worker
+from xembed_conformance.loading import SetupError, load_target
 from xembed_conformance.repro import make_repro
 
 STATUSES = ("pass", "fail", "skip", "extension", "not offered", "xfail", "xpass", "error")
-
-
-class SetupError(Exception):
-    """A checker-side error before or around the run (bad --impl, --backend, --only, xfails entry):
-    never a verdict on the target; the command line exits with status 2."""
 
 
 @dataclass
@@ -76,53 +68,6 @@ class Xfail:
 
     def __str__(self) -> str:
         return f"{self.check} | {self.message}"
-
-
-# loading --------------------------------------------------------------------------------------------
-
-
-def load_target(spec: str) -> Any:
-    """`module`, `module:attr`, `path/to/file.py` or `path/to/file.py:attr`."""
-    mod, attr = spec, ""
-    head, sep, tail = spec.rpartition(":")
-    if sep and head and "/" not in tail and "\\" not in tail and not tail.endswith(".py"):
-        mod, attr = head, tail
-    try:
-        if mod.endswith(".py") or "/" in mod or "\\" in mod:
-            obj = _import_file(Path(mod))
-        else:
-            obj = importlib.import_module(mod)
-    except Exception as e:
-        msg = f"cannot import the target {mod!r}: {type(e).__name__}: {e}"
-        raise SetupError(msg) from e
-    if attr:
-        try:
-            obj = operator.attrgetter(attr)(obj)
-        except AttributeError as e:
-            msg = f"the target module {mod!r} has no attribute {attr!r}"
-            raise SetupError(msg) from e
-    if not any(callable(getattr(obj, f, None)) for f in ("embedding", "embedding_bag")):
-        msg = f"the target {spec!r} has neither `embedding` nor `embedding_bag`"
-        raise SetupError(msg)
-    return obj
-
-
-def _import_file(path: Path) -> Any:
-    path = path.resolve()
-    if not path.is_file():
-        msg = f"no such file: {path}"
-        raise FileNotFoundError(msg)
-    name = "xembed_conformance_target_" + "".join(c if c.isalnum() else "_" for c in path.stem)
-    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))  # the file may import its neighbours
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def load_xfails(path: str | Path | None) -> list[Xfail]:
@@ -288,14 +233,6 @@ def make_backend_or_fail(backend: str, device: str | None = None) -> Backend:
 def check_ids(backend: str = "numpy", device: str | None = None) -> list[tuple[str, tuple[str, ...]]]:
     """Every check id of the suite on `backend` with the spec rules it cites (no target needed)."""
     return [(cid, row.spec) for row in build_rows(make_backend_or_fail(backend, device)) for cid in row.check_ids()]
-
-
-def resolve_impl(impl: str) -> str:
-    """A `path/to/file.py[:attr]` target made absolute (worker processes may start elsewhere)."""
-    if impl.split(":", maxsplit=1)[0].endswith(".py"):
-        head, sep, attr = impl.rpartition(":") if not impl.endswith(".py") else (impl, "", "")
-        return str(Path(head).resolve()) + sep + attr
-    return impl
 
 
 class Suite:
