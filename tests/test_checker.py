@@ -514,8 +514,10 @@ def test_suite_groups_a_grad_failure_under_its_values_failure() -> None:
 
 
 def _package_imports() -> dict[str, set[str]]:
-    """Each module of xembed_conformance -> the package's modules it imports, function-level imports included
-    (``from xembed_conformance import reference`` counts as importing ``reference``)."""
+    """Each module of xembed_conformance -> the package's modules that importing it runs: its parent packages and
+    what it imports, function-level imports included (``from xembed_conformance import reference`` counts as
+    importing ``reference``), except inside a module's ``__getattr__`` (PEP 562: runs when that attribute is
+    asked for, never while importing)."""
     import ast
 
     root = Path(xembed_conformance.__file__).parent
@@ -523,8 +525,13 @@ def _package_imports() -> dict[str, set[str]]:
              for p in root.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in names.items():
-        deps: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        lazy = {id(n) for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "__getattr__"
+                for n in ast.walk(f)}
+        deps = {name.rsplit(".", k)[0] for k in range(1, name.count(".") + 1)}
+        for node in ast.walk(tree):
+            if id(node) in lazy:
+                continue
             if isinstance(node, ast.ImportFrom) and node.module and node.module in names:
                 subs = {f"{node.module}.{a.name}" for a in node.names} & names.keys()
                 deps |= subs or {node.module}

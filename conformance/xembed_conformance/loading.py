@@ -9,11 +9,11 @@ import importlib
 import importlib.util
 import operator
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-#: the functions of which a target needs at least one (the float rows, the quantized rows)
+from xembed_conformance.checks.quantized import QUANTIZED_OPS
+
 FLOAT_FUNCTIONS = ("embedding", "embedding_bag")
 
 
@@ -22,8 +22,13 @@ class SetupError(Exception):
     never a verdict on the target; the command line exits with status 2."""
 
 
-def load_target(spec: str, needs: Iterable[str] = FLOAT_FUNCTIONS) -> Any:
-    """The object `spec` names; SetupError when it cannot be imported or offers none of the functions `needs`."""
+def offers(target: Any, names: tuple[str, ...]) -> bool:
+    return any(callable(getattr(target, f, None)) for f in names)
+
+
+def load_target(spec: str) -> Any:
+    """The object `spec` names; SetupError when it cannot be imported or offers no function the suite checks
+    (`embedding`, `embedding_bag`, or one of torch's quantized embedding bag ops)."""
     mod, attr = spec, ""
     head, sep, tail = spec.rpartition(":")
     if sep and head and "/" not in tail and "\\" not in tail and not tail.endswith(".py"):
@@ -42,9 +47,9 @@ def load_target(spec: str, needs: Iterable[str] = FLOAT_FUNCTIONS) -> Any:
         except AttributeError as e:
             msg = f"the target module {mod!r} has no attribute {attr!r}"
             raise SetupError(msg) from e
-    needs = tuple(needs)
-    if not any(callable(getattr(obj, f, None)) for f in needs):
-        msg = f"the target {spec!r} has none of " + ", ".join(f"`{f}`" for f in needs)
+    if not offers(obj, FLOAT_FUNCTIONS + QUANTIZED_OPS):
+        msg = (f"the target {spec!r} has neither `embedding` nor `embedding_bag` (nor one of torch's quantized ops, "
+               "`embedding_bag_byte_rowwise_offsets`, ...)")
         raise SetupError(msg)
     return obj
 

@@ -263,3 +263,13 @@ def recheck(target: Any, check_id: str, *, backend: str = "numpy", device: str |
                   expected_device=be.expected_device(), grad_f32=row.grad_f32)
     run_row(ctx, row, aspect, case)
     print(f"{check_id}: conforms on this case (not reproduced)")  # noqa: T201 - a repro's last word
+
+
+def quantized_repro(spec: str, row_id: str, case: str) -> str:
+    """A script re-running one case of a quantized row with the checker's own check (QViolation when the target
+    does not conform on it)."""
+    return "\n".join([
+        "import numpy as np", "from xembed_conformance.checks.quantized import QCase, rows_by_id",
+        target_import(spec), f"case = {case}",
+        f"rows_by_id()[{row_id!r}].check(target, case)  # raises QViolation: the target does not conform",
+        "print('conforms on this case (not reproduced)')"])

@@ -19,11 +19,14 @@ from hypothesis import strategies as st
 
 from xembed_conformance.backends import Backend, UnknownBackendError, make_backend, resolve_backend
 from xembed_conformance.checks.core import Context, CrashBudgetSpent, Violation
+from xembed_conformance.checks.quantized import QUANTIZED_OPS, QRow, is_torch_ops
+from xembed_conformance.checks.quantized import build_rows as build_quantized_rows
+from xembed_conformance.checks.quantized import run_row as run_quantized_row
 from xembed_conformance.checks.rows import Row, build_rows, run_row
 from xembed_conformance.execute import Target
 from xembed_conformance.isolation import InProcess, Worker
-from xembed_conformance.loading import SetupError, load_target
-from xembed_conformance.repro import make_repro
+from xembed_conformance.loading import FLOAT_FUNCTIONS, SetupError, load_target, offers
+from xembed_conformance.repro import make_repro, quantized_repro
 
 STATUSES = ("pass", "fail", "skip", "extension", "not offered", "xfail", "xpass", "error")
 
@@ -231,8 +234,11 @@ def make_backend_or_fail(backend: str, device: str | None = None) -> Backend:
 
 
 def check_ids(backend: str = "numpy", device: str | None = None) -> list[tuple[str, tuple[str, ...]]]:
-    """Every check id of the suite on `backend` with the spec rules it cites (no target needed)."""
-    return [(cid, row.spec) for row in build_rows(make_backend_or_fail(backend, device)) for cid in row.check_ids()]
+    """Every check id of the suite on `backend` with the spec rules it cites (no target needed): the float rows,
+    then the quantized rows (which take torch CPU tensors whatever the backend)."""
+    rows = build_rows(make_backend_or_fail(backend, device))
+    return [(cid, row.spec) for row in rows for cid in row.check_ids()] + [
+        (q.id, q.spec) for q in build_quantized_rows()]
 
 
 class Suite:
@@ -254,8 +260,11 @@ class Suite:
                            expected_device=be.device_of(be.asarray(np.zeros(1), be.float_dtypes[-1])))
         self.xfails_path = str(xfails) if isinstance(xfails, (str, Path)) else None
         self.xfails = load_xfails(xfails) if isinstance(xfails, (str, Path)) else list(xfails or [])
-        self.rows = build_rows(be)
-        all_ids = [cid for row in self.rows for cid in row.check_ids()]
+        quantized = offers(self.target, QUANTIZED_OPS)
+        # the float rows, unless the target offers only quantized ops; the quantized rows when it offers one
+        self.rows = [] if quantized and not offers(self.target, FLOAT_FUNCTIONS) else build_rows(be)
+        self.quantized_rows = build_quantized_rows() if quantized else []
+        all_ids = [cid for row in self.rows for cid in row.check_ids()] + [q.id for q in self.quantized_rows]
         for p in only or []:
             if not any(_matches(cid, [p]) for cid in all_ids):
                 msg = f"--only {p!r} matches no check id (see --list)"
@@ -265,13 +274,19 @@ class Suite:
             if not x.matched_ids:
                 msg = f"xfails entry line {x.line} ({x.check!r}) matches no check id (see --list)"
                 raise SetupError(msg)
-        self.selected = [(row, a) for row in self.rows for a in row.aspects
-                         if not only or _matches(f"{row.fn}::{row.option}::{a}", only)]
+        self.selected: list[tuple[Row | QRow, str]] = [
+            (row, a) for row in self.rows for a in row.aspects if not only or _matches(f"{row.fn}::{row.option}::{a}",
+                                                                                      only)]
+        self.selected += [(q, q.aspect) for q in self.quantized_rows if not only or _matches(q.id, only)]
 
-    def run(self, row: Row, aspect: str) -> Result:
+    def run(self, row: Row | QRow, aspect: str) -> Result:
         restarts = getattr(self.executor, "restarts", 0)
-        r = _run_one(self.ctx, self.target, row, aspect, max_examples=self.max_examples, seed=self.seed,
-                     spec_str=self.spec_str)
+        if isinstance(row, QRow):
+            r = run_quantized_check(self.executor, self.target, row, max_examples=self.max_examples, seed=self.seed,
+                                    spec_str=self.spec_str)
+        else:
+            r = _run_one(self.ctx, self.target, row, aspect, max_examples=self.max_examples, seed=self.seed,
+                         spec_str=self.spec_str)
         _apply_xfails(r, self.xfails)
         r.worker_restarts = getattr(self.executor, "restarts", 0) - restarts
         return r
@@ -348,6 +363,33 @@ def _run_one(ctx: Context, target: Any, row: Row, aspect: str, **kw: Any) -> Res
         return skip(f"target has no `{row.fn}_vjp`")
     n = max(1, round(kw.pop("max_examples") * row.budget))
     return run_check(ctx, row, aspect, max_examples=n, **kw)
+
+
+def run_quantized_check(executor: Any, target: Any, row: QRow, *, max_examples: int, seed: int,
+                        spec_str: str) -> Result:
+    """A quantized row (checks/quantized.py): its cases go to the target through the executor (a crash-isolation
+    worker, or this process); torch's own ops get "xfail" on the rows where their divergence is documented."""
+    res = Result(id=row.id, function=row.fn, option=row.option, aspect=row.aspect, status="skip", spec=list(row.spec))
+    if not callable(getattr(target, row.fn, None)):
+        res.message = f"target has no `{row.fn}`"
+        return res
+    t0 = time.perf_counter()
+    try:
+        out = run_quantized_row(lambda rid, case: executor.call("quantized", case, row=rid), row, max_examples, seed,
+                                torch_ops=is_torch_ops(target))
+    except Exception as e:  # noqa: BLE001 - a checker error (a worker that cannot load the target), not a verdict
+        res.status = "error"
+        res.message = f"checker error (not a verdict on the target): {type(e).__name__}: {e}"
+    else:
+        res.status, res.message, res.case = out.status, out.message, out.case
+        res.examples, res.shrink_steps = out.examples, out.shrinks
+        if out.status == "fail":
+            res.cause = out.message.split(":", 1)[0]
+            res.repro = quantized_repro(spec_str, row.id, out.case)
+        if out.status == "xfail":
+            res.xfail_reason = f"torch's own quantized ops diverge here ({row.torch_divergence}, docs/spec.md)"
+    res.seconds = round(time.perf_counter() - t0, 3)
+    return res
 
 
 def _apply_xfails(r: Result, xf: list[Xfail]) -> None:
