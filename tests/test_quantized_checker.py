@@ -38,7 +38,7 @@ def test_torch_quantized_ops_conform_through_the_pytest_suite(tmp_path: Path) ->
                                                                       os.environ.get("PYTHONPATH")]))}
     out = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "xembed_conformance",
                           "--impl=torch:ops.quantized", "--max-examples=15", "-p", "no:cacheprovider", "-rA",
-                          "--report=rep.json"],
+                          "--report=rep"],
                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900, check=False)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     res = _by_status(json.loads((tmp_path / "rep.json").read_text()))
@@ -49,6 +49,7 @@ def test_torch_quantized_ops_conform_through_the_pytest_suite(tmp_path: Path) ->
     assert all("padding_idx" in r for r in res["not offered"])
     assert len(res["pass"]) == 15
     assert {r.split("::")[0] for s in res.values() for r in s} == set(QUANTIZED_OPS)
+    assert "| embedding_bag_4bit_prepack | weight | bytes | pass |" in (tmp_path / "rep.md").read_text()
     lines = out.stdout.splitlines()
     assert any(ln.startswith("PASSED") and ln.endswith("suite.py::embedding_bag_4bit_prepack::weight::bytes")
                for ln in lines)
