@@ -555,3 +555,15 @@ def test_the_package_import_graph_is_a_dag() -> None:
 
     for name in sorted(graph):
         visit(name, [])
+
+
+def test_keras_rs_target_without_keras_rs_is_a_clear_setup_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped Keras-RS target is optional: without keras-rs, loading it is a checker-side error naming what
+    to install (exit status 2 from the command), never a crash."""
+    from xembed_conformance.loading import load_target
+
+    pytest.importorskip("jax")
+    monkeypatch.setitem(sys.modules, "keras_rs", None)  # import keras_rs raises ImportError
+    monkeypatch.delitem(sys.modules, "xembed_conformance.targets.keras_rs", raising=False)
+    with pytest.raises(SetupError, match=r"needs keras and keras-rs \(pip install keras keras-rs\)"):
+        load_target("xembed_conformance.targets.keras_rs")
