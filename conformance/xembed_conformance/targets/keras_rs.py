@@ -12,8 +12,9 @@ of its own to the arithmetic:
 - a 1-D ``input`` with ``offsets`` becomes what ``EmbedReduce`` offers for bags of different lengths on JAX: a
   ``jax.experimental.sparse.BCOO`` matrix of shape ``(bags, longest bag)``, entry ``(b, j)`` the ``j``-th index
   of bag ``b`` (``per_sample_weights`` the same way).  ``EmbedReduce`` has no offsets, so the adapter refuses
-  offsets it cannot lay out (not 1-D integers, not starting at 0, decreasing, past the input's end) with a
-  ValueError naming them: the checks of those errors measure the adapter, not Keras;
+  what it cannot lay out (offsets not 1-D integers, not starting at 0, decreasing, past the input's end, empty
+  with ``include_last_offset``; per_sample_weights not of the input's shape) with a ValueError naming them: the
+  checks of those errors on a 1-D input measure the adapter, not Keras;
 - the table is the layer's variable: one layer per table shape, dtype and combiner, called through
   ``layer.stateless_call`` with the caller's weight, and gradients are ``jax.vjp`` of that call
   (``embedding_bag_vjp``).
@@ -72,12 +73,18 @@ def _refuse_options(mode: str, max_norm: float | None, scale_grad_by_freq: bool,
             raise NotImplementedError(msg)
 
 
-def _ragged(input: Any, offsets: Any, include_last_offset: bool) -> tuple[Any, Callable[[Any], Any]]:
+def _ragged(input: Any, offsets: Any, include_last_offset: bool, psw: Any) -> tuple[Any, Callable[[Any], Any]]:
     """The BCOO bags of a 1-D input split by offsets, and a function making the BCOO weights from psw values."""
     offs = np.asarray(offsets)
     n = int(input.shape[0])
     if offs.ndim != 1 or offs.dtype.kind not in "iu" or (offs.size and offs[0] != 0):
         msg = f"`offsets` must be a 1-D integer array starting at 0, got {offs.tolist()!r}"
+        raise ValueError(msg)
+    if include_last_offset and not offs.size:
+        msg = "`offsets` must not be empty with `include_last_offset=True`"
+        raise ValueError(msg)
+    if psw is not None and tuple(psw.shape) != (n,):
+        msg = f"`per_sample_weights` must have the input's shape ({n},), got {tuple(psw.shape)}"
         raise ValueError(msg)
     if np.any(np.diff(offs) < 0) or (offs.size and offs[-1] > n):
         msg = f"`offsets` must be non-decreasing and at most len(input)={n}, got {offs.tolist()!r}"
@@ -96,12 +103,12 @@ def _ragged(input: Any, offsets: Any, include_last_offset: bool) -> tuple[Any, C
     return bcoo(input), bcoo
 
 
-def _forward(input: Any, weight: Any, offsets: Any, mode: str,
-             include_last_offset: bool) -> Callable[[Any, Any], Any]:
+def _forward(input: Any, weight: Any, offsets: Any, mode: str, include_last_offset: bool,
+             per_sample_weights: Any) -> Callable[[Any, Any], Any]:
     """The call as a function of (weight, per_sample_weights)."""
     layer = _layer(weight, mode)
     if input.ndim == 1 and offsets is not None:
-        bags, as_bcoo = _ragged(input, offsets, include_last_offset)
+        bags, as_bcoo = _ragged(input, offsets, include_last_offset, per_sample_weights)
     elif input.ndim == 2 and offsets is None:
         bags, as_bcoo = input, (lambda values: values)
     else:
@@ -122,7 +129,7 @@ def embedding_bag_vjp(input: Any, weight: Any, offsets: Any = None, max_norm: fl
                       padding_idx: int | None = None) -> tuple[Any, Callable[[Any], tuple[Any, Any]]]:
     del norm_type  # only read with max_norm, which is refused
     _refuse_options(mode, max_norm, scale_grad_by_freq, sparse, padding_idx)
-    call = _forward(input, weight, offsets, mode, include_last_offset)
+    call = _forward(input, weight, offsets, mode, include_last_offset, per_sample_weights)
     if per_sample_weights is None:
         out, pull = jax.vjp(lambda w: call(w, None), weight)
         return out, lambda g: (pull(g)[0], None)
@@ -136,4 +143,5 @@ def embedding_bag(input: Any, weight: Any, offsets: Any = None, max_norm: float 
                   padding_idx: int | None = None) -> Any:
     del norm_type  # only read with max_norm, which is refused
     _refuse_options(mode, max_norm, scale_grad_by_freq, sparse, padding_idx)
-    return _forward(input, weight, offsets, mode, include_last_offset)(weight, per_sample_weights)
+    call = _forward(input, weight, offsets, mode, include_last_offset, per_sample_weights)
+    return call(weight, per_sample_weights)
