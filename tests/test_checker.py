@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 import xembed_conformance
 from xembed_conformance import reference as ref
 from xembed_conformance.cases import Case
+from xembed_conformance.loading import SetupError
 from xembed_conformance.report import markdown, write
-from xembed_conformance.runner import SetupError, load_xfails, run_conformance
+from xembed_conformance.runner import load_xfails, run_conformance
 from xembed_conformance.strategies import Want, cases
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -510,3 +511,59 @@ def test_suite_groups_a_grad_failure_under_its_values_failure() -> None:
                            "summary": {"pass": 3, "fail": 6, "error": 0}, "results": results})
     assert lines[0] == "xembed-conformance: t on numpy: DOES NOT CONFORM (pass: 3, fail: 6)"
     assert sum(line.startswith("    FAIL ") for line in lines) == 6
+
+
+def _package_imports() -> dict[str, set[str]]:
+    """Each module of xembed_conformance -> the package's modules that importing it runs: its parent packages and
+    what it imports, function-level imports included (``from xembed_conformance import reference`` counts as
+    importing ``reference``), except inside a module's ``__getattr__`` (PEP 562: runs when that attribute is
+    asked for, never while importing)."""
+    import ast
+
+    root = Path(xembed_conformance.__file__).parent
+    names = {".".join(p.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in root.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in names.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        lazy = {id(n) for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "__getattr__"
+                for n in ast.walk(f)}
+        deps = {name.rsplit(".", k)[0] for k in range(1, name.count(".") + 1)}
+        for node in ast.walk(tree):
+            if id(node) in lazy:
+                continue
+            if isinstance(node, ast.ImportFrom) and node.module and node.module in names:
+                subs = {f"{node.module}.{a.name}" for a in node.names} & names.keys()
+                deps |= subs or {node.module}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names} & names.keys()
+        graph[name] = deps - {name}
+    return graph
+
+
+def test_the_package_import_graph_is_a_dag() -> None:
+    graph = _package_imports()
+    assert "xembed_conformance.loading" in graph["xembed_conformance.isolation"]
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        assert name not in path, "import circle: " + " -> ".join([*path[path.index(name):], name])
+        if name not in done:
+            for dep in sorted(graph[name]):
+                visit(dep, [*path, name])
+            done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+
+
+def test_keras_rs_target_without_keras_rs_is_a_clear_setup_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped Keras-RS target is optional: without keras-rs, loading it is a checker-side error naming what
+    to install (exit status 2 from the command), never a crash."""
+    from xembed_conformance.loading import load_target
+
+    pytest.importorskip("jax")
+    monkeypatch.setitem(sys.modules, "keras_rs", None)  # import keras_rs raises ImportError
+    monkeypatch.delitem(sys.modules, "xembed_conformance.targets.keras_rs", raising=False)
+    with pytest.raises(SetupError, match=r"needs keras and keras-rs \(pip install keras keras-rs\)"):
+        load_target("xembed_conformance.targets.keras_rs")

@@ -96,7 +96,8 @@ def pytest_args(args: argparse.Namespace, backend: str, device: str | None, repo
 
 
 def list_checks(backend: str, device: str | None) -> int:
-    from xembed_conformance.runner import SetupError, check_ids
+    from xembed_conformance.loading import SetupError
+    from xembed_conformance.runner import check_ids
 
     try:
         ids = check_ids(backend.split(",", maxsplit=1)[0] if backend != "all" else "numpy", device)
@@ -115,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("--impl is required (--list shows the checks without it)")
     import pytest
 
-    from xembed_conformance.runner import SetupError, Suite, resolve_impl
+    from xembed_conformance.loading import SetupError, resolve_impl
+    from xembed_conformance.runner import Suite
 
     args.impl = resolve_impl(args.impl)
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from xembed_conformance.backends import Backend
 from xembed_conformance.cases import Case, NDArray
+from xembed_conformance.checks.quantized import call_row
 
 # Exception classes that count as "a clear error" (ERR-*): ValueError / IndexError / TypeError /
 # NotImplementedError; torch's C++ layer raises RuntimeError for most of the same conditions, so
@@ -222,7 +223,12 @@ def run_extension(t: Target, case: Case) -> dict[str, Any]:
     return {"raised": None, "output": observe(be, out), "weight_after": _weight_after(be, w)}
 
 
-KINDS = {"valid": run_valid, "invalid": run_invalid, "extension": run_extension}
+def run_quantized(t: Target, case: Any, row: str) -> dict[str, Any]:
+    """A quantized row's case (checks/quantized.py): the op takes torch CPU tensors, whatever the backend."""
+    return call_row(t.obj, row, case)
+
+
+KINDS = {"valid": run_valid, "invalid": run_invalid, "extension": run_extension, "quantized": run_quantized}
 
 
 def dispatch(t: Target, kind: str, case: Case, kw: dict[str, Any]) -> dict[str, Any]:

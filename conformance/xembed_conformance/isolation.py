@@ -15,6 +15,7 @@ from typing import Any
 from xembed_conformance.backends import Backend, BackendFactory
 from xembed_conformance.cases import Case
 from xembed_conformance.execute import Target, dispatch
+from xembed_conformance.loading import load_target
 
 
 class InProcess:
@@ -94,8 +95,6 @@ class Worker:
 
 def _worker_main(conn: Any, target_ref: str | bytes, factory: BackendFactory, device: str | None,
                  grad_mode: str | None) -> None:
-    from xembed_conformance.runner import load_target
-
     try:
         obj = load_target(target_ref) if isinstance(target_ref, str) else pickle.loads(target_ref)
         be: Backend = factory(device)

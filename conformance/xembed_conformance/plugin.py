@@ -97,7 +97,8 @@ class ConformanceFile(pytest.File):
     """The suite: one item per check id of the chosen backend."""
 
     def collect(self) -> list[pytest.Item]:
-        from xembed_conformance.runner import SetupError, Suite, check_ids, resolve_impl
+        from xembed_conformance.loading import SetupError, resolve_impl
+        from xembed_conformance.runner import Suite, check_ids
 
         cfg = self.config
         impl = cfg.getoption("xc_impl")

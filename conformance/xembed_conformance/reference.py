@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from xembed_conformance.cases import Case, NDArray, bag_of_position, bag_ranges, normalized_padding, p_norm
+from xembed_conformance.cases import Case, NDArray, bag_bounds, bag_of_position, bag_ranges, normalized_padding, p_norm
 
 
 def _torch() -> Any:
@@ -202,8 +202,6 @@ def ext_bounds(case: Case) -> tuple[NDArray, NDArray]:
     """(starts, ends) of the bags of a valid embedding_bag case, `lengths=` (EXT-LENGTHS) included."""
     lengths = case.kwargs.get("lengths")
     if lengths is None:
-        from xembed_conformance.cases import bag_bounds
-
         return bag_bounds(case)
     ends = np.cumsum(np.asarray(lengths, np.int64).reshape(-1))
     return ends - np.asarray(lengths, np.int64).reshape(-1), ends

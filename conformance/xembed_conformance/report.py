@@ -12,6 +12,7 @@ FORWARD_CAUSES = ("call", "output", "weight after the call")
 
 CELL = {"pass": "pass", "fail": "**FAIL**", "skip": "skip", "extension": "extension", "not offered": "not offered",
         "xfail": "xfail", "xpass": "xpass", "error": "**ERROR**"}
+FLOAT_FUNCTIONS = ("embedding", "embedding_bag")
 COLUMNS = [("embedding", "values"), ("embedding", "grad"), ("embedding_bag", "values"), ("embedding_bag", "grad")]
 
 
@@ -19,12 +20,24 @@ def _cell(r: dict[str, Any] | None) -> str:
     return CELL.get(r["status"], r["status"]) if r else "—"
 
 
+def _quantized_table(results: list[dict[str, Any]]) -> list[str]:
+    """The quantized ops' checks (checks/quantized.py): one line per check."""
+    rows = [r for r in results if r["function"] not in FLOAT_FUNCTIONS]
+    if not rows:
+        return []
+    return ["", "| quantized op | option | checks | verdict | spec (docs/spec.md) |", "|---|---|---|---|---|",
+            *(f"| {r['function']} | {r['option']} | {r['aspect']} | {_cell(r)} | "
+              + ", ".join(f"`{i}`" for i in r.get("spec", [])) + " |" for r in rows)]
+
+
 def markdown(report: dict[str, Any], with_repros: bool = True) -> str:
     res = report["results"]
-    by = {(r["function"], r["option"], "values" if r["aspect"] in ("values", "error") else r["aspect"]): r for r in res}
+    table = [r for r in res if r["function"] in FLOAT_FUNCTIONS]
+    by = {(r["function"], r["option"], "values" if r["aspect"] in ("values", "error") else r["aspect"]): r
+          for r in table}
     options: list[str] = []
     spec: dict[str, list[str]] = {}
-    for r in res:
+    for r in table:
         if r["option"] not in options:
             options.append(r["option"])
         spec.setdefault(r["option"], [])
@@ -44,6 +57,7 @@ def markdown(report: dict[str, Any], with_repros: bool = True) -> str:
     for opt in options:
         cells = [_cell(by.get((fn, opt, a))) for fn, a in COLUMNS]
         out.append(f"| {opt} | " + " | ".join(cells) + " | " + ", ".join(f"`{i}`" for i in spec[opt]) + " |")
+    out += _quantized_table(report["results"])
     out.append("")
     out.append("`values`: output values, dtype, shape, device and the weight after the call "
                "(max_norm's in-place renorm, nothing else changed); `error` rows: the call must raise a "

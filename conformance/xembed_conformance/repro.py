@@ -17,6 +17,10 @@ import numpy as np
 
 from xembed_conformance.backends import Backend, make_backend, needs_blob_imports, numpy_literal
 from xembed_conformance.cases import Case, NDArray
+from xembed_conformance.checks.core import Context
+from xembed_conformance.checks.rows import build_rows, run_row
+from xembed_conformance.execute import Target
+from xembed_conformance.isolation import InProcess
 
 
 def _pyrepr(v: Any) -> str:
@@ -238,11 +242,6 @@ def recheck(target: Any, check_id: str, *, backend: str = "numpy", device: str |
             **arrays: tuple[NDArray, str]) -> None:
     """Judge one case the way check `check_id` does (in this process); raises its Violation if the target
     does not conform, prints "conforms on this case" otherwise."""
-    from xembed_conformance.checks.core import Context
-    from xembed_conformance.checks.rows import build_rows, run_row
-    from xembed_conformance.execute import Target
-    from xembed_conformance.isolation import InProcess
-
     be = make_backend(backend, device)
     row = next(r for r in build_rows(be) if check_id in r.check_ids())
     aspect = check_id.rsplit("::", 1)[1]
@@ -264,3 +263,13 @@ def recheck(target: Any, check_id: str, *, backend: str = "numpy", device: str |
                   expected_device=be.expected_device(), grad_f32=row.grad_f32)
     run_row(ctx, row, aspect, case)
     print(f"{check_id}: conforms on this case (not reproduced)")  # noqa: T201 - a repro's last word
+
+
+def quantized_repro(spec: str, row_id: str, case: str) -> str:
+    """A script re-running one case of a quantized row with the checker's own check (QViolation when the target
+    does not conform on it)."""
+    return "\n".join([
+        "import numpy as np", "from xembed_conformance.checks.quantized import QCase, rows_by_id",
+        target_import(spec), f"case = {case}",
+        f"rows_by_id()[{row_id!r}].check(target, case)  # raises QViolation: the target does not conform",
+        "print('conforms on this case (not reproduced)')"])

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
-import importlib
-import importlib.util
-import operator
 import pickle
 import platform
-import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -23,17 +19,16 @@ from hypothesis import strategies as st
 
 from xembed_conformance.backends import Backend, UnknownBackendError, make_backend, resolve_backend
 from xembed_conformance.checks.core import Context, CrashBudgetSpent, Violation
+from xembed_conformance.checks.quantized import QUANTIZED_OPS, QRow, is_torch_ops
+from xembed_conformance.checks.quantized import build_rows as build_quantized_rows
+from xembed_conformance.checks.quantized import run_row as run_quantized_row
 from xembed_conformance.checks.rows import Row, build_rows, run_row
 from xembed_conformance.execute import Target
 from xembed_conformance.isolation import InProcess, Worker
-from xembed_conformance.repro import make_repro
+from xembed_conformance.loading import FLOAT_FUNCTIONS, SetupError, load_target, offers
+from xembed_conformance.repro import make_repro, quantized_repro
 
 STATUSES = ("pass", "fail", "skip", "extension", "not offered", "xfail", "xpass", "error")
-
-
-class SetupError(Exception):
-    """A checker-side error before or around the run (bad --impl, --backend, --only, xfails entry):
-    never a verdict on the target; the command line exits with status 2."""
 
 
 @dataclass
@@ -76,53 +71,6 @@ class Xfail:
 
     def __str__(self) -> str:
         return f"{self.check} | {self.message}"
-
-
-# loading --------------------------------------------------------------------------------------------
-
-
-def load_target(spec: str) -> Any:
-    """`module`, `module:attr`, `path/to/file.py` or `path/to/file.py:attr`."""
-    mod, attr = spec, ""
-    head, sep, tail = spec.rpartition(":")
-    if sep and head and "/" not in tail and "\\" not in tail and not tail.endswith(".py"):
-        mod, attr = head, tail
-    try:
-        if mod.endswith(".py") or "/" in mod or "\\" in mod:
-            obj = _import_file(Path(mod))
-        else:
-            obj = importlib.import_module(mod)
-    except Exception as e:
-        msg = f"cannot import the target {mod!r}: {type(e).__name__}: {e}"
-        raise SetupError(msg) from e
-    if attr:
-        try:
-            obj = operator.attrgetter(attr)(obj)
-        except AttributeError as e:
-            msg = f"the target module {mod!r} has no attribute {attr!r}"
-            raise SetupError(msg) from e
-    if not any(callable(getattr(obj, f, None)) for f in ("embedding", "embedding_bag")):
-        msg = f"the target {spec!r} has neither `embedding` nor `embedding_bag`"
-        raise SetupError(msg)
-    return obj
-
-
-def _import_file(path: Path) -> Any:
-    path = path.resolve()
-    if not path.is_file():
-        msg = f"no such file: {path}"
-        raise FileNotFoundError(msg)
-    name = "xembed_conformance_target_" + "".join(c if c.isalnum() else "_" for c in path.stem)
-    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))  # the file may import its neighbours
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def load_xfails(path: str | Path | None) -> list[Xfail]:
@@ -286,16 +234,11 @@ def make_backend_or_fail(backend: str, device: str | None = None) -> Backend:
 
 
 def check_ids(backend: str = "numpy", device: str | None = None) -> list[tuple[str, tuple[str, ...]]]:
-    """Every check id of the suite on `backend` with the spec rules it cites (no target needed)."""
-    return [(cid, row.spec) for row in build_rows(make_backend_or_fail(backend, device)) for cid in row.check_ids()]
-
-
-def resolve_impl(impl: str) -> str:
-    """A `path/to/file.py[:attr]` target made absolute (worker processes may start elsewhere)."""
-    if impl.split(":", maxsplit=1)[0].endswith(".py"):
-        head, sep, attr = impl.rpartition(":") if not impl.endswith(".py") else (impl, "", "")
-        return str(Path(head).resolve()) + sep + attr
-    return impl
+    """Every check id of the suite on `backend` with the spec rules it cites (no target needed): the float rows,
+    then the quantized rows (which take torch CPU tensors whatever the backend)."""
+    rows = build_rows(make_backend_or_fail(backend, device))
+    return [(cid, row.spec) for row in rows for cid in row.check_ids()] + [
+        (q.id, q.spec) for q in build_quantized_rows()]
 
 
 class Suite:
@@ -317,8 +260,11 @@ class Suite:
                            expected_device=be.device_of(be.asarray(np.zeros(1), be.float_dtypes[-1])))
         self.xfails_path = str(xfails) if isinstance(xfails, (str, Path)) else None
         self.xfails = load_xfails(xfails) if isinstance(xfails, (str, Path)) else list(xfails or [])
-        self.rows = build_rows(be)
-        all_ids = [cid for row in self.rows for cid in row.check_ids()]
+        quantized = offers(self.target, QUANTIZED_OPS)
+        # the float rows, unless the target offers only quantized ops; the quantized rows when it offers one
+        self.rows = [] if quantized and not offers(self.target, FLOAT_FUNCTIONS) else build_rows(be)
+        self.quantized_rows = build_quantized_rows() if quantized else []
+        all_ids = [cid for row in self.rows for cid in row.check_ids()] + [q.id for q in self.quantized_rows]
         for p in only or []:
             if not any(_matches(cid, [p]) for cid in all_ids):
                 msg = f"--only {p!r} matches no check id (see --list)"
@@ -328,13 +274,19 @@ class Suite:
             if not x.matched_ids:
                 msg = f"xfails entry line {x.line} ({x.check!r}) matches no check id (see --list)"
                 raise SetupError(msg)
-        self.selected = [(row, a) for row in self.rows for a in row.aspects
-                         if not only or _matches(f"{row.fn}::{row.option}::{a}", only)]
+        self.selected: list[tuple[Row | QRow, str]] = [
+            (row, a) for row in self.rows for a in row.aspects if not only or _matches(f"{row.fn}::{row.option}::{a}",
+                                                                                      only)]
+        self.selected += [(q, q.aspect) for q in self.quantized_rows if not only or _matches(q.id, only)]
 
-    def run(self, row: Row, aspect: str) -> Result:
+    def run(self, row: Row | QRow, aspect: str) -> Result:
         restarts = getattr(self.executor, "restarts", 0)
-        r = _run_one(self.ctx, self.target, row, aspect, max_examples=self.max_examples, seed=self.seed,
-                     spec_str=self.spec_str)
+        if isinstance(row, QRow):
+            r = run_quantized_check(self.executor, self.target, row, max_examples=self.max_examples, seed=self.seed,
+                                    spec_str=self.spec_str)
+        else:
+            r = _run_one(self.ctx, self.target, row, aspect, max_examples=self.max_examples, seed=self.seed,
+                         spec_str=self.spec_str)
         _apply_xfails(r, self.xfails)
         r.worker_restarts = getattr(self.executor, "restarts", 0) - restarts
         return r
@@ -411,6 +363,33 @@ def _run_one(ctx: Context, target: Any, row: Row, aspect: str, **kw: Any) -> Res
         return skip(f"target has no `{row.fn}_vjp`")
     n = max(1, round(kw.pop("max_examples") * row.budget))
     return run_check(ctx, row, aspect, max_examples=n, **kw)
+
+
+def run_quantized_check(executor: Any, target: Any, row: QRow, *, max_examples: int, seed: int,
+                        spec_str: str) -> Result:
+    """A quantized row (checks/quantized.py): its cases go to the target through the executor (a crash-isolation
+    worker, or this process); torch's own ops get "xfail" on the rows where their divergence is documented."""
+    res = Result(id=row.id, function=row.fn, option=row.option, aspect=row.aspect, status="skip", spec=list(row.spec))
+    if not callable(getattr(target, row.fn, None)):
+        res.message = f"target has no `{row.fn}`"
+        return res
+    t0 = time.perf_counter()
+    try:
+        out = run_quantized_row(lambda rid, case: executor.call("quantized", case, row=rid), row, max_examples, seed,
+                                torch_ops=is_torch_ops(target))
+    except Exception as e:  # noqa: BLE001 - a checker error (a worker that cannot load the target), not a verdict
+        res.status = "error"
+        res.message = f"checker error (not a verdict on the target): {type(e).__name__}: {e}"
+    else:
+        res.status, res.message, res.case = out.status, out.message, out.case
+        res.examples, res.shrink_steps = out.examples, out.shrinks
+        if out.status == "fail":
+            res.cause = out.message.split(":", 1)[0]
+            res.repro = quantized_repro(spec_str, row.id, out.case)
+        if out.status == "xfail":
+            res.xfail_reason = f"torch's own quantized ops diverge here ({row.torch_divergence}, docs/spec.md)"
+    res.seconds = round(time.perf_counter() - t0, 3)
+    return res
 
 
 def _apply_xfails(r: Result, xf: list[Xfail]) -> None:

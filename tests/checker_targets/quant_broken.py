@@ -2,7 +2,7 @@
 """Deliberately broken quantized targets (torch's quantized op signatures), each wrong in one documented way.
 
 Each is :mod:`checker_targets.quant_xembed` with one op replaced; ``QUANT_BROKEN[name]`` gives the target and
-the checker rows that must report it.  Import as ``checker_targets.quant_broken:<NAME>``.
+the check ids that must report it.  Import as ``checker_targets.quant_broken:<NAME>``.
 """
 
 from __future__ import annotations
@@ -107,13 +107,14 @@ PADDING_IN_MEAN = _target("8-bit mode=1 (mean) divides by the bag length, paddin
 
 _B4 = "embedding_bag_4bit_rowwise_offsets::"
 _B8 = "embedding_bag_byte_rowwise_offsets::"
-_ROWS = ("mode=0 (sum)", "empty bags", "per_sample_weights", "include_last_offset", "mode=1 (mean)", "mode=2 (max)",
-         "padding_idx × mode=1 (mean)", "padding_idx × mode=0 (sum)")  # noqa: RUF001
+_ROWS = tuple(f"{option}::values" for option in (
+    "mode=0 (sum)", "empty bags", "per_sample_weights", "include_last_offset", "mode=1 (mean)", "mode=2 (max)",
+    "padding_idx × mode=1 (mean)", "padding_idx × mode=0 (sum)"))  # noqa: RUF001
 
 QUANT_BROKEN = {
     "NIBBLES_SWAPPED": (NIBBLES_SWAPPED, {_B4 + r for r in _ROWS}),
     "SCALE_BIAS_FLOAT32": (SCALE_BIAS_FLOAT32, {_B4 + r for r in _ROWS}),
     "BIAS_DROPPED": (BIAS_DROPPED, {_B8 + r for r in _ROWS}),
-    "PREPACK_ROUND_HALF_UP": (PREPACK_ROUND_HALF_UP, {"embedding_bag_byte_prepack::bytes"}),
-    "PADDING_IN_MEAN": (PADDING_IN_MEAN, {_B8 + "padding_idx × mode=1 (mean)"}),  # noqa: RUF001
+    "PREPACK_ROUND_HALF_UP": (PREPACK_ROUND_HALF_UP, {"embedding_bag_byte_prepack::weight::bytes"}),
+    "PADDING_IN_MEAN": (PADDING_IN_MEAN, {_B8 + "padding_idx × mode=1 (mean)::values"}),  # noqa: RUF001
 }

@@ -10,19 +10,19 @@ Rows beyond torch's ops (``mode`` mean / max, which torch's ops ignore, QUANT-TO
 keyword) are extension rows: a target that raises TypeError / ValueError / NotImplementedError on them gets
 "not offered"; torch's known divergence on ``mode`` is reported as "xfail" for torch's own ops.
 
-    python -m xembed_conformance.checks.quantized TARGET [--max-examples 50] [--seed 0]
+The rows are items of the pytest suite (check ids ``OP::OPTION::values`` and ``OP::weight::bytes``), selected when
+the target offers one of the op names, whatever ``--backend`` says:
+
+    pytest --pyargs xembed_conformance --impl=torch:ops.quantized
 """
 
 # ruff: noqa: EM102  # QViolation(message): the message is the verdict
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import operator
-import sys
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,8 @@ NDArray = np.ndarray[Any, Any]
 BAG_OPS = {8: "embedding_bag_byte_rowwise_offsets", 4: "embedding_bag_4bit_rowwise_offsets",
            2: "embedding_bag_2bit_rowwise_offsets"}
 PREPACK_OPS = {8: "embedding_bag_byte_prepack", 4: "embedding_bag_4bit_prepack", 2: "embedding_bag_2bit_prepack"}
+#: a target offering one of these names gets the quantized rows
+QUANTIZED_OPS = (*BAG_OPS.values(), *PREPACK_OPS.values())
 MODES = {0: "sum", 1: "mean", 2: "max"}
 EPS32 = float(np.finfo(np.float32).eps)
 TINY32 = float(np.finfo(np.float32).tiny)
@@ -117,10 +119,18 @@ class QCase:
         return self.offsets, np.append(self.offsets[1:], n).astype(np.int64)
 
     def __repr__(self) -> str:
-        psw = None if self.per_sample_weights is None else self.per_sample_weights.tolist()
-        return (f"QCase(bits={self.bits}, weight=np.array({self.weight.tolist()}, np.float32), "
-                f"indices={self.indices.tolist()}, offsets={self.offsets.tolist()}, per_sample_weights={psw}, "
+        """A Python literal of the case (with ``import numpy as np``)."""
+        psw = None if self.per_sample_weights is None else literal(self.per_sample_weights)
+        return (f"QCase(bits={self.bits}, weight={literal(self.weight)}, indices={literal(self.indices)}, "
+                f"offsets={literal(self.offsets)}, per_sample_weights={psw}, "
                 f"include_last_offset={self.include_last_offset}, mode={self.mode}, padding_idx={self.padding_idx})")
+
+
+def literal(x: Any) -> str:
+    """A drawn case as a Python literal (with ``import numpy as np``): a QCase, or a prepack row's table."""
+    if isinstance(x, np.ndarray):
+        return f"np.array({x.tolist()}, np.{x.dtype})"
+    return repr(x)
 
 
 def ref_bag(case: QCase, packed: NDArray) -> tuple[NDArray, NDArray]:
@@ -199,12 +209,18 @@ def bag_cases(draw: st.DrawFn, bits: int, psw: bool = False, ilo: bool = False, 
 class QRow:
     """One row: ``check(target, case)`` raises QViolation / NotOffered."""
 
-    name: str
+    fn: str  # the op
+    option: str
+    aspect: str  # "values" (a bag op's output) | "bytes" (a prepack op's bytes)
     spec: tuple[str, ...]
     strategy: Callable[[], st.SearchStrategy[Any]]
     check: Callable[[Any, Any], None]
     extension: bool = False  # beyond torch's op signatures: "not offered" when refused
     torch_divergence: str | None = None  # torch's own ops fail this row (a spec rule ID): "xfail" for torch
+
+    @property
+    def id(self) -> str:
+        return f"{self.fn}::{self.option}::{self.aspect}"
 
 
 def _torch() -> Any:
@@ -256,7 +272,7 @@ def check_bag(target: Any, case: QCase, extension: bool) -> None:
 
 def _bag_row(name: str, spec: tuple[str, ...], bits: int, extension: bool = False,
              torch_divergence: str | None = None, **kw: Any) -> QRow:
-    return QRow(f"{BAG_OPS[bits]}::{name}", spec, lambda: bag_cases(bits, **kw),
+    return QRow(BAG_OPS[bits], name, "values", spec, lambda: bag_cases(bits, **kw),
                 lambda target, case: check_bag(target, case, extension), extension, torch_divergence)
 
 
@@ -264,7 +280,7 @@ def _prepack_row(bits: int) -> QRow:
     def check(target: Any, w: NDArray) -> None:
         check_prepack(target, bits, w)
 
-    return QRow(f"{PREPACK_OPS[bits]}::bytes", ("QUANT-PREPACK", "QUANT-LAYOUT"), lambda: tables(bits), check)
+    return QRow(PREPACK_OPS[bits], "weight", "bytes", ("QUANT-PREPACK", "QUANT-LAYOUT"), lambda: tables(bits), check)
 
 
 def build_rows() -> list[QRow]:
@@ -292,62 +308,69 @@ def build_rows() -> list[QRow]:
 # runner
 
 
+@functools.cache
+def rows_by_id() -> dict[str, QRow]:
+    return {row.id: row for row in build_rows()}
+
+
+def call_row(target: Any, row_id: str, case: Any) -> dict[str, str]:
+    """One case of a row on the target, the verdict as data (what a crash-isolation worker sends back):
+    {} conforms, {"violation": message} or {"not_offered": message}."""
+    try:
+        rows_by_id()[row_id].check(target, case)
+    except NotOffered as e:
+        return {"not_offered": str(e)}
+    except QViolation as e:
+        return {"violation": str(e)}
+    return {}
+
+
 @dataclass
-class QResult:
-    row: str
+class QOutcome:
     status: str  # "pass" | "fail" | "not offered" | "xfail"
     message: str = ""
-    spec: tuple[str, ...] = field(default_factory=tuple)
+    case: str = ""  # the (shrunk) failing case
+    examples: int = 0  # examples run until the first failure, if any
+    shrinks: int = 0  # examples run after it
 
 
-def _is_torch_ops(target: Any) -> bool:
+def is_torch_ops(target: Any) -> bool:
+    """torch's own quantized op namespace (``torch.ops.quantized``), whose ``mode`` divergence is known."""
     return type(target).__module__.startswith("torch") and "quantized" in repr(target)
 
 
-def run_row(target: Any, row: QRow, max_examples: int, seed: int) -> QResult:
+def run_row(call: Callable[[str, Any], dict[str, str]], row: QRow, max_examples: int, seed: int,
+            torch_ops: bool = False) -> QOutcome:
+    """`max_examples` cases of `row` through ``call(row_id, case)`` (:func:`call_row`, maybe in a worker process,
+    which answers {"crashed": why} when the target crashed it)."""
+    counts = {"examples": 0, "shrinks": 0, "failed": 0}
+    last: list[Any] = [None]
+
     @settings(max_examples=max_examples, database=None, deadline=None, report_multiple_bugs=False,
               suppress_health_check=list(HealthCheck))
     @hypothesis_seed(seed)
     @given(st.data())
     def run(data: st.DataObject) -> None:
-        row.check(target, data.draw(row.strategy(), label="case"))
+        last[0] = case = data.draw(row.strategy(), label="case")
+        counts["shrinks" if counts["failed"] else "examples"] += 1
+        res = call(row.id, case)
+        if res:
+            counts["failed"] = 1
+        if "crashed" in res:
+            raise QViolation(f"crash: {res['crashed']}")
+        if "violation" in res:
+            raise QViolation(res["violation"])
+        if "not_offered" in res:
+            raise NotOffered(res["not_offered"])
 
+    out = QOutcome("pass")
     try:
         run()
     except NotOffered as e:
-        return QResult(row.name, "not offered", str(e), row.spec)
+        out = QOutcome("not offered", str(e))
     except QViolation as e:
-        if row.torch_divergence and _is_torch_ops(target):
-            return QResult(row.name, "xfail", f"{row.torch_divergence}: {e}", row.spec)
-        return QResult(row.name, "fail", str(e), row.spec)
-    return QResult(row.name, "pass", "", row.spec)
-
-
-def run_quantized_conformance(target: Any, max_examples: int = 50, seed: int = 0,
-                              only: Callable[[str], bool] | None = None) -> list[QResult]:
-    """Every row (or those ``only`` accepts) on ``target``; a target conforms when no row has status "fail"."""
-    return [run_row(target, row, max_examples, seed) for row in build_rows() if only is None or only(row.name)]
-
-
-def load(spec: str) -> Any:
-    """``module`` or ``module:attr.path`` (``torch:ops.quantized`` for torch's own ops)."""
-    mod, _, attr = spec.partition(":")
-    obj = importlib.import_module(mod)
-    return operator.attrgetter(attr)(obj) if attr else obj
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("target", help="module or module:attr with torch's quantized op names (torch:ops.quantized)")
-    p.add_argument("--max-examples", type=int, default=50, help="hypothesis examples per row (default profile: 50)")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    results = run_quantized_conformance(load(args.target), args.max_examples, args.seed)
-    for r in results:
-        print(  # noqa: T201 - the command line's report
-            f"{r.status:12} {r.row}  [{', '.join(r.spec)}]" + (f"\n             {r.message}" if r.message else ""))
-    return 1 if any(r.status == "fail" for r in results) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        out = QOutcome("xfail" if row.torch_divergence and torch_ops else "fail", str(e), literal(last[0]))
+        if out.status == "xfail":
+            out.message = f"{row.torch_divergence}: {e}"
+    out.examples, out.shrinks = counts["examples"], counts["shrinks"]
+    return out
