@@ -9,7 +9,7 @@ alternated one by one with their baseline's; ratios < 1 mean xembed is faster.
 Targets (docs/quantized.md): 8-bit and 4-bit <= 1.0x torch's op; 8-bit <= 0.6x xembed's float32 forward;
 table bytes per row <= D + 8 (8-bit), <= D/2 + 4 (4-bit).
 
-    python -m benchmarks.quantized [--quick] [--repeats N] [--threads 1,2] [--json PATH]
+    python -m benchmarks.quantized [--quick] [--repeats N] [--threads 1,2] [--json PATH] [--cpu-time]
 
 ``python -m benchmarks`` runs the same rows after its other workloads (``--workloads quantized`` alone), and
 ``python -m benchmarks --targets`` checks the targets (section ``quantized``).
@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,13 +70,38 @@ def calls(quick: bool) -> dict[str, Any]:
             "float32": lambda: xembed.embedding_bag(w["idx"], w["weight"], w["offsets"], mode="sum")}
 
 
-def run(quick: bool, repeats: int, threads: list[int], budget: float = 2.0) -> list[dict[str, Any]]:
-    """One row per thread count and width: times (ms), same-run ratios, bytes per row."""
+def _paired(fn: Any, base: Any, repeats: int, budget: float, clock: Any) -> tuple[float, float]:
+    """Medians of ``fn`` and ``base`` called alternately, after one warm-up each, timed with ``clock``."""
+    fn()
+    base()
+    ours, theirs = [], []
+    start = time.perf_counter()
+    for i in range(repeats):
+        if i >= 3 and time.perf_counter() - start > 2 * budget:
+            break
+        t = clock()
+        base()
+        theirs.append(clock() - t)
+        t = clock()
+        fn()
+        ours.append(clock() - t)
+    return statistics.median(ours), statistics.median(theirs)
+
+
+def run(quick: bool, repeats: int, threads: list[int], budget: float = 2.0,
+        cpu_time: bool = False) -> list[dict[str, Any]]:
+    """One row per thread count and width: times (ms), same-run ratios, bytes per row.
+
+    ``cpu_time``: time the calling thread's CPU time instead of the wall clock (one thread only: every call then
+    runs on the calling thread), which other processes sharing the cores do not inflate.
+    """
     import numba
     import torch
 
-    from benchmarks.targets import _paired
-
+    if cpu_time and threads != [1]:
+        msg = f"CPU time measures one thread only, got threads {threads}"
+        raise ValueError(msg)
+    clock = time.thread_time if cpu_time else time.perf_counter
     c = calls(quick)
     v, d, b, n = c["shape"]
     rows = []
@@ -82,8 +109,8 @@ def run(quick: bool, repeats: int, threads: list[int], budget: float = 2.0) -> l
         torch.set_num_threads(t)
         numba.set_num_threads(t)
         for bits in WIDTHS:
-            ours, theirs = _paired(c["xembed"][bits], c["torch"][bits], repeats, budget)
-            ours_f, float_s = _paired(c["xembed"][bits], c["float32"], repeats, budget)
+            ours, theirs = _paired(c["xembed"][bits], c["torch"][bits], repeats, budget, clock)
+            ours_f, float_s = _paired(c["xembed"][bits], c["float32"], repeats, budget, clock)
             rows.append({
                 "threads": t, "bits": bits, "V": v, "D": d, "B": b, "n": n,
                 "torch_ms": 1e3 * theirs, "xembed_ms": 1e3 * ours, "xembed_float32_ms": 1e3 * float_s,
@@ -111,10 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     p.add_argument("--json", help="write the rows as JSON to this path")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="time the calling thread's CPU time (with --threads 1: robust to other load on the machine)")
     args = p.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",")]
     os.environ.setdefault("NUMBA_NUM_THREADS", str(max(threads)))  # before numba loads
-    rows = run(args.quick, args.repeats, threads)
+    rows = run(args.quick, args.repeats, threads, cpu_time=args.cpu_time)
     print(table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
