@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -70,24 +69,6 @@ def calls(quick: bool) -> dict[str, Any]:
             "float32": lambda: xembed.embedding_bag(w["idx"], w["weight"], w["offsets"], mode="sum")}
 
 
-def _paired(fn: Any, base: Any, repeats: int, budget: float, clock: Any) -> tuple[float, float]:
-    """Medians of ``fn`` and ``base`` called alternately, after one warm-up each, timed with ``clock``."""
-    fn()
-    base()
-    ours, theirs = [], []
-    start = time.perf_counter()
-    for i in range(repeats):
-        if i >= 3 and time.perf_counter() - start > 2 * budget:
-            break
-        t = clock()
-        base()
-        theirs.append(clock() - t)
-        t = clock()
-        fn()
-        ours.append(clock() - t)
-    return statistics.median(ours), statistics.median(theirs)
-
-
 def run(quick: bool, repeats: int, threads: list[int], budget: float = 2.0,
         cpu_time: bool = False) -> list[dict[str, Any]]:
     """One row per thread count and width: times (ms), same-run ratios, bytes per row.
@@ -97,6 +78,8 @@ def run(quick: bool, repeats: int, threads: list[int], budget: float = 2.0,
     """
     import numba
     import torch
+
+    from benchmarks.targets import _paired
 
     if cpu_time and threads != [1]:
         msg = f"CPU time measures one thread only, got threads {threads}"

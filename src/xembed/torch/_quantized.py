@@ -135,12 +135,9 @@ class QuantizedEmbeddingBag(torch.nn.Module):
 
         Parameters
         ----------
-        input : torch.Tensor
-            1-D indices with ``offsets``, or 2-D ``(B, L)``: B bags of length L.
-        offsets : torch.Tensor, optional
-            Start of each bag in a 1-D ``input``.
-        per_sample_weights : torch.Tensor, optional
-            A weight per index (``sum``, ``mean`` and ``sqrtn``; not requiring grad).
+        input, offsets, per_sample_weights : torch.Tensor
+            As for :meth:`xembed.torch.EmbeddingBag.forward` (``offsets`` and ``per_sample_weights`` optional);
+            ``per_sample_weights`` must not require grad (QUANT-INFERENCE).
 
         Returns
         -------
