@@ -221,7 +221,7 @@ def quantized_tables(quick: bool, repeats: int, budget: float) -> tuple[list[dic
                                r["vs_torch"], r["xembed_ms"] * 1e-3, r["torch_ms"] * 1e-3, "torch quantized op"))
         if bits in quantized.VS_FLOAT32_LIMIT:
             ratios.append(_row(f"quantized {bits}-bit sum {t} thread(s) vs xembed float32",
-                               quantized.VS_FLOAT32_LIMIT[bits], r["vs_float32"], r["xembed_ms"] * 1e-3,
+                               quantized.VS_FLOAT32_LIMIT[bits], r["vs_float32"], r["xembed_ms_vs_float32"] * 1e-3,
                                r["xembed_float32_ms"] * 1e-3, "xembed float32"))
         if t == 1 and r["bytes_per_row_limit"] is not None:
             rec = {"target": f"quantized {bits}-bit table bytes per row", "bytes_per_row": r["bytes_per_row"],
