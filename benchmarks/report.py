@@ -70,6 +70,12 @@ def markdown(payload):
             frac = f"{100 * r['copy_fraction']:.0f}%" if "copy_fraction" in r else "-"
             lines.append(f"| {r['pass']} | {r['contender']} | {_ms(r['median_s'])} | {ratio_s} | {gbs} | "
                          f"{frac} | {r.get('check') or ''} |")
+    if payload.get("quantized"):
+        from .quantized import table
+
+        note = ("Forward sum; ratios divide medians of calls alternated one by one with the baseline's (torch's "
+                "quantized op on the same bytes, xembed's float32 forward).")
+        lines += ["", "## quantized tables (cpu)", "", note, "", table(payload["quantized"])]
     mem = payload.get("memory")
     if mem:
         lines += ["", "## Memory (tracemalloc, one NumPy forward)", "", "```", memory_text(mem), "```"]

@@ -22,7 +22,7 @@ def _parse(argv):
     p.add_argument("--out", default=None, help="output directory (default: benchmarks/results)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch / BLAS (default 1)")
     p.add_argument("--workloads", default=None, help="comma-separated subset of: " + "dlrm,large_batch,"
-                   "text_cls,gpt2_tokens,dlrm_zipf")
+                   "text_cls,gpt2_tokens,dlrm_zipf,quantized (quantized tables against torch's quantized ops)")
     p.add_argument("--passes", default=None, help="comma-separated subset of passes (fwd_sum,...,bwd_sparse,fwd)")
     p.add_argument("--contenders", default=None, help="comma-separated subset of contenders")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement")
@@ -33,7 +33,8 @@ def _parse(argv):
     p.add_argument("--targets", action="store_true",
                    help="every speed / memory target of the package, same-run ratios (1 and 2 threads)")
     p.add_argument("--sections", default=None,
-                   help="with --targets: comma-separated subset of large,small,modules,numpy,memory,first_call")
+                   help="with --targets: comma-separated subset of "
+                   "large,small,modules,numpy,memory,first_call,quantized")
     p.add_argument("--threading-layers", action="store_true",
                    help="numba's threading layers (workqueue / omp / tbb) on the parallel kernels, 2 threads")
     p.add_argument("--compile-latency", action="store_true",

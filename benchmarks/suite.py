@@ -213,7 +213,9 @@ def run(args, default_out):
     quick = args.quick
     repeats = args.repeats or (3 if quick else 7)
     budget = args.budget if args.budget is not None else (0.5 if quick else 3.0)
-    names = args.workloads.split(",") if args.workloads else list(workloads.ALL)
+    names = args.workloads.split(",") if args.workloads else [*workloads.ALL, "quantized"]
+    with_quantized = "quantized" in names and not args.gpu_only
+    names = [n for n in names if n != "quantized"]
     pass_filter = set(args.passes.split(",")) if args.passes else None
     groups = []
     if not args.gpu_only:
@@ -295,6 +297,9 @@ def run(args, default_out):
         del ctx, w
         gc.collect()
         print(f"  ({time.perf_counter() - t_w:.1f} s)")
+    quantized_rows = None
+    if with_quantized:
+        quantized_rows = run_quantized(quick, repeats, budget, args.threads)
     memory = None
     if not args.no_memory and not args.gpu_only:
         print("\n== memory: peak extra bytes of one NumPy forward (tracemalloc), large_batch workload", flush=True)
@@ -302,7 +307,7 @@ def run(args, default_out):
         print(report.memory_text(memory))
     total = time.perf_counter() - t_all
     print(f"\ntotal {total:.1f} s")
-    payload = {"env": env, "records": records, "memory": memory, "total_s": total}
+    payload = {"env": env, "records": records, "quantized": quantized_rows, "memory": memory, "total_s": total}
     suffix = "_quick" if quick else ""
     jpath = str(Path(out_dir) / f"results{suffix}.json")
     with Path(jpath).open("w") as f:
@@ -316,6 +321,17 @@ def run(args, default_out):
     print(f"\nwrote {jpath}\nwrote {mpath}\n" + (f"wrote {ppath}" if ppath else skipped))
     return 0
 
+
+
+def run_quantized(quick, repeats, budget, threads):
+    """The quantized-table rows (``quantized.py``) at ``threads`` threads, printed as a table."""
+    from . import quantized
+
+    print(f"\n== quantized: {'V=1e5 D=64 B=1024' if quick else 'V=1e6 D=128 B=4096'}, L in [10, 30], forward sum, "
+          "xembed on a QuantizedTable vs torch's quantized ops on the same bytes", flush=True)
+    rows = quantized.run(quick, repeats, [threads], budget)
+    print(quantized.table(rows), flush=True)
+    return rows
 
 
 def run_small(args, default_out):

@@ -27,7 +27,7 @@ MODULE_LIMITS = {"train dense+SGD": 1.1, "train sparse+SparseAdam": 1.1, "infere
 NUMPY_LIMIT = 1.3  # pure NumPy / np.take of the same rows
 NUMPY_WORKLOADS = ["dlrm", "text_cls", "dlrm_zipf", "large_batch", "gpt2_tokens"]
 FIRST_CALL_LIMIT_S = 1.0
-SECTIONS = ("large", "small", "modules", "numpy", "memory", "first_call")
+SECTIONS = ("large", "small", "modules", "numpy", "memory", "first_call", "quantized")
 
 
 def _row(target: str, limit: float, ratio: float, ours: float, base: float, base_name: str,
@@ -40,9 +40,9 @@ def _row(target: str, limit: float, ratio: float, ours: float, base: float, base
     return rec
 
 
-def _paired(fn: Any, base: Any, repeats: int, budget: float) -> tuple[float, float]:
-    """Medians of ``fn`` and ``base`` called alternately (after one warm-up each), every result dropped at
-    once: a dense V x D gradient held across the timing would only add memory pressure."""
+def _paired(fn: Any, base: Any, repeats: int, budget: float, clock: Any = time.perf_counter) -> tuple[float, float]:
+    """Medians of ``fn`` and ``base`` called alternately (after one warm-up each), timed with ``clock``, every
+    result dropped at once: a dense V x D gradient held across the timing would only add memory pressure."""
     fn()
     base()
     ours, theirs = [], []
@@ -50,12 +50,12 @@ def _paired(fn: Any, base: Any, repeats: int, budget: float) -> tuple[float, flo
     for i in range(repeats):
         if i >= 3 and time.perf_counter() - start > 2 * budget:
             break
-        t = time.perf_counter()
+        t = clock()
         base()
-        theirs.append(time.perf_counter() - t)
-        t = time.perf_counter()
+        theirs.append(clock() - t)
+        t = clock()
         fn()
-        ours.append(time.perf_counter() - t)
+        ours.append(clock() - t)
     return float(np.median(ours)), float(np.median(theirs))
 
 
@@ -206,6 +206,32 @@ def modules(repeats: int) -> list[dict[str, Any]]:
     return out
 
 
+def quantized_tables(quick: bool, repeats: int, budget: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Quantized forward sum (``benchmarks/quantized.py``) at 1 and 2 threads: 8- and 4-bit vs torch's quantized
+    ops, 8-bit vs xembed's float32 forward; and the table bytes per row against their budgets."""
+    from . import quantized
+
+    rows = quantized.run(quick, repeats, [1, 2], budget)
+    print(f"\n== quantized tables: V={rows[0]['V']} D={rows[0]['D']} B={rows[0]['B']}", flush=True)
+    ratios, sizes = [], []
+    for r in rows:
+        bits, t = r["bits"], r["threads"]
+        if bits in quantized.VS_TORCH_LIMIT:
+            ratios.append(_row(f"quantized {bits}-bit sum {t} thread(s) vs torch's op", quantized.VS_TORCH_LIMIT[bits],
+                               r["vs_torch"], r["xembed_ms"] * 1e-3, r["torch_ms"] * 1e-3, "torch quantized op"))
+        if bits in quantized.VS_FLOAT32_LIMIT:
+            ratios.append(_row(f"quantized {bits}-bit sum {t} thread(s) vs xembed float32",
+                               quantized.VS_FLOAT32_LIMIT[bits], r["vs_float32"], r["xembed_ms_vs_float32"] * 1e-3,
+                               r["xembed_float32_ms"] * 1e-3, "xembed float32"))
+        if t == 1 and r["bytes_per_row_limit"] is not None:
+            rec = {"target": f"quantized {bits}-bit table bytes per row", "bytes_per_row": r["bytes_per_row"],
+                   "limit": r["bytes_per_row_limit"], "met": bool(r["bytes_per_row"] <= r["bytes_per_row_limit"])}
+            print(f"  {rec['target']:<58} {rec['bytes_per_row']:.0f} (limit {rec['limit']})  "
+                  f"{'met' if rec['met'] else 'NOT MET'}", flush=True)
+            sizes.append(rec)
+    return ratios, sizes
+
+
 def first_call() -> list[dict[str, Any]]:
     """``import xembed`` and the first ``embedding_bag`` call of a fresh process, kernels cached on disk."""
     print("\n== first-call latency (fresh processes, shared numba cache)", flush=True)
@@ -237,6 +263,9 @@ def markdown(payload: dict[str, Any]) -> str:
     for r in payload["memory"]:
         lines.append(f"| {r['target']} | {r['peak_bytes'] / 2**20:.1f} MiB | {r['limit_bytes'] / 2**20:.1f} MiB | "
                      f"{'yes' if r['met'] else '**no**'} |")
+    lines += ["", "| table memory | bytes per row | limit | met |", "|---|---:|---:|---|"]
+    for r in payload.get("quantized_memory", []):
+        lines.append(f"| {r['target']} | {r['bytes_per_row']:.0f} | {r['limit']} | {'yes' if r['met'] else '**no**'} |")
     lines += ["", "| first call | seconds | all five first calls | met |", "|---|---:|---:|---|"]
     for r in payload["first_call"]:
         met = "-" if r["met"] is None else ("yes" if r["met"] else "**no**")
@@ -267,8 +296,12 @@ def run(args: Any, default_out: str) -> int:
         ratios += modules(repeats)
     if "numpy" in sections:
         ratios += pure_numpy(quick, repeats, budget)
+    sizes: list[dict[str, Any]] = []
+    if "quantized" in sections:
+        quant_ratios, sizes = quantized_tables(quick, repeats, budget)
+        ratios += quant_ratios
     payload = {"env": env, "ratios": ratios, "memory": memory(quick) if "memory" in sections else [],
-               "first_call": first_call() if "first_call" in sections else [],
+               "quantized_memory": sizes, "first_call": first_call() if "first_call" in sections else [],
                "total_s": time.perf_counter() - t0}
     suffix = "_quick" if quick else ""
     (out_dir / f"targets{suffix}.json").write_text(json.dumps(payload, indent=1, default=str))

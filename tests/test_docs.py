@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 PUBLIC_MODULES = ["xembed", "xembed._api", "xembed._modules", "xembed._sparse", "xembed._quantized",
                   "xembed._traced_checks", "xembed.primitives", "xembed._checkpoint", "xembed.torch._modules",
-                  "xembed.torch._functional"]
+                  "xembed.torch._functional", "xembed.torch._quantized"]
 PYCON = re.compile(r"^```pycon\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 

@@ -201,14 +201,13 @@ def _gather_scatter(src: Any, src_idx: Any, dst_idx: Any, scale: Any, has_scale:
 
 
 def _bounds(x: Any) -> tuple[Any, Any]:  # pragma: no cover - compiled
+    # min / max without branches: the loop vectorises (integers only: no NaN to order)
     lo = x[0]
     hi = x[0]
     for i in range(1, x.shape[0]):
         v = x[i]
-        if v < lo:
-            lo = v
-        elif v > hi:
-            hi = v
+        lo = min(lo, v)
+        hi = max(hi, v)
     return lo, hi
 
 
