@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, SupportsIndex
 
-from array_api_compat import array_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
+from array_api_compat import array_namespace, is_dask_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
 
 from . import _core, _dask, _quantized
 from . import _primitives as prim
@@ -172,9 +172,7 @@ def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, nor
     if isinstance(weight, _quantized.QuantizedTable):  # QUANT-FORWARD
         return _quantized.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
                                     xp, want_vjp)
-    if _dask.involves_dask(input, weight):  # dask arrays: the blockwise path (spec DASK-*)
-        return _dask.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
-                               xp, want_vjp)
+    input, weight = _dask.as_dask(input=input, weight=weight)  # DASK-DISPATCH
     ns, pad, mnorm, ntype, sgbf, sparse_ = _prepare_embedding(
         input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, xp)
     input = prim.plain("input", input, xp=ns)
@@ -194,6 +192,8 @@ def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, nor
         from . import _jax_autodiff
 
         return _jax_autodiff.embedding(input, weight, pad, mnorm, ntype, sgbf, sparse_, ns, want_vjp)
+    if is_dask_namespace(ns):  # DASK-*: value checks in the graph, functional renorm, chunk layout
+        return _dask.embedding(input, weight, pad, mnorm, ntype, sgbf, sparse_, ns, want_vjp)
 
     def compute(w: Array, _psw: Array | None, need_pullback: bool = True) -> tuple[Array, Pullback]:  # noqa: ARG001
         return _core.embedding_vjp(input, w, pad, sgbf, sparse_, ns)
@@ -338,10 +338,8 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
         return _quantized.embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode,
                                         sparse, per_sample_weights, include_last_offset, padding_idx, xp,
                                         want_vjp, lengths)
-    if _dask.involves_dask(input, weight, offsets, per_sample_weights, lengths):  # spec DASK-*
-        return _dask.embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode,
-                                   sparse, per_sample_weights, include_last_offset, padding_idx, xp, want_vjp,
-                                   lengths)
+    input, weight, offsets, per_sample_weights, lengths = _dask.as_dask(  # DASK-DISPATCH
+        input=input, weight=weight, offsets=offsets, per_sample_weights=per_sample_weights, lengths=lengths)
     ns = _namespace(xp, input=input, weight=weight, offsets=offsets, per_sample_weights=per_sample_weights,
                     lengths=lengths)
     input, offsets, lengths, per_sample_weights = (
@@ -350,6 +348,8 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
     a = v.check_bag_metadata(input, prim.plain("weight", weight, xp=ns), offsets, per_sample_weights, mode,
                              max_norm, norm_type, scale_grad_by_freq, sparse, include_last_offset, padding_idx, ns,
                              lengths=lengths)
+    if is_dask_namespace(ns):  # DASK-*: value checks in the graph, functional renorm, chunk layout
+        return _dask.embedding_bag(input, weight, offsets, lengths, per_sample_weights, a, ns, want_vjp)
     if lengths is not None:  # EXT-LENGTHS: exactly the offsets [0, cumsum(lengths)] with a last offset
         offsets = v.offsets_from_lengths(lengths, input.shape[0], ns)
         a = dataclasses.replace(a, include_last_offset=True)

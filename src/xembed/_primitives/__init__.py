@@ -33,13 +33,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from array_api_compat import is_cupy_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
+from array_api_compat import is_cupy_namespace, is_dask_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
 
 from . import _fallback
 
 __all__ = [
     "Table",
     "bincount",
+    "boolean_masks",
     "fused_numpy_forward",
     "gather_scatter_add",
     "gather_segment_max",
@@ -49,12 +50,14 @@ __all__ = [
     "index_dtype",
     "is_writable",
     "mode",
+    "partition",
     "numba_available",
     "plain",
     "put_rows_",
     "scatter_add_rows",
     "segment_ids",
     "table",
+    "take_rows",
     "use",
 ]
 
@@ -102,6 +105,9 @@ class Table:
     put_rows_: Callable[..., Array]
     index_bounds: Callable[..., tuple[int, int]]
     offsets_first_decrease: Callable[..., int]
+    take_rows: Callable[..., Array]
+    partition: Callable[..., tuple[Array, ...]]
+    boolean_masks: Callable[[Array], bool]
 
 
 _FALLBACK = Table(
@@ -115,6 +121,9 @@ _FALLBACK = Table(
     put_rows_=_fallback.put_rows_,
     index_bounds=_fallback.index_bounds,
     offsets_first_decrease=_fallback.offsets_first_decrease,
+    take_rows=_fallback.take_rows,
+    partition=_fallback.partition,
+    boolean_masks=_fallback.boolean_masks,
 )
 
 _numba_ok: dict[str, bool] = {}
@@ -193,6 +202,15 @@ def _jax_table() -> Table:
                  gather_segment_min=_min_via(m.gather_segment_max))
 
 
+def _dask_table() -> Table:
+    # chunk-pair graphs in every mode (the per-chunk work inside the tasks follows the mode)
+    from . import _dask as m
+
+    return _with(_FALLBACK, m, ("segment_ids", "bincount", "gather_segment_sum", "gather_segment_max",
+                                "gather_segment_min", "scatter_add_rows", "gather_scatter_add", "take_rows",
+                                "partition", "boolean_masks"))
+
+
 _fused_forwards: dict[str, Any] = {}
 
 
@@ -220,6 +238,8 @@ _tables: dict[tuple[int, str], Table] = {}
 
 
 def _build(xp: Any, m: str) -> Table:
+    if is_dask_namespace(xp):
+        return _dask_table()
     if m == "fallback":
         return _FALLBACK
     if is_numpy_namespace(xp):
@@ -289,8 +309,20 @@ def offsets_first_decrease(offsets: Array, *, xp: Any) -> int:
     return table(xp).offsets_first_decrease(offsets, xp)
 
 
+def take_rows(weight: Array, idx: Array, *, xp: Any) -> Array:
+    return table(xp).take_rows(weight, idx, xp)
+
+
+def partition(keep: Array, arrays: tuple[Array, ...], *, xp: Any) -> tuple[Array, ...]:
+    return table(xp).partition(keep, arrays, xp)
+
+
+def boolean_masks(x: Array, *, xp: Any) -> bool:
+    return table(xp).boolean_masks(x)
+
+
 for _f in (segment_ids, bincount, gather_segment_sum, gather_segment_max, gather_segment_min, scatter_add_rows,
-           gather_scatter_add, put_rows_, index_bounds, offsets_first_decrease):
+           gather_scatter_add, put_rows_, index_bounds, offsets_first_decrease, take_rows, partition, boolean_masks):
     _f.__doc__ = getattr(_FALLBACK, _f.__name__).__doc__
 del _f
 
