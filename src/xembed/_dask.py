@@ -168,27 +168,32 @@ def _weight_grad(grad: Any, layout: prims.Layout) -> Any:
     return _chunked_like_rows(grad, layout.rows)
 
 
-def _grad_output(grad: Any, out: Array) -> Any:
-    """``grad_output`` as a dask array chunked like the output (NumPy arrays converted); anything else is left to
-    the core's checks (GRAD-OUTPUT-ARGS)."""
+def _grad_output(grad: Any, chunks: tuple[tuple[int, ...], ...]) -> Any:
+    """``grad_output`` as a dask array in ``chunks`` (the core's output chunks; NumPy arrays converted); anything
+    else is left to the core's checks (GRAD-OUTPUT-ARGS)."""
     import dask.array as da
 
     if is_numpy_array(grad):
         grad = da.from_array(grad, chunks=-1)  # type: ignore[no-untyped-call]
-    if is_dask_array(grad) and tuple(grad.shape) == tuple(out.shape) and grad.chunks != out.chunks:
-        grad = grad.rechunk(out.chunks)
+    shape = tuple(sum(c) for c in chunks)
+    if is_dask_array(grad) and tuple(grad.shape) == shape and grad.chunks != chunks:
+        grad = grad.rechunk(chunks)
     return grad
 
 
 def _with_layout(out: Array, pullback: Callable[[Any], Any] | None, layout: prims.Layout,
-                 finish: Callable[[Any], Any]) -> Any:
-    """The forward's result, and (when asked) its pullback run under ``layout`` with ``finish`` on its result."""
+                 finish: Callable[[Any], Any], chunks: tuple[tuple[int, ...], ...]) -> Any:
+    """The forward's result in ``chunks`` (DASK-CHUNKS), and (when asked) its pullback run under ``layout``, on
+    ``grad_output`` in the core's output chunks, with ``finish`` on its result."""
+    core_chunks = out.chunks
+    if out.chunks != chunks:
+        out = out.rechunk(chunks)
     if pullback is None:
         return out
 
     def dask_pullback(grad_output: Any) -> Any:
         with prims.use_layout(layout):
-            return finish(pullback(_grad_output(grad_output, out)))
+            return finish(pullback(_grad_output(grad_output, core_chunks)))
 
     return out, dask_pullback
 
@@ -207,7 +212,8 @@ def embedding(input: Array, weight: Array, padding_idx: int | None, max_norm: fl
         if max_norm is not None:
             w = _renormed(w, x, max_norm, norm_type, xp)
         out, pullback = _core.embedding_vjp(x, w, padding_idx, scale_grad_by_freq, sparse, xp)
-    return _with_layout(out, pullback if want_vjp else None, layout, lambda gw: _weight_grad(gw, layout))
+    return _with_layout(out, pullback if want_vjp else None, layout, lambda gw: _weight_grad(gw, layout),
+                        (*input.chunks, (int(w.shape[1]),)))
 
 
 def _bag_chunks(x: Array, offsets: Array | None, lengths: Array | None, include_last_offset: bool) -> tuple[int, ...]:
@@ -233,6 +239,8 @@ def embedding_bag(input: Array, weight: Array, offsets: Array | None, lengths: A
         a = dataclasses.replace(a, include_last_offset=True)
     elif x.ndim == 1:
         offsets = prims.checked_offsets(offsets, n, a.include_last_offset)
+    if offsets is not None:
+        x = prims.waiting_for(x, offsets)
     psw = per_sample_weights
     if psw is not None and psw.chunks != x.chunks:
         psw = psw.rechunk(x.chunks)
@@ -248,4 +256,4 @@ def embedding_bag(input: Array, weight: Array, offsets: Array | None, lengths: A
             grad_psw = grad_psw.rechunk(x.chunks)
         return _weight_grad(grad_w, layout), grad_psw
 
-    return _with_layout(out, pullback if want_vjp else None, layout, finish)
+    return _with_layout(out, pullback if want_vjp else None, layout, finish, (bags, (int(w.shape[1]),)))

@@ -649,3 +649,12 @@ def checked_offsets(offsets: Array, n: int, include_last_offset: bool, source: s
     ok = g.tree("offsets-ok", (), checks, _same)
     return g.array("checked-offsets", offsets.chunks, offsets.dtype,
                    {(k,): (_after, ck, ok) for k, ck in enumerate(checks)})
+
+
+def waiting_for(x: Array, checked: Array) -> Array:
+    """``x`` whose every block waits for the first block of ``checked`` (checked offsets: it waits for every
+    offsets check), so that no result, even one that reads no offsets, is computed from bad offsets."""
+    g = graph("waiting-for", x, checked)
+    first = (checked.name, *(0,) * checked.ndim)
+    return g.array("waiting-for", x.chunks, x.dtype,
+                   {bi: (_after, (x.name, *bi), first) for bi in np.ndindex(*x.numblocks)})
