@@ -7,7 +7,13 @@ import sys
 from collections.abc import Callable
 from typing import Any, SupportsIndex
 
-from array_api_compat import array_namespace, is_dask_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
+from array_api_compat import (
+    array_namespace,
+    is_dask_namespace,
+    is_jax_namespace,
+    is_numpy_namespace,
+    is_torch_namespace,
+)
 
 from . import _core, _dask, _quantized
 from . import _primitives as prim

@@ -33,7 +33,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from array_api_compat import is_cupy_namespace, is_dask_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
+from array_api_compat import (
+    is_cupy_namespace,
+    is_dask_namespace,
+    is_jax_namespace,
+    is_numpy_namespace,
+    is_torch_namespace,
+)
 
 from . import _fallback
 
@@ -50,8 +56,8 @@ __all__ = [
     "index_dtype",
     "is_writable",
     "mode",
-    "partition",
     "numba_available",
+    "partition",
     "plain",
     "put_rows_",
     "scatter_add_rows",

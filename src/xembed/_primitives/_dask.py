@@ -534,8 +534,8 @@ def partition(keep: Array, arrays: tuple[Array, ...], xp: Any) -> tuple[Array, .
     all_counts = g.add(g.key("kept-all"), _same, counts)
     dests = [g.add(g.key("dest", c), _destinations, kk, c, all_counts, starts[c]) for c, kk in enumerate(_keys(keep))]
     out = []
-    for a, x in enumerate(arrays):
-        x = _aligned(x, keep)
+    for a, array in enumerate(arrays):
+        x = _aligned(array, keep)
         g.deps.append(x)
         tasks = {}
         for k, (lo, hi) in enumerate(bounds(keep.chunks[0])):
