@@ -393,13 +393,13 @@ EXT_CASES = [
 
 def _ext_check(client: Any, idx: np.ndarray, x: Any, offsets: np.ndarray | None, offs: Any, mode: str,
                psw: np.ndarray | None, pswd: Any, sparse: bool, sgbf: bool, padding_idx: int | None,
-               **lengths: Any) -> None:
+               lengths: Any = None) -> None:
     """The extensions on dask against xembed on NumPy (their reference): output and both gradients."""
-    eager_lengths = {k: np.asarray(v) for k, v in lengths.items()}
+    eager_lengths = None if lengths is None else np.asarray(lengths)
     ref, ref_pb = xembed.embedding_bag_vjp(idx, WEIGHT, offsets, mode=mode, per_sample_weights=psw, sparse=sparse,
-                                           scale_grad_by_freq=sgbf, padding_idx=padding_idx, **eager_lengths)
+                                           scale_grad_by_freq=sgbf, padding_idx=padding_idx, lengths=eager_lengths)
     out, pb = xembed.embedding_bag_vjp(x, dweight(), offs, mode=mode, per_sample_weights=pswd, sparse=sparse,
-                                       scale_grad_by_freq=sgbf, padding_idx=padding_idx, **lengths)
+                                       scale_grad_by_freq=sgbf, padding_idx=padding_idx, lengths=lengths)
     g = RNG.standard_normal(ref.shape)
     (rgw, rgp), (gw, gp) = ref_pb(g), pb(g)
     np.testing.assert_allclose(run(client, out), ref, rtol=1e-12, atol=1e-12)

@@ -168,7 +168,7 @@ def _weight_grad(grad: Any, layout: prims.Layout) -> Any:
     return _chunked_like_rows(grad, layout.rows)
 
 
-def _grad_output(grad: Any, chunks: tuple[tuple[int, ...], ...]) -> Any:
+def _grad_output(grad: Any, chunks: tuple[tuple[int, ...], ...]) -> Array:
     """``grad_output`` as a dask array in ``chunks`` (the core's output chunks; NumPy arrays converted); anything
     else is left to the core's checks (GRAD-OUTPUT-ARGS)."""
     import dask.array as da
@@ -177,7 +177,7 @@ def _grad_output(grad: Any, chunks: tuple[tuple[int, ...], ...]) -> Any:
         grad = da.from_array(grad, chunks=-1)  # type: ignore[no-untyped-call]
     shape = tuple(sum(c) for c in chunks)
     if is_dask_array(grad) and tuple(grad.shape) == shape and grad.chunks != chunks:
-        grad = grad.rechunk(chunks)
+        return grad.rechunk(chunks)  # type: ignore[no-untyped-call]
     return grad
 
 
@@ -220,7 +220,8 @@ def _bag_chunks(x: Array, offsets: Array | None, lengths: Array | None, include_
     """DASK-CHUNKS: the output's bag chunks (a 2-D input's row chunks, else the offsets' or lengths' chunks)."""
     if x.ndim == 2:
         return tuple(int(c) for c in x.chunks[0])
-    sizes = [int(c) for c in (lengths if lengths is not None else offsets).chunks[0]]
+    bag_array: Array = lengths if lengths is not None else offsets
+    sizes = [int(c) for c in bag_array.chunks[0]]
     if lengths is None and include_last_offset:
         sizes[-1] -= 1
     return tuple(s for s in sizes if s > 0) or (0,)

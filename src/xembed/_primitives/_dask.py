@@ -288,7 +288,7 @@ def segment_ids(offsets: Array, n: int, xp: Any) -> Array:
     """Bag of every position, chunked like the flattened input (a searchsorted per pair of chunks)."""
     import dask.array as da
 
-    pos = da.arange(n, dtype=offsets.dtype, chunks=chunks_for(n))  # type: ignore[no-untyped-call]
+    pos = da.arange(n, dtype=offsets.dtype, chunks=chunks_for(n))
     return xp.searchsorted(offsets[1:], pos, side="right")
 
 
