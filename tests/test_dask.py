@@ -380,17 +380,87 @@ def test_max_norm_index_error_at_compute(client: Any) -> None:
             run(client, lazy)
 
 
-@pytest.mark.parametrize(("mode", "psw", "match"), [("sqrtn", False, "`mode`='sqrtn'"), ("min", False, "`mode`='min'"),
-                                                    ("mean", True, "with `per_sample_weights`")])
-def test_extensions_not_offered(mode: str, psw: bool, match: str) -> None:
-    """``DASK-EXT``: the modes beyond torch raise NotImplementedError on dask arrays (never a wrong result)."""
-    idx = da.from_array(IDX_2D)
-    weights = da.ones(IDX_2D.shape, dtype=np.float64) if psw else None
-    with pytest.raises(NotImplementedError, match=match):
-        xembed.embedding_bag(idx, dweight(), mode=mode, per_sample_weights=weights)
-    flat = da.from_array(IDX_2D.reshape(-1))
-    with pytest.raises(NotImplementedError, match="`lengths`"):
-        xembed.embedding_bag(flat, dweight(), mode="sum", lengths=np.array([IDX_2D.size]))
+EXT_CASES = [
+    pytest.param(mode, psw, sparse, sgbf, id=f"{mode}{'-psw' if psw else ''}{'-sparse' if sparse else ''}"
+                 f"{'-sgbf' if sgbf else ''}")
+    for mode, psw, sparse, sgbf in [
+        ("sqrtn", False, False, False), ("sqrtn", False, True, False), ("sqrtn", True, False, True),
+        ("sqrtn", True, True, False), ("min", False, False, False), ("mean", True, False, False),
+        ("mean", True, True, False), ("mean", True, False, True),
+    ]
+]
+
+
+def _ext_check(client: Any, idx: np.ndarray, x: Any, offsets: np.ndarray | None, offs: Any, mode: str,
+               psw: np.ndarray | None, pswd: Any, sparse: bool, sgbf: bool, padding_idx: int | None,
+               lengths: Any = None) -> None:
+    """The extensions on dask against xembed on NumPy (their reference): output and both gradients."""
+    eager_lengths = None if lengths is None else np.asarray(lengths)
+    ref, ref_pb = xembed.embedding_bag_vjp(idx, WEIGHT, offsets, mode=mode, per_sample_weights=psw, sparse=sparse,
+                                           scale_grad_by_freq=sgbf, padding_idx=padding_idx, lengths=eager_lengths)
+    out, pb = xembed.embedding_bag_vjp(x, dweight(), offs, mode=mode, per_sample_weights=pswd, sparse=sparse,
+                                       scale_grad_by_freq=sgbf, padding_idx=padding_idx, lengths=lengths)
+    g = RNG.standard_normal(ref.shape)
+    (rgw, rgp), (gw, gp) = ref_pb(g), pb(g)
+    np.testing.assert_allclose(run(client, out), ref, rtol=1e-12, atol=1e-12)
+    if sparse:
+        gi, gv = run(client, gw.indices, gw.values)
+        np.testing.assert_array_equal(gi, rgw.indices)
+        np.testing.assert_allclose(gv, rgw.values, rtol=1e-12, atol=1e-12)
+        gw = gw.to_dense()
+        rgw = rgw.to_dense()
+    assert gw.chunks == dweight().chunks
+    np.testing.assert_allclose(run(client, gw), rgw, rtol=1e-12, atol=1e-12)
+    if psw is not None:
+        assert gp.chunks == x.chunks
+        np.testing.assert_allclose(run(client, gp), rgp, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("mode", "psw", "sparse", "sgbf"), EXT_CASES)
+@pytest.mark.parametrize("padding_idx", [None, 4])
+def test_extensions_1d_straddling(client: Any, mode: str, psw: bool, sparse: bool, sgbf: bool,
+                                  padding_idx: int | None) -> None:
+    """``DASK-COMBINE``, ``DASK-GRAD``: sqrtn, min and the weighted mean (EXT-SQRTN, EXT-MIN, EXT-WMEAN) with bags
+    straddling chunks, empty bags and an all-padding bag, against xembed on NumPy."""
+    p = RNG.standard_normal(IDX_1D.shape) if psw else None
+    if p is not None:
+        p[[14, 15]] = [1.0, -1.0]  # a bag whose weights sum to 0 (EXT-WMEAN-ZERO)
+    pd = None if p is None else da.from_array(p, chunks=7)
+    _ext_check(client, IDX_1D, da.from_array(IDX_1D, chunks=7), OFFSETS, da.from_array(OFFSETS, chunks=3), mode,
+               p, pd, sparse, sgbf, padding_idx)
+
+
+@pytest.mark.parametrize(("mode", "psw", "sparse", "sgbf"), EXT_CASES[:5])
+def test_extensions_2d(client: Any, mode: str, psw: bool, sparse: bool, sgbf: bool) -> None:
+    """``DASK-CHUNKS``: the extensions on a 2-D input chunked along bags, with padding, against xembed on NumPy."""
+    p = RNG.standard_normal(IDX_2D.shape) if psw else None
+    pd = None if p is None else da.from_array(p, chunks=(2, 5))
+    _ext_check(client, IDX_2D, da.from_array(IDX_2D, chunks=(4, 5)), None, None, mode, p, pd, sparse, sgbf, 4)
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max", "sqrtn", "min"])
+def test_lengths(client: Any, mode: str) -> None:
+    """``DASK-CHECKS`` (EXT-LENGTHS): ``lengths=`` on dask, chunked otherwise than the input, empty bags included,
+    against xembed on NumPy; output chunked like the lengths."""
+    lengths = np.diff(np.r_[OFFSETS, IDX_1D.shape[0]])
+    dl = da.from_array(lengths, chunks=4)
+    _ext_check(client, IDX_1D, da.from_array(IDX_1D, chunks=7), None, None, mode, None, None, False, False, 4,
+               lengths=dl)
+    assert xembed.embedding_bag(da.from_array(IDX_1D, chunks=7), dweight(), lengths=dl).chunks[0] == dl.chunks[0]
+
+
+@pytest.mark.parametrize(("lengths", "match"), [
+    (np.array([3, -1, 38]), r"every entry of `lengths` must be non-negative, but lengths\[1\] = -1"),
+    (np.array([3, 2, 41]), r"at most the number of indices in `input` \(40\), but lengths\[2\] = 41"),
+    (np.array([3, 2, 30]), r"`lengths` must sum to the number of indices in `input` \(40\), got sum\(lengths\) = 35"),
+])
+def test_lengths_errors_at_compute(client: Any, lengths: np.ndarray, match: str) -> None:
+    """``DASK-CHECKS``: the lengths rules (EXT-LENGTHS-VALUES) at ``.compute()``, with the eager path's messages."""
+    with pytest.raises(ValueError, match=match):
+        xembed.embedding_bag(IDX_1D, WEIGHT, lengths=lengths)
+    lazy = xembed.embedding_bag(da.from_array(IDX_1D, chunks=7), dweight(), lengths=da.from_array(lengths, chunks=2))
+    with pytest.raises(ValueError, match=match):
+        run(client, lazy)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -419,8 +489,8 @@ def test_no_task_gathers_table_or_input(layout: str) -> None:
     wkeys = {w.__dask_keys__()[i][0] for i in range(w.numblocks[0])}
     xkeys = set(x.__dask_keys__()) if layout == "1d" else {k for row in x.__dask_keys__() for k in row}
     assert len(wkeys) == 5
-    for arr in (out, gw):
-        assert max(_direct_deps(arr, wkeys)) == 1
+    for arr in (out, gw):  # (the mean's weight gradient does not read the weight)
+        assert max(_direct_deps(arr, wkeys)) == (1 if arr is out else 0)
         assert max(_direct_deps(arr, xkeys)) == 1
 
 

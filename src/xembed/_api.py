@@ -3,7 +3,6 @@ the semantics live in :mod:`._core`."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, SupportsIndex
 
 from . import _backends as backends
@@ -43,6 +42,7 @@ def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, nor
                                    scale_grad_by_freq, sparse)
     if out is not backends.NOT_TAKEN:
         return out
+    input, weight = backends.promoted(input=input, weight=weight)
     ns = backends.resolve(xp, input=input, weight=weight)
     # every check, metadata first, values last (ERR-*), before anything is modified
     options = v.check_embedding_metadata(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq,
@@ -185,6 +185,8 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
     out = backends.early_embedding_bag(xp, want_vjp, input, weight, offsets, *options, lengths=lengths)
     if out is not backends.NOT_TAKEN:
         return out
+    input, weight, offsets, per_sample_weights, lengths = backends.promoted(
+        input=input, weight=weight, offsets=offsets, per_sample_weights=per_sample_weights, lengths=lengths)
     ns = backends.resolve(xp, input=input, weight=weight, offsets=offsets, per_sample_weights=per_sample_weights,
                           lengths=lengths)
     input, plain_weight, offsets, lengths, per_sample_weights = (
@@ -192,14 +194,10 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
                                                    ("lengths", lengths), ("per_sample_weights", per_sample_weights)))
     args = v.check_bag_metadata(input, plain_weight, offsets, per_sample_weights, mode, max_norm, norm_type,
                                 scale_grad_by_freq, sparse, include_last_offset, padding_idx, ns, lengths=lengths)
-    if lengths is not None:  # EXT-LENGTHS: exactly the offsets [0, cumsum(lengths)] with a last offset
-        offsets = v.offsets_from_lengths(lengths, input.shape[0], ns)
-        args = dataclasses.replace(args, include_last_offset=True)
-    elif input.ndim == 1:
-        v.check_offsets_values(offsets, input.shape[0], args.include_last_offset, ns)
     if want_vjp:
-        input, offsets, per_sample_weights = (_snapshot(x, ns) for x in (input, offsets, per_sample_weights))
-    call = backends.Bag(input, weight, plain_weight, offsets, per_sample_weights, args, want_vjp)
+        input, offsets, lengths, per_sample_weights = (_snapshot(x, ns) for x in
+                                                       (input, offsets, lengths, per_sample_weights))
+    call = backends.Bag(input, weight, plain_weight, offsets, lengths, per_sample_weights, args, want_vjp)
     return backends.adapter_for(ns).embedding_bag(ns, call)
 
 
@@ -414,14 +412,18 @@ def renorm(weight: Array, input: Array, max_norm: float, norm_type: float = 2.0,
            [0.3, 0.4]])
     """
     early = backends.early_renorm(xp, weight, input)
-    ns = backends.resolve(xp, input=input, weight=weight) if early is None else early[0]
+    if early is None:
+        input, weight = backends.promoted(input=input, weight=weight)
+        ns = backends.resolve(xp, input=input, weight=weight)
+    else:
+        ns = early[0]
     v.check_weight(weight, ns)
     v.check_index_dtype("input", input, ns)
     checked_max, p = v.check_renorm_args(max_norm, norm_type)
     if checked_max is None:
         msg = "`max_norm` must be a real number, got None"
         raise TypeError(msg)
-    if early is not None:  # TORCH-TRACED, DASK-RENORM
+    if early is not None:  # TORCH-TRACED
         return early[1](ns, weight, input, checked_max, p)
     input, weight = prim.plain("input", input, xp=ns), prim.plain("weight", weight, xp=ns)
     return backends.adapter_for(ns).renorm(ns, weight, input, checked_max, p)

@@ -152,7 +152,7 @@ def embedding_vjp(input: Array, weight: Array, padding_idx: int | None, scale_gr
     n_rows, dim = weight.shape
     out_shape = (*tuple(input.shape), dim)
     flat = _cast(xp.reshape(input, (-1,)), index_dtype(xp, dev))
-    out = xp.reshape(xp.take(weight, flat, axis=0), out_shape)
+    out = xp.reshape(prim.take_rows(weight, flat, xp=xp), out_shape)
 
     def pullback(grad_output: Array) -> Array | SparseGrad:
         g = xp.reshape(_check_grad(grad_output, out_shape, xp), (flat.shape[0], dim))
@@ -160,7 +160,7 @@ def embedding_vjp(input: Array, weight: Array, padding_idx: int | None, scale_gr
         idx, rows = flat, g
         if padding_idx is not None:
             keep = flat != padding_idx
-            if prim.has_values(flat, xp=xp):
+            if prim.boolean_masks(flat, xp=xp):
                 idx, rows = flat[keep], g[keep]
             else:  # traced (JIT-STATIC): no boolean mask; padding positions add exact zeros
                 _no_traced_sparse_padding(sparse)
@@ -286,10 +286,10 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
     # may update the table before pulling back).
     psw_rows = None
     if need_pullback and per_sample_weights is not None:
-        psw_rows = xp.take(weight, idx, axis=0)
+        psw_rows = prim.take_rows(weight, idx, xp=xp)
 
     def pullback(grad_output: Array) -> tuple[Array | SparseGrad, Array | None]:
-        if parked:
+        if parked and not prim.boolean_masks(idx, xp=xp):
             _no_traced_sparse_padding(a.sparse)
         g = _cast(_check_grad(grad_output, (num_bags, dim), xp), acc)
         if parked:  # the parked padding bag gets a zero gradient row
@@ -306,7 +306,11 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
                 freq = _inverse_frequency(idx, idx_c, n_rows, acc, xp)
                 coef = freq if coef is None else coef * freq
             if a.sparse:
-                grad_w = _weight_grad(idx_c, xp.take(g, seg_c, axis=0), coef, weight, True, xp)
+                idx_s, seg_s = idx_c, seg_c
+                if parked:  # the parked padding positions are no entries (GRAD-SPARSE)
+                    entry = seg_c < num_bags
+                    idx_s, seg_s, coef = idx_c[entry], seg_c[entry], None if coef is None else coef[entry]
+                grad_w = _weight_grad(idx_s, xp.take(g, seg_s, axis=0), coef, weight, True, xp)
             else:
                 dense = prim.gather_scatter_add(g, seg_c, idx_c, coef, n_rows, acc, xp=xp)
                 grad_w = _cast(dense, weight.dtype)
@@ -381,14 +385,14 @@ def _park_padding(idx: Array, offs: Array, psw: Array | None, valid: Array,
     primitive's contract (``offsets[-1] == n``) holds.  The caller drops bag B's output."""
     dev = _device(idx)
     n, num_bags = idx.shape[0], offs.shape[0] - 1
-    order = xp.argsort(_cast(~valid, xp.int8), stable=True)
     seg = prim.segment_ids(offs, n, xp=xp)
     nb = xp.asarray(num_bags, dtype=seg.dtype, device=dev)
     kept = prim.bincount(xp.where(valid, seg, nb), num_bags + 1, xp=xp)[:num_bags]
     zero = xp.zeros((1,), dtype=offs.dtype, device=dev)
     end = xp.asarray([n], dtype=offs.dtype, device=dev)
     offs_c = xp.concat([zero, xp.cumulative_sum(_cast(kept, offs.dtype)), end])
-    psw_c = None
-    if psw is not None:
-        psw_c = xp.take(xp.where(valid, psw, xp.zeros((), dtype=psw.dtype, device=dev)), order)
-    return xp.take(idx, order), offs_c, psw_c
+    if psw is None:
+        (idx_c,) = prim.partition(valid, (idx,), xp=xp)
+        return idx_c, offs_c, None
+    idx_c, psw_c = prim.partition(valid, (idx, xp.where(valid, psw, xp.zeros((), dtype=psw.dtype, device=dev))), xp=xp)
+    return idx_c, offs_c, psw_c

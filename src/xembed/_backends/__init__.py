@@ -11,7 +11,7 @@ namespace; the adapter decides how it runs there:
 Some calls are decided before the checks, from the argument types alone (:func:`early_embedding`,
 :func:`early_embedding_bag`, :func:`early_renorm`): the one-kernel NumPy forward, which checks the values while
 it reduces (PRIM-FAST-FORWARD); torch tensors under tracing, which take the ``xembed::`` custom ops
-(TORCH-TRACED); dask arrays (DASK-DISPATCH).
+(TORCH-TRACED).
 
 A library's module is imported only when its arrays are passed.  The semantics stay in :mod:`xembed._core`.
 """
@@ -22,7 +22,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from array_api_compat import array_namespace, is_jax_namespace, is_torch_namespace
+from array_api_compat import array_namespace, is_dask_namespace, is_jax_namespace, is_torch_namespace
 
 from .. import _validate as v
 from .._typing import Array, Namespace
@@ -30,7 +30,7 @@ from . import _dask, _numpy, _torch_traced
 from ._calls import NOT_TAKEN, Adapter, Bag, Lookup
 
 __all__ = ["NOT_TAKEN", "Adapter", "Bag", "Lookup", "adapter_for", "early_embedding", "early_embedding_bag",
-           "early_renorm", "resolve"]
+           "early_renorm", "promoted", "resolve"]
 
 
 _ADAPTERS: dict[int, Adapter] = {}
@@ -44,6 +44,8 @@ def adapter_for(ns: Namespace) -> Adapter:
             module = "_torch"
         elif is_jax_namespace(ns):
             module = "_jax"
+        elif is_dask_namespace(ns):
+            module = "_dask"
         else:  # NumPy, CuPy, array-api-strict and any other eager library: the standard path
             module = "_eager"
         adapter = _ADAPTERS[id(ns)] = importlib.import_module(f"{__name__}.{module}").ADAPTER
@@ -52,6 +54,12 @@ def adapter_for(ns: Namespace) -> Adapter:
 
 def _library(ns: Namespace) -> str:
     return getattr(ns, "__name__", repr(ns)).removeprefix("array_api_compat.")
+
+
+def promoted(**arrays: Array | None) -> tuple[Array | None, ...]:
+    """The arguments in order, as one library reads them: NumPy arrays next to dask arrays become one-chunk
+    dask arrays (DASK-DISPATCH); otherwise unchanged."""
+    return _dask.promoted(arrays)
 
 
 _NAMESPACES: dict[tuple[type, ...], Namespace] = {}
@@ -83,9 +91,9 @@ def resolve(xp: Namespace | None, **arrays: Array | None) -> Namespace:
 # Early routes: decided from the argument types alone, before the checks.  Each returns NOT_TAKEN when the
 # call is not one of its own; the libraries are identified without importing them.  The one-kernel NumPy
 # forward comes first: it is the per-call fast path of the most common call.
-_EARLY_EMBEDDING = (_numpy.early_embedding, _torch_traced.early_embedding, _dask.early_embedding)
-_EARLY_BAG = (_numpy.early_embedding_bag, _torch_traced.early_embedding_bag, _dask.early_embedding_bag)
-_EARLY_RENORM = (_torch_traced.early_renorm, _dask.early_renorm)
+_EARLY_EMBEDDING = (_numpy.early_embedding, _torch_traced.early_embedding)
+_EARLY_BAG = (_numpy.early_embedding_bag, _torch_traced.early_embedding_bag)
+_EARLY_RENORM = (_torch_traced.early_renorm,)
 
 
 def early_embedding(xp: Namespace | None, want_vjp: bool, *args: Any) -> Any:
@@ -109,7 +117,7 @@ def early_embedding_bag(xp: Namespace | None, want_vjp: bool, *args: Any, length
 
 
 def early_renorm(xp: Namespace | None, weight: Array, input: Array) -> tuple[Namespace, Callable[..., Array]] | None:
-    """The namespace and the renorm of a traced torch call or a dask call (``None``: the adapter's renorm).
+    """The namespace and the renorm of a traced torch call (``None``: the adapter's renorm).
     The caller checks the arguments in that namespace first."""
     for route in _EARLY_RENORM:
         taken = route(xp, weight, input)

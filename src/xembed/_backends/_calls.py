@@ -28,12 +28,14 @@ class Lookup:
 
 @dataclass(frozen=True)
 class Bag:
-    """A checked ``embedding_bag`` call: full offsets derived from ``lengths`` already (EXT-LENGTHS)."""
+    """An ``embedding_bag`` call whose metadata passed the checks; its layout values (``offsets`` or
+    ``lengths``) are checked by the adapter, eagerly or where its values exist (:func:`._eager.bag_layout`)."""
 
     input: Array
     weight: Array
     plain_weight: Array
     offsets: Array | None
+    lengths: Array | None
     per_sample_weights: Array | None
     args: BagArgs
     want_vjp: bool

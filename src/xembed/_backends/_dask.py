@@ -1,44 +1,48 @@
-"""Early routes for dask arrays (DASK-DISPATCH): any dask argument sends the call to the blockwise graphs of
-:mod:`xembed._dask` (which check the arguments themselves: metadata at the call, values at ``.compute()``).
-dask is never imported here."""
+"""The adapter of dask arrays (imported only when they are passed; spec DASK-*).
+
+The core runs on dask arrays through the dask primitives (chunk-pair graphs, :mod:`xembed._primitives._dask`);
+:mod:`xembed._dask` adds what only dask needs around a core call: value checks as per-block tasks (they raise
+at ``.compute()``), ``max_norm`` on a renormed copy of the table (DASK-RENORM), the chunk layout of the result
+and of the gradients.  NumPy arguments next to dask arrays become one-chunk dask arrays (DASK-DISPATCH,
+:func:`promoted`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from array_api_compat import is_dask_array
 
 from .._typing import Array, Namespace
-from ._calls import NOT_TAKEN
+from ._calls import Adapter, Bag, Lookup
 
 
-def _involves_dask(*arrays: Any) -> bool:
-    return any(x is not None and is_dask_array(x) for x in arrays)
-
-
-def early_embedding(xp: Namespace | None, want_vjp: bool, input: Array, weight: Array, *options: Any) -> Any:
-    if not _involves_dask(input, weight):
-        return NOT_TAKEN
+def promoted(arrays: dict[str, Array | None]) -> tuple[Array | None, ...]:
+    """The arguments in order; all of them dask arrays when any is one (dask is never imported otherwise)."""
+    if not any(x is not None and is_dask_array(x) for x in arrays.values()):
+        return tuple(arrays.values())
     from .. import _dask
 
-    args = (input, weight, *options, xp, want_vjp)
-    return _dask.embedding(*args)
+    return _dask.as_dask(**arrays)
 
 
-def early_embedding_bag(xp: Namespace | None, want_vjp: bool, input: Array, weight: Array, offsets: Array | None,
-                        *options: Any, lengths: Array | None) -> Any:
-    if not _involves_dask(input, weight, offsets, options[5], lengths):
-        return NOT_TAKEN
+def embedding(ns: Namespace, c: Lookup) -> Any:
     from .. import _dask
 
-    args = (input, weight, offsets, *options, xp, want_vjp, lengths)
-    return _dask.embedding_bag(*args)
+    return _dask.embedding(c.input, c.weight, c.padding_idx, c.max_norm, c.norm_type, c.scale_grad_by_freq,
+                           c.sparse, ns, c.want_vjp)
 
 
-def early_renorm(xp: Namespace | None, weight: Array, input: Array) -> tuple[Namespace, Callable[..., Array]] | None:
-    if not _involves_dask(input, weight):
-        return None
+def embedding_bag(ns: Namespace, c: Bag) -> Any:
     from .. import _dask
 
-    return _dask._dask_namespace(xp), lambda ns, w, i, max_norm, p: _dask.renorm(w, i, max_norm, p, ns)
+    return _dask.embedding_bag(c.input, c.weight, c.offsets, c.lengths, c.per_sample_weights, c.args, ns,
+                               c.want_vjp)
+
+
+def renorm(ns: Namespace, weight: Array, input: Array, max_norm: float, norm_type: float) -> Array:
+    from .. import _dask
+
+    return _dask.renorm(weight, input, max_norm, norm_type, ns)
+
+
+ADAPTER = Adapter("dask", embedding, embedding_bag, renorm)

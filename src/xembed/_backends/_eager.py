@@ -3,6 +3,7 @@ renorm writes into the caller's weight (RENORM-INPLACE), the result is the core'
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +48,18 @@ def finish(compute: Compute, weight: Array, per_sample_weights: Array | None, wa
     return compute(weight, per_sample_weights)
 
 
+def bag_layout(ns: Namespace, c: Bag) -> Bag:
+    """The call with its layout values checked where they can be read (ERR-OFFSETS-*, VAL-EXACT); ``lengths``
+    (EXT-LENGTHS) become exactly the offsets ``[0, cumsum(lengths)]`` with a last offset."""
+    if c.lengths is not None:
+        offsets = v.offsets_from_lengths(c.lengths, c.input.shape[0], ns)
+        args = dataclasses.replace(c.args, include_last_offset=True)
+        return dataclasses.replace(c, offsets=offsets, lengths=None, args=args)
+    if c.input.ndim == 1:
+        v.check_offsets_values(c.offsets, c.input.shape[0], c.args.include_last_offset, ns)
+    return c
+
+
 def embedding(ns: Namespace, c: Lookup) -> Any:
     v.check_indices_in_range(c.input, c.weight.shape[0], ns)
     w = renormed_in_place(ns, c.weight, c.plain_weight, c.input, c.max_norm, c.norm_type)
@@ -54,6 +67,7 @@ def embedding(ns: Namespace, c: Lookup) -> Any:
 
 
 def embedding_bag(ns: Namespace, c: Bag) -> Any:
+    c = bag_layout(ns, c)
     v.check_indices_in_range(c.input, c.weight.shape[0], ns)
     w = renormed_in_place(ns, c.weight, c.plain_weight, c.input, c.args.max_norm, c.args.norm_type)
     return finish(bag_compute(ns, c), w, c.per_sample_weights, c.want_vjp)

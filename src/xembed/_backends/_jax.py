@@ -8,6 +8,7 @@ from typing import Any
 from .. import _validate as v
 from .._typing import Array, Namespace
 from ._calls import Adapter, Bag, Lookup
+from ._eager import bag_layout
 
 
 def embedding(ns: Namespace, c: Lookup) -> Any:
@@ -21,6 +22,7 @@ def embedding(ns: Namespace, c: Lookup) -> Any:
 def embedding_bag(ns: Namespace, c: Bag) -> Any:
     from .. import _jax_autodiff
 
+    c = bag_layout(ns, c)  # eager values; traced ones: JIT-INVALID-OFFSETS
     v.check_indices_in_range(c.input, c.weight.shape[0], ns)
     return _jax_autodiff.embedding_bag(c.input, c.plain_weight, c.offsets, c.per_sample_weights, c.args, ns,
                                        c.want_vjp)

@@ -22,7 +22,7 @@ from .. import _primitives as prim
 from .. import _validate as v
 from .._typing import Array, Namespace
 from ._calls import Adapter, Bag, Lookup
-from ._eager import Compute, bag_compute, finish, lookup_compute
+from ._eager import Compute, bag_compute, bag_layout, finish, lookup_compute
 
 _FUSED_DTYPES = (torch.float32, torch.float64)
 _INDEX_DTYPES = (torch.int32, torch.int64)
@@ -94,8 +94,9 @@ def embedding(ns: Namespace, c: Lookup) -> Any:
 
 
 def embedding_bag(ns: Namespace, c: Bag) -> Any:
-    a = c.args
     _torch_autograd.refuse_func_transforms(c.weight, c.per_sample_weights, c.input)
+    c = bag_layout(ns, c)
+    a = c.args
     if not c.want_vjp and _bag_fusable(c):
         return _fused(ns, c.input, c.weight, lambda: torch.nn.functional.embedding_bag(
             c.input, c.weight, c.offsets, mode=a.mode, sparse=a.sparse, per_sample_weights=c.per_sample_weights,

@@ -33,7 +33,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from array_api_compat import is_cupy_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
+from array_api_compat import (
+    is_cupy_namespace,
+    is_dask_namespace,
+    is_jax_namespace,
+    is_numpy_namespace,
+    is_torch_namespace,
+)
 
 from .._dtypes import index_dtype
 from .._typing import Array
@@ -43,6 +49,7 @@ __all__ = [
     "MODES",
     "Table",
     "bincount",
+    "boolean_masks",
     "device_of",
     "fused_numpy_forward",
     "gather_scatter_add",
@@ -55,11 +62,13 @@ __all__ = [
     "is_writable",
     "mode",
     "numba_available",
+    "partition",
     "plain",
     "put_rows_",
     "scatter_add_rows",
     "segment_ids",
     "table",
+    "take_rows",
     "use",
 ]
 
@@ -128,6 +137,8 @@ class Table:
     put_rows_: Callable[..., Array]
     index_bounds: Callable[..., tuple[int, int]]
     offsets_first_decrease: Callable[..., int]
+    take_rows: Callable[..., Array]
+    partition: Callable[..., tuple[Array, ...]]
 
 
 _FALLBACK = Table(
@@ -141,6 +152,8 @@ _FALLBACK = Table(
     put_rows_=_fallback.put_rows_,
     index_bounds=_fallback.index_bounds,
     offsets_first_decrease=_fallback.offsets_first_decrease,
+    take_rows=_fallback.take_rows,
+    partition=_fallback.partition,
 )
 
 _numba_ok: dict[str, bool] = {}
@@ -227,6 +240,15 @@ def _jax_table() -> Table:
                                 "scatter_add_rows", "gather_scatter_add", "put_rows_"))
 
 
+def _dask_table() -> Table:
+    # chunk-pair graphs in every mode (the per-chunk work inside the tasks follows the mode)
+    from . import _dask as m
+
+    return _with(_FALLBACK, m, ("segment_ids", "bincount", "gather_segment_sum", "gather_segment_max",
+                                "gather_segment_min", "scatter_add_rows", "gather_scatter_add", "take_rows",
+                                "partition"))
+
+
 _fused_forwards: dict[str, Any] = {}
 
 
@@ -254,6 +276,8 @@ _tables: dict[tuple[int, str], Table] = {}
 
 
 def _build(xp: Any, m: str) -> Table:
+    if is_dask_namespace(xp):
+        return _dask_table()
     if m == "fallback":
         return _FALLBACK
     if is_numpy_namespace(xp):
@@ -323,8 +347,16 @@ def offsets_first_decrease(offsets: Array, *, xp: Any) -> int:
     return table(xp).offsets_first_decrease(offsets, xp)
 
 
+def take_rows(weight: Array, idx: Array, *, xp: Any) -> Array:
+    return table(xp).take_rows(weight, idx, xp)
+
+
+def partition(keep: Array, arrays: tuple[Array, ...], *, xp: Any) -> tuple[Array, ...]:
+    return table(xp).partition(keep, arrays, xp)
+
+
 for _f in (segment_ids, bincount, gather_segment_sum, gather_segment_max, gather_segment_min, scatter_add_rows,
-           gather_scatter_add, put_rows_, index_bounds, offsets_first_decrease):
+           gather_scatter_add, put_rows_, index_bounds, offsets_first_decrease, take_rows, partition):
     _f.__doc__ = getattr(_FALLBACK, _f.__name__).__doc__
 del _f
 
@@ -359,6 +391,12 @@ def has_values(x: Array, *, xp: Any) -> bool:
     ``jit`` / ``vmap``) no.  Value checks run only where it is true; the core takes its static-shape
     formulation where it is not (JIT-STATIC)."""
     return bool(_caps(xp).has_values(x))
+
+
+def boolean_masks(x: Array, *, xp: Any) -> bool:
+    """Whether boolean masks (data-dependent shapes) work on ``x``: arrays whose values can be read now, and
+    lazy arrays that keep unknown sizes (dask); not traced arrays (JIT-STATIC)."""
+    return bool(_caps(xp).boolean_masks(x))
 
 
 def device_of(x: Array, *, xp: Any) -> Any:

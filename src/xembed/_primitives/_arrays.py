@@ -9,7 +9,9 @@ One :class:`ArrayCaps` per namespace, built once:
 * ``writable(x)``: whether the in-place renorm may write into ``x`` (RENORM-WRITABLE);
 * ``has_values(x)``: whether ``x``'s values can be read now (eager arrays yes; lazy and traced arrays no):
   value checks run only where it is true, and the core takes its static-shape formulation where it is not;
-* ``device_of(x)``: the array's device, compared across the arguments (ERR-NAMESPACE).
+* ``device_of(x)``: the array's device, compared across the arguments (ERR-NAMESPACE);
+* ``boolean_masks(x)``: whether data-dependent shapes (boolean masks) work on ``x``: where values can be read,
+  and on lazy arrays that keep unknown sizes (dask); not on traced arrays (the core's static formulation).
 """
 
 from __future__ import annotations
@@ -31,10 +33,15 @@ class ArrayCaps:
     writable: Callable[[Array], bool]
     has_values: Callable[[Array], bool]
     device_of: Callable[[Array], Device]
+    boolean_masks: Callable[[Array], bool]
 
 
 def always(_x: Array) -> bool:
     return True
+
+
+def never(_x: Array) -> bool:
+    return False
 
 
 def device_attribute(x: Array) -> Device:
@@ -99,14 +106,22 @@ def jax_has_values(x: Array) -> bool:
 
 def caps_for(xp: Any) -> ArrayCaps:
     """The capabilities of namespace ``xp``'s arrays (the library is identified, never imported)."""
-    from array_api_compat import is_cupy_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
+    from array_api_compat import (
+        is_cupy_namespace,
+        is_dask_namespace,
+        is_jax_namespace,
+        is_numpy_namespace,
+        is_torch_namespace,
+    )
 
     if is_numpy_namespace(xp):
-        return ArrayCaps(plain_numpy, writable_numpy, always, lambda _x: "cpu")
+        return ArrayCaps(plain_numpy, writable_numpy, always, lambda _x: "cpu", always)
     if is_torch_namespace(xp):
-        return ArrayCaps(plain_torch, always, always, device_attribute)
+        return ArrayCaps(plain_torch, always, always, device_attribute, always)
     if is_cupy_namespace(xp):
-        return ArrayCaps(plain_identity, always, always, device_attribute)
+        return ArrayCaps(plain_identity, always, always, device_attribute, always)
     if is_jax_namespace(xp):  # immutable: the renorm is functional and never asks
-        return ArrayCaps(plain_identity, always, jax_has_values, _device)
-    return ArrayCaps(plain_identity, always, not_lazy, _device)
+        return ArrayCaps(plain_identity, always, jax_has_values, _device, jax_has_values)
+    if is_dask_namespace(xp):  # lazy: values at .compute(), masks with unknown chunk sizes
+        return ArrayCaps(plain_identity, always, never, _device, always)
+    return ArrayCaps(plain_identity, always, not_lazy, _device, not_lazy)

@@ -43,6 +43,18 @@ def segment_ids(offsets: Array, n: int, xp: Any) -> Array:
     return xp.searchsorted(offsets[1:], pos, side="right")
 
 
+def take_rows(weight: Array, idx: Array, xp: Any) -> Array:
+    """``weight[idx]``: the (n, D) rows of a 1-D index array (every index in ``[0, N)``)."""
+    return xp.take(weight, idx, axis=0)
+
+
+def partition(keep: Array, arrays: tuple[Array, ...], xp: Any) -> tuple[Array, ...]:
+    """Each array (length n along axis 0, like the (n,) boolean ``keep``) with its entries where ``keep`` first,
+    then the others, both groups in their original order (a stable partition; static shapes)."""
+    order = xp.argsort(xp.astype(~keep, xp.int8), stable=True)
+    return tuple(xp.take(a, order, axis=0) for a in arrays)
+
+
 def bincount(idx: Array, num_rows: int, xp: Any) -> Array:
     """``counts[r] = #{i : idx[i] == r}`` for ``0 <= r < num_rows``."""
     dev = _device(idx)
