@@ -12,6 +12,7 @@ The in-place max_norm renorm lives in exactly one function, :func:`renorm_`.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from array_api_compat import array_namespace, is_array_api_obj
@@ -259,24 +260,48 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
     per_sample_weights with ``mean`` (EXT-WMEAN).  A divisor of 0 (EXT-WMEAN-ZERO, EXT-SQRTN-ZERO) gives
     zeros and zero gradients for that bag.
     """
-    dev = _device(weight)
-    n_rows, dim = weight.shape
-    acc = acc_dtype(weight.dtype, xp)
-    idx, offs = _bag_layout(input, offsets, a.include_last_offset, xp, dev)
+    out, saved = _bag_forward(input, weight, offsets, per_sample_weights, a, xp, need_pullback)
+    if not need_pullback:
+        return out, None
+
+    def pullback(grad_output: Array) -> tuple[Array | SparseGrad, Array | None]:
+        return _bag_pullback(saved, grad_output, weight, per_sample_weights, a, xp)
+
+    return out, pullback
+
+
+@dataclass(frozen=True)
+class _BagForward:
+    """What the bag pullback reads from the forward."""
+
+    idx: Array  # flat indices (n,), in the index dtype
+    offs: Array  # full offsets (B+1,)
+    psw: Array | None  # flat per_sample_weights (n,)
+    idx_c: Array  # the same three after padding compaction (:func:`compact_padding`)
+    offs_c: Array
+    psw_c: Array | None
+    valid: Array | None  # (n,) mask of the non-padding positions; None without padding_idx
+    parked: bool  # padding parked as one extra, last bag (traced arrays)
+    argrow: Array | None  # max / min: the winning row of every bag and feature (-1 for empty bags)
+    inv: Array | None  # per-bag 1 / divisor, 0 where the divisor is 0 (mean, sqrtn)
+    total: Array | None  # sum modes: the bag results in the accumulation dtype
+    psw_rows: Array | None  # the rows the per_sample_weights gradient reads, as the forward saw them
+
+
+def _bag_forward(input: Array, weight: Array, offsets: Array | None, per_sample_weights: Array | None,
+                 a: BagArgs, xp: Namespace, need_pullback: bool) -> tuple[Array, _BagForward]:
+    idx, offs = _bag_layout(input, offsets, a.include_last_offset, xp, _device(weight))
     n, num_bags = idx.shape[0], offs.shape[0] - 1
     psw = None if per_sample_weights is None else xp.reshape(per_sample_weights, (-1,))[:n]
-
     idx_c, offs_c, psw_c, valid, parked = compact_padding(idx, offs, psw, a.padding_idx, xp)
-    bag_size = offs_c[1:] - offs_c[:-1] if a.mode in ("mean", "sqrtn") else None
-
-    argrow = None
-    inv = None  # per-bag 1/divisor (0 where the divisor is 0), for the pullback
-    total = None
+    argrow = inv = total = None
     if a.mode == "max":
         out, argrow = prim.gather_segment_max(weight, idx_c, offs_c, need_pullback, xp=xp)
     elif a.mode == "min":
         out, argrow = prim.gather_segment_min(weight, idx_c, offs_c, need_pullback, xp=xp)
     else:
+        acc = acc_dtype(weight.dtype, xp)
+        bag_size = offs_c[1:] - offs_c[:-1] if a.mode in ("mean", "sqrtn") else None
         total = prim.gather_segment_sum(weight, idx_c, offs_c, psw_c, acc, xp=xp)
         total, inv = divide_bags(total, a.mode, bag_size, psw_c, offs_c, xp)
         out = _cast(total, weight.dtype)
@@ -284,42 +309,49 @@ def embedding_bag_vjp(input: Array, weight: Array, offsets: Array | None, per_sa
         out = out[:num_bags, ...]
     # PULLBACK-SNAPSHOT: the per_sample_weights gradient reads the rows as the forward saw them (the caller
     # may update the table before pulling back).
-    psw_rows = None
-    if need_pullback and per_sample_weights is not None:
-        psw_rows = prim.take_rows(weight, idx, xp=xp)
+    psw_rows = prim.take_rows(weight, idx, xp=xp) if need_pullback and psw is not None else None
+    return out, _BagForward(idx, offs, psw, idx_c, offs_c, psw_c, valid, parked, argrow, inv, total, psw_rows)
 
-    def pullback(grad_output: Array) -> tuple[Array | SparseGrad, Array | None]:
-        if parked and not prim.boolean_masks(idx, xp=xp):
-            _no_traced_sparse_padding(a.sparse)
-        g = _cast(_check_grad(grad_output, (num_bags, dim), xp), acc)
-        if parked:  # the parked padding bag gets a zero gradient row
-            g = xp.concat([g, xp.zeros((1, dim), dtype=acc, device=dev)], axis=0)
-        if a.mode in ("max", "min"):
-            grad_w = _max_weight_grad(g, argrow, weight, xp)
-        else:
-            seg_c = prim.segment_ids(offs_c, idx_c.shape[0], xp=xp)
-            coef = None if psw_c is None else _cast(psw_c, acc)
-            if inv is not None:
-                inv_pos = xp.take(inv, seg_c)
-                coef = inv_pos if coef is None else coef * inv_pos
-            if a.scale_grad_by_freq:
-                freq = _inverse_frequency(idx, idx_c, n_rows, acc, xp)
-                coef = freq if coef is None else coef * freq
-            if a.sparse:
-                idx_s, seg_s = idx_c, seg_c
-                if parked:  # the parked padding positions are no entries (GRAD-SPARSE)
-                    entry = seg_c < num_bags
-                    idx_s, seg_s, coef = idx_c[entry], seg_c[entry], None if coef is None else coef[entry]
-                grad_w = _weight_grad(idx_s, xp.take(g, seg_s, axis=0), coef, weight, True, xp)
-            else:
-                dense = prim.gather_scatter_add(g, seg_c, idx_c, coef, n_rows, acc, xp=xp)
-                grad_w = _cast(dense, weight.dtype)
-        grad_psw = None
-        if per_sample_weights is not None:
-            grad_psw = _psw_grad(g, psw_rows, idx, offs, psw, valid, inv, total, a.mode, per_sample_weights, xp)
-        return grad_w, grad_psw
 
-    return out, (pullback if need_pullback else None)
+def _bag_pullback(f: _BagForward, grad_output: Array, weight: Array, per_sample_weights: Array | None,
+                  a: BagArgs, xp: Namespace) -> tuple[Array | SparseGrad, Array | None]:
+    """``(grad_weight, grad_per_sample_weights)`` of the forward that saved ``f``."""
+    if f.parked and not prim.boolean_masks(f.idx, xp=xp):
+        _no_traced_sparse_padding(a.sparse)
+    dim, acc = weight.shape[1], acc_dtype(weight.dtype, xp)
+    g = _cast(_check_grad(grad_output, (f.offs.shape[0] - 1, dim), xp), acc)
+    if f.parked:  # the parked padding bag gets a zero gradient row
+        g = xp.concat([g, xp.zeros((1, dim), dtype=acc, device=_device(weight))], axis=0)
+    if a.mode in ("max", "min"):
+        grad_w = _max_weight_grad(g, f.argrow, weight, xp)
+    else:
+        grad_w = _sum_weight_grad(f, g, weight, a, xp)
+    grad_psw = None
+    if per_sample_weights is not None:
+        grad_psw = _psw_grad(g, f.psw_rows, f.idx, f.offs, f.psw, f.valid, f.inv, f.total, a.mode,
+                             per_sample_weights, xp)
+    return grad_w, grad_psw
+
+
+def _sum_weight_grad(f: _BagForward, g: Array, weight: Array, a: BagArgs, xp: Namespace) -> Array | SparseGrad:
+    """GRAD-BAG, GRAD-SGBF, GRAD-SPARSE for the sum modes: every kept position's bag gradient, scaled by its
+    per_sample_weight, its bag's ``1 / divisor`` and its inverse frequency, added to its row."""
+    n_rows, acc = weight.shape[0], g.dtype
+    seg_c = prim.segment_ids(f.offs_c, f.idx_c.shape[0], xp=xp)
+    coef = None if f.psw_c is None else _cast(f.psw_c, acc)
+    if f.inv is not None:
+        inv_pos = xp.take(f.inv, seg_c)
+        coef = inv_pos if coef is None else coef * inv_pos
+    if a.scale_grad_by_freq:
+        freq = _inverse_frequency(f.idx, f.idx_c, n_rows, acc, xp)
+        coef = freq if coef is None else coef * freq
+    if not a.sparse:
+        return _cast(prim.gather_scatter_add(g, seg_c, f.idx_c, coef, n_rows, acc, xp=xp), weight.dtype)
+    idx_s, seg_s = f.idx_c, seg_c
+    if f.parked:  # the parked padding positions are no entries (GRAD-SPARSE)
+        entry = seg_c < f.offs.shape[0] - 1
+        idx_s, seg_s, coef = f.idx_c[entry], seg_c[entry], None if coef is None else coef[entry]
+    return _weight_grad(idx_s, xp.take(g, seg_s, axis=0), coef, weight, True, xp)
 
 
 def _psw_grad(g: Array, rows: Array, idx: Array, offs: Array, psw: Array, valid: Array | None,
