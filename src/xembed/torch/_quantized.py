@@ -34,9 +34,26 @@ def _check_size(name: str, value: Any) -> int:
     reason="xembed.torch.QuantizedEmbeddingBag runs eagerly: its checks read index values")
 def _bag(module: QuantizedEmbeddingBag, input: Tensor, offsets: Tensor | None,
          per_sample_weights: Tensor | None) -> Tensor:
-    """Eager even inside a compiled model: the checks read index values, which a graph cannot."""
+    """Eager even inside a compiled model: the checks read index values, which a graph cannot.
+
+    Plain CPU tensors go through NumPy views of them (no copy), where the fused numba kernels run; torch
+    tensors themselves would take the array code.  Anything else (another device, a tensor requiring grad,
+    a subclass) stays torch, whose path raises what has to be raised.
+    """
+    arrays = {"input": input, "offsets": offsets, "per_sample_weights": per_sample_weights, "packed": module.packed}
+    if all(x is None or _plain_cpu(x) for x in arrays.values()):
+        views = {name: None if x is None else x.numpy() for name, x in arrays.items()}
+        out = _api.embedding_bag(views["input"], QuantizedTable.from_packed(views["packed"], module.bits),
+                                 views["offsets"], mode=module.mode, per_sample_weights=views["per_sample_weights"],
+                                 include_last_offset=module.include_last_offset, padding_idx=module.padding_idx)
+        return torch.from_numpy(out)
     return _api.embedding_bag(input, module.table, offsets, mode=module.mode, per_sample_weights=per_sample_weights,
                               include_last_offset=module.include_last_offset, padding_idx=module.padding_idx)
+
+
+def _plain_cpu(x: Any) -> bool:
+    return (type(x) is torch.Tensor and x.device.type == "cpu" and x.layout == torch.strided
+            and not x.requires_grad and x.dtype in (torch.int32, torch.int64, torch.float32, torch.uint8))
 
 
 class QuantizedEmbeddingBag(torch.nn.Module):
