@@ -40,7 +40,8 @@ CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 # The modules whose docstrings numpydoc checks (the public names of xembed live there).
 PUBLIC_MODULES = ["src/xembed/_api.py", "src/xembed/_traced_checks.py", "src/xembed/_modules.py",
                   "src/xembed/_sparse.py", "src/xembed/_checkpoint.py", "src/xembed/_quantized.py",
-                  "src/xembed/torch/_modules.py", "src/xembed/torch/_functional.py"]
+                  "src/xembed/torch/_modules.py", "src/xembed/torch/_functional.py",
+                  "src/xembed/torch/_quantized.py"]
 # The libraries whose types mypy reads (torch comes first, from _install_torch): without one, its names are Any
 # and strict mypy reports other errors than CI's.  Not needed: the project itself (mypy reads src/), its test
 # plugins, array-api-strict, scipy, cupy, distributed (`ignore_missing_imports` in pyproject.toml).
