@@ -75,3 +75,16 @@ def test_broken_quantized_targets_are_caught(name: str, seed: int) -> None:
     assert fails == expected, {r["id"]: r["message"] for r in rep["results"]}
     assert {r["status"] for r in rep["results"] if r["id"] not in expected} <= {"pass"}
     assert all(r["repro"] and r["case"] for r in rep["results"] if r["status"] == "fail")
+
+
+def test_crashing_quantized_target_is_isolated() -> None:
+    """A segfaulting op is a failing check ("crash: ..."), in a worker process that the checker restarts: the
+    run goes on with the next check."""
+    rep = run_conformance("checker_targets.quant_broken:SEGFAULTS", max_examples=10,
+                          only=["embedding_bag_byte_prepack::*", "embedding_bag_4bit_prepack::*"])
+    by_id = {r["id"]: r for r in rep["results"]}
+    crashed = by_id["embedding_bag_byte_prepack::weight::bytes"]
+    assert crashed["status"] == "fail"
+    assert crashed["message"].startswith("crash: signal"), crashed["message"]
+    assert by_id["embedding_bag_4bit_prepack::weight::bytes"]["status"] == "pass"
+    assert rep["worker_restarts"] >= 1

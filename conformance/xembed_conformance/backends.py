@@ -50,8 +50,10 @@ from __future__ import annotations
 import base64
 import importlib
 import math
+import os
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -372,10 +374,23 @@ class CupyBackend(Backend):
         return f"cp.asarray({numpy_expr}.astype(np.{'bool_' if dtype == 'bool' else dtype}))"
 
 
+def jax_compilation_cache(jax: Any) -> None:
+    """Keep XLA's compilations in ``~/.cache/xembed-conformance/jax`` (``$XDG_CACHE_HOME/...``; at most 512 MB,
+    least recently used entries go first), unless the user chose a cache directory.  On JAX, compiling each new
+    array shape is most of a run's time, and a run draws the same shapes again from the same seed."""
+    if jax.config.jax_compilation_cache_dir or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    jax.config.update("jax_compilation_cache_dir", str(Path(base) / "xembed-conformance" / "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # the default, 1 s, keeps none of ours
+    jax.config.update("jax_compilation_cache_max_size", 512 * 2**20)
+
+
 class JaxBackend(Backend):
     """JAX, eager.  Immutable arrays: ``renorm_in_place = False`` (RENORM-FUNCTIONAL: the weight is
     unchanged, the output reads the renormed rows).  Gradients through the target's ``*_vjp`` functions.
-    ``jax_enable_x64`` is switched on (float64 rows, int64 indices)."""
+    ``jax_enable_x64`` is switched on (float64 rows, int64 indices), and XLA's compilations persist across runs
+    (:func:`jax_compilation_cache`)."""
 
     name = "jax"
     float_dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
@@ -384,6 +399,7 @@ class JaxBackend(Backend):
     def __init__(self, device: str | None = None):
         jax: Any = importlib.import_module("jax")  # typed Any: the checker is typed without jax's stubs
         jax.config.update("jax_enable_x64", True)
+        jax_compilation_cache(jax)
         self.jax, self.jnp = jax, importlib.import_module("jax.numpy")
         super().__init__(device)
 

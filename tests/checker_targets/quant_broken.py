@@ -7,6 +7,7 @@ the check ids that must report it.  Import as ``checker_targets.quant_broken:<NA
 
 from __future__ import annotations
 
+import ctypes
 import types
 
 import numpy as np
@@ -94,6 +95,15 @@ def _padding_in_mean(weight, indices, offsets=None, scale_grad_by_freq=False, mo
     return total / torch.clamp(ends - starts, min=1).to(total.dtype)[:, None]  # padding entries counted
 
 
+def _segfaults_past_one_row(weight):
+    if weight.shape[0] > 1:
+        ctypes.string_at(0)  # reads address 0: the process dies of SIGSEGV
+    return good.embedding_bag_byte_prepack(weight)
+
+
+#: crashes the process (not in QUANT_BROKEN): the checker must survive it (crash isolation)
+SEGFAULTS = _target("8-bit prepack segfaults on tables of more than one row",
+                    embedding_bag_byte_prepack=_segfaults_past_one_row)
 NIBBLES_SWAPPED = _target("4-bit rows read with the nibble order swapped (element 2j from the high nibble)",
                           embedding_bag_4bit_rowwise_offsets=_nibbles_swapped)
 SCALE_BIAS_FLOAT32 = _target("4-bit rows' trailing 4 bytes read as one float32 scale (no float16 scale and bias)",
