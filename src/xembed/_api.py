@@ -38,8 +38,8 @@ def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, nor
     if isinstance(weight, _quantized.QuantizedTable):  # QUANT-FORWARD
         return _quantized.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
                                     xp, want_vjp)
-    out = backends.early_embedding(xp, want_vjp, input, weight, padding_idx, max_norm, norm_type,
-                                   scale_grad_by_freq, sparse)
+    out = backends.early_embedding(xp, want_vjp, (input, weight, padding_idx, max_norm, norm_type,
+                                                  scale_grad_by_freq, sparse))
     if out is not backends.NOT_TAKEN:
         return out
     input, weight = backends.promoted(input=input, weight=weight)
@@ -178,11 +178,11 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
                    scale_grad_by_freq: Any, mode: Any, sparse: Any, per_sample_weights: Array | None,
                    include_last_offset: Any, padding_idx: Any, xp: Namespace | None, want_vjp: bool,
                    lengths: Array | None = None) -> Any:
-    options = (max_norm, norm_type, scale_grad_by_freq, mode, sparse, per_sample_weights, include_last_offset,
-               padding_idx)
+    positional = (input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse, per_sample_weights,
+                  include_last_offset, padding_idx)
     if isinstance(weight, _quantized.QuantizedTable):  # QUANT-FORWARD
-        return _quantized.embedding_bag(input, weight, offsets, *options, xp, want_vjp, lengths)
-    out = backends.early_embedding_bag(xp, want_vjp, input, weight, offsets, *options, lengths=lengths)
+        return _quantized.embedding_bag(*positional, xp, want_vjp, lengths)
+    out = backends.early_embedding_bag(xp, want_vjp, positional, lengths)
     if out is not backends.NOT_TAKEN:
         return out
     input, weight, offsets, per_sample_weights, lengths = backends.promoted(

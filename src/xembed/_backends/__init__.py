@@ -91,36 +91,23 @@ def resolve(xp: Namespace | None, **arrays: Array | None) -> Namespace:
 # Early routes: decided from the argument types alone, before the checks.  Each returns NOT_TAKEN when the
 # call is not one of its own; the libraries are identified without importing them.  The one-kernel NumPy
 # forward comes first: it is the per-call fast path of the most common call.
-_EARLY_EMBEDDING = (_numpy.early_embedding, _torch_traced.early_embedding)
-_EARLY_BAG = (_numpy.early_embedding_bag, _torch_traced.early_embedding_bag)
-_EARLY_RENORM = (_torch_traced.early_renorm,)
 
 
-def early_embedding(xp: Namespace | None, want_vjp: bool, *args: Any) -> Any:
+def early_embedding(xp: Namespace | None, want_vjp: bool, args: tuple[Any, ...]) -> Any:
     """``args``: embedding's positional arguments (input, weight, padding_idx, max_norm, norm_type,
-    scale_grad_by_freq, sparse)."""
-    for route in _EARLY_EMBEDDING:
-        out = route(xp, want_vjp, *args)
-        if out is not NOT_TAKEN:
-            return out
-    return NOT_TAKEN
+    scale_grad_by_freq, sparse).  Two routes, tested in turn (no loop: this is the per-call fast path)."""
+    out = _numpy.early_embedding(xp, want_vjp, args)
+    return _torch_traced.early_embedding(xp, want_vjp, args) if out is NOT_TAKEN else out
 
 
-def early_embedding_bag(xp: Namespace | None, want_vjp: bool, *args: Any, lengths: Array | None) -> Any:
+def early_embedding_bag(xp: Namespace | None, want_vjp: bool, args: tuple[Any, ...], lengths: Array | None) -> Any:
     """``args``: embedding_bag's positional arguments (input, weight, offsets, max_norm, norm_type,
     scale_grad_by_freq, mode, sparse, per_sample_weights, include_last_offset, padding_idx)."""
-    for route in _EARLY_BAG:
-        out = route(xp, want_vjp, *args, lengths=lengths)
-        if out is not NOT_TAKEN:
-            return out
-    return NOT_TAKEN
+    out = _numpy.early_embedding_bag(xp, want_vjp, args, lengths)
+    return _torch_traced.early_embedding_bag(xp, want_vjp, args, lengths) if out is NOT_TAKEN else out
 
 
 def early_renorm(xp: Namespace | None, weight: Array, input: Array) -> tuple[Namespace, Callable[..., Array]] | None:
     """The namespace and the renorm of a traced torch call (``None``: the adapter's renorm).
     The caller checks the arguments in that namespace first."""
-    for route in _EARLY_RENORM:
-        taken = route(xp, weight, input)
-        if taken is not None:
-            return taken
-    return None
+    return _torch_traced.early_renorm(xp, weight, input)

@@ -13,18 +13,17 @@ from .._typing import Array, Namespace
 from ._calls import NOT_TAKEN
 
 
-def early_embedding(xp: Namespace | None, want_vjp: bool, input: Array, weight: Array, *options: Any) -> Any:
+def early_embedding(xp: Namespace | None, want_vjp: bool, args: tuple[Any, ...]) -> Any:
     if want_vjp or xp is not None:
         return NOT_TAKEN
-    fused = prim.fused_numpy_forward(weight)
-    out = None if fused is None else fused.embedding(input, weight, *options)
+    fused = prim.fused_numpy_forward(args[1])
+    out = None if fused is None else fused.embedding(*args)
     return NOT_TAKEN if out is None else out
 
 
-def early_embedding_bag(xp: Namespace | None, want_vjp: bool, input: Array, weight: Array, *options: Any,
-                        lengths: Array | None) -> Any:
+def early_embedding_bag(xp: Namespace | None, want_vjp: bool, args: tuple[Any, ...], lengths: Array | None) -> Any:
     if want_vjp or xp is not None or lengths is not None:
         return NOT_TAKEN
-    fused = prim.fused_numpy_forward(weight)
-    out = None if fused is None else fused.embedding_bag(input, weight, *options)
+    fused = prim.fused_numpy_forward(args[1])
+    out = None if fused is None else fused.embedding_bag(*args)
     return NOT_TAKEN if out is None else out

@@ -36,18 +36,18 @@ def _is_traced(xp: Namespace | None, want_vjp: bool, weight: Array, *arrays: Arr
     return True
 
 
-def early_embedding(xp: Namespace | None, want_vjp: bool, input: Array, weight: Array, *options: Any) -> Any:
+def early_embedding(xp: Namespace | None, want_vjp: bool, args: tuple[Any, ...]) -> Any:
+    input, weight = args[0], args[1]
     if not _is_traced(xp, want_vjp, weight, input):
         return NOT_TAKEN
-    return _traced_module().embedding(input, weight, *options)
+    return _traced_module().embedding(*args)
 
 
-def early_embedding_bag(xp: Namespace | None, want_vjp: bool, input: Array, weight: Array, offsets: Array | None,
-                        *options: Any, lengths: Array | None) -> Any:
-    psw = options[5]
+def early_embedding_bag(xp: Namespace | None, want_vjp: bool, args: tuple[Any, ...], lengths: Array | None) -> Any:
+    input, weight, offsets, psw = args[0], args[1], args[2], args[8]
     if not _is_traced(xp, want_vjp, weight, input, offsets, psw, lengths):
         return NOT_TAKEN
-    return _traced_module().embedding_bag(input, weight, offsets, *options, lengths)
+    return _traced_module().embedding_bag(*args, lengths)
 
 
 def early_renorm(xp: Namespace | None, weight: Array, input: Array) -> tuple[Namespace, Callable[..., Array]] | None:
