@@ -221,7 +221,8 @@ def compact_padding(idx: Array, offs: Array, psw: Array | None, padding_idx: int
                     xp: Namespace) -> tuple[Array, Array, Array | None, Array | None, bool]:
     """Padding entries leave the bag entirely (reduction, mean divisor, max scan, BAG-PAD): the compacted
     ``(idx, offsets, psw)``, the (n,) mask of kept positions (None without padding_idx), and whether the
-    padding positions were parked in one extra, last bag instead (traced arrays, JIT-STATIC)."""
+    padding positions were parked in one extra, last bag instead (arrays whose values cannot be read: traced,
+    JIT-STATIC, or lazy, where a boolean mask would leave the sizes unknown)."""
     if padding_idx is None:
         return idx, offs, psw, None, False
     valid = idx != padding_idx

@@ -74,7 +74,10 @@ def _flat_chunks(x: Array) -> tuple[int, ...]:
 
 
 def _first_axis_chunks(x: Array) -> Array:
-    """``x`` chunked along its first axis only (the core flattens the input; trailing chunks are merged)."""
+    """``x`` chunked along its first axis only (the core flattens the input; trailing chunks are merged).  An
+    empty input is one chunk (dask cannot reshape an empty array of several chunks)."""
+    if math.prod(x.shape) == 0:
+        return x.rechunk(-1) if x.npartitions > 1 else x
     merge = {a: -1 for a in range(1, x.ndim) if len(x.chunks[a]) > 1}
     return x.rechunk(merge) if merge else x
 

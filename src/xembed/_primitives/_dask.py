@@ -156,7 +156,8 @@ def chunks_for(n: int) -> tuple[int, ...]:
     else dask's automatic chunking."""
     lay = _layout.get()
     if lay is not None:
-        candidates = (lay.rows, lay.bags, lay.positions, tuple(r * lay.dim for r in lay.rows))
+        candidates = [tuple(c for c in pref if c) for pref in (lay.rows, lay.bags, lay.positions,
+                                                               tuple(r * lay.dim for r in lay.rows))]
         for pref in candidates:
             if pref and sum(pref) == n:
                 return pref
