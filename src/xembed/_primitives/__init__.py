@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -186,9 +187,10 @@ _ALL_NATIVE = ("bincount", "gather_segment_sum", "gather_segment_max", "scatter_
 
 def _with(base: Table, m: Any, names: tuple[str, ...]) -> Table:
     """``base`` with the primitives ``names`` taken from backend module ``m``; a native segment max also gives
-    the segment min (EXT-MIN: the max of the negated gathered rows, never of the whole table)."""
+    the segment min where ``m`` has none of its own (EXT-MIN: the max of the negated gathered rows, never of the
+    whole table)."""
     table = replace(base, **{name: getattr(m, name) for name in names})
-    if "gather_segment_max" in names:
+    if "gather_segment_max" in names and "gather_segment_min" not in names:
         table = replace(table, gather_segment_min=_min_via(m.gather_segment_max))
     return table
 
@@ -240,13 +242,19 @@ def _jax_table() -> Table:
                                 "scatter_add_rows", "gather_scatter_add", "put_rows_"))
 
 
-def _dask_table() -> Table:
-    # chunk-pair graphs in every mode (the per-chunk work inside the tasks follows the mode)
-    from . import _dask as m
+def _dask_table(m: str) -> Table:
+    """Chunk-pair graphs in every mode; the work inside their tasks is NumPy's primitives of mode ``m``."""
+    import array_api_compat.numpy as np_namespace
 
-    return _with(_FALLBACK, m, ("segment_ids", "bincount", "gather_segment_sum", "gather_segment_max",
-                                "gather_segment_min", "scatter_add_rows", "gather_scatter_add", "take_rows",
-                                "partition"))
+    from . import _dask
+
+    block = _build(np_namespace, m)
+    return replace(
+        _with(_FALLBACK, _dask, ("segment_ids", "bincount", "gather_segment_max", "gather_segment_min", "take_rows",
+                                 "partition")),
+        gather_segment_sum=functools.partial(_dask.gather_segment_sum, block=block.gather_segment_sum),
+        scatter_add_rows=functools.partial(_dask.scatter_add_rows, block=block.scatter_add_rows),
+        gather_scatter_add=functools.partial(_dask.gather_scatter_add, block=block.scatter_add_rows))
 
 
 _fused_forwards: dict[str, Any] = {}
@@ -277,7 +285,7 @@ _tables: dict[tuple[int, str], Table] = {}
 
 def _build(xp: Any, m: str) -> Table:
     if is_dask_namespace(xp):
-        return _dask_table()
+        return _dask_table(m)
     if m == "fallback":
         return _FALLBACK
     if is_numpy_namespace(xp):

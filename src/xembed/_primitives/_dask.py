@@ -246,20 +246,22 @@ def bincount(idx: Array, num_rows: int, xp: Any) -> Array:  # noqa: ARG001
     return g.array("bincount", (chunks_for(num_rows),), idx.dtype, tasks)
 
 
-def _scatter_step(prev: np.ndarray | None, idx: np.ndarray, rows: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """``prev`` plus the rows whose index falls in ``[lo, hi)`` (a new array: task inputs are never modified)."""
+def _scatter_step(prev: np.ndarray | None, idx: np.ndarray, rows: np.ndarray, lo: int, hi: int,
+                  block: Callable[..., Any]) -> np.ndarray:
+    """``prev`` plus the rows whose index falls in ``[lo, hi)`` (a new array: task inputs are never modified);
+    ``block``: NumPy's ``scatter_add_rows``."""
     from array_api_compat import array_namespace
-
-    from . import scatter_add_rows as native
 
     idx, rows = np.asarray(idx), np.asarray(rows)
     sel = (idx >= lo) & (idx < hi)
-    part = native(idx[sel].astype(np.int64) - lo, rows[sel], hi - lo, xp=array_namespace(rows))
+    part = block(idx[sel].astype(np.int64) - lo, rows[sel], hi - lo, array_namespace(rows))
     return np.asarray(part) if prev is None else prev + part
 
 
-def scatter_add_rows(idx: Array, rows: Array, num_rows: int, xp: Any) -> Array:  # noqa: ARG001
-    """``out[idx[i]] += rows[i]``: per output row chunk, a chain over the position chunks."""
+def scatter_add_rows(idx: Array, rows: Array, num_rows: int, xp: Any,  # noqa: ARG001
+                     *, block: Callable[..., Any]) -> Array:
+    """``out[idx[i]] += rows[i]``: per output row chunk, a chain over the position chunks (each step NumPy's
+    ``block``)."""
     rows = _aligned(rows, idx)
     g = graph("scatter-add", idx, rows, num_rows)
     out_chunks = chunks_for(num_rows)
@@ -267,18 +269,18 @@ def scatter_add_rows(idx: Array, rows: Array, num_rows: int, xp: Any) -> Array: 
     for j, (lo, hi) in enumerate(bounds(out_chunks)):
         prev: Key | None = None
         for c, (ik, rk) in enumerate(zip(_keys(idx), _keys(rows), strict=True)):
-            prev = g.add(g.key("scatter", j, c), _scatter_step, prev, ik, rk, lo, hi)
+            prev = g.add(g.key("scatter", j, c), _scatter_step, prev, ik, rk, lo, hi, block)
         tasks[(j, 0)] = (_same, prev)
     return g.array("scatter-add", (out_chunks, (rows.shape[1],)), rows.dtype, tasks)
 
 
 def gather_scatter_add(src: Array, src_idx: Array, dst_idx: Array, scale: Array | None, num_rows: int,
-                       acc_dtype: Any, xp: Any) -> Array:
+                       acc_dtype: Any, xp: Any, *, block: Callable[..., Any]) -> Array:
     """``out[dst_idx[i]] += scale[i] * src[src_idx[i]]``: :func:`take_rows`, then :func:`scatter_add_rows`."""
     rows = xp.astype(take_rows(src, src_idx, xp), acc_dtype)
     if scale is not None:
         rows = rows * xp.astype(_aligned(scale, rows), acc_dtype)[:, None]
-    return scatter_add_rows(dst_idx, rows, num_rows, xp)
+    return scatter_add_rows(dst_idx, rows, num_rows, xp, block=block)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -304,18 +306,17 @@ def _local_offsets(seg: np.ndarray, sel: np.ndarray, blo: int, bhi: int) -> np.n
 
 
 def _sum_part(idx: np.ndarray, seg: np.ndarray, scale: np.ndarray | None, w: np.ndarray, lo: int,
-              acc: np.dtype[Any]) -> Part:
-    """Per-bag sums of this chunk's positions whose index lies in ``w``'s rows (xembed's NumPy segment sum)."""
+              acc: np.dtype[Any], block: Callable[..., Any]) -> Part:
+    """Per-bag sums of this chunk's positions whose index lies in ``w``'s rows (``block``: NumPy's
+    ``gather_segment_sum``)."""
     from array_api_compat import array_namespace
-
-    from . import gather_segment_sum as native
 
     idx, seg = np.asarray(idx).astype(np.int64), np.asarray(seg)
     blo, bhi = _bag_range(seg)
     sel = np.flatnonzero((idx >= lo) & (idx < lo + w.shape[0]))
     csr = _local_offsets(seg, sel, blo, bhi)
     k = None if scale is None else np.asarray(scale)[sel]
-    sums = native(w, idx[sel] - lo, csr, k, acc, xp=array_namespace(w))
+    sums = block(w, idx[sel] - lo, csr, k, acc, array_namespace(w))
     return blo, bhi, {"sums": np.asarray(sums, dtype=acc)}
 
 
@@ -447,12 +448,12 @@ def _segment_reduce(stage: str, kind: str, weight: Array, idx: Array, offsets: A
 
 
 def gather_segment_sum(weight: Array, idx: Array, offsets: Array, scale: Array | None, acc_dtype: Any,
-                       xp: Any) -> Array:
+                       xp: Any, *, block: Callable[..., Any]) -> Array:
     """Per-bag sums in ``acc_dtype``: chunk-pair partial sums (xembed's NumPy segment sum), added."""
     acc = np.dtype(acc_dtype)
 
     def part(_c: int, _pos0: int, ik: Key, sk: Key, pk: Key | None, wk: Key, lo: int) -> tuple[Any, ...]:
-        return _sum_part, ik, sk, pk, wk, lo, acc
+        return _sum_part, ik, sk, pk, wk, lo, acc, block
 
     g, bag_bounds, merged = _segment_reduce("segment-sum", "sum", weight, idx, offsets, scale, part, xp)
     tasks = {(k, 0): (_field, mk, lo, hi, "sums") for k, ((lo, hi), mk) in enumerate(zip(bag_bounds, merged,
