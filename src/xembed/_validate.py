@@ -22,6 +22,7 @@ from array_api_compat import is_array_api_obj
 
 from . import _primitives as prim
 from ._dtypes import index_dtype
+from ._offsets_rules import decrease_error, first_offset_error, last_offset_error
 from ._typing import Array, Namespace
 
 MODES = ("sum", "mean", "max", "sqrtn", "min")
@@ -396,28 +397,11 @@ def check_offsets_values(offsets: Array, n: int, include_last_offset: bool, xp: 
     """
     if not has_values(offsets, xp) or offsets.shape[0] == 0:
         return
-    first = int(offsets[0])
-    if first != 0:
-        msg = f"`offsets`[0] must be 0, got {first}"
-        raise ValueError(msg)
-    pos = prim.offsets_first_decrease(offsets, xp=xp)
+    error = first_offset_error(int(offsets[0]))
+    pos = prim.offsets_first_decrease(offsets, xp=xp) if error is None else 0
     if pos > 0:
-        if source == "lengths":  # a running sum wrapped around its dtype
-            msg = f"the running sum of `lengths` overflows its integer dtype at lengths[{pos - 1}]"
-        else:
-            msg = (f"`offsets` must be non-decreasing, but offsets[{pos}] = {int(offsets[pos])} < "
-                   f"offsets[{pos - 1}] = {int(offsets[pos - 1])}")
-        raise ValueError(msg)
-    last = int(offsets[-1])
-    if source == "lengths" and last != n:
-        msg = f"`lengths` must sum to the number of indices in `input` ({n}), got sum(lengths) = {last}"
-        raise ValueError(msg)
-    if last > n:
-        msg = f"`offsets`[-1] = {last} is greater than the number of indices in `input` ({n})"
-        raise ValueError(msg)
-    if include_last_offset and last != n:
-        msg = (
-            f"with `include_last_offset`=True, `offsets`[-1] must equal the number of indices in `input` "
-            f"({n}), got {last}"
-        )
-        raise ValueError(msg)
+        error = decrease_error(pos, int(offsets[pos]), int(offsets[pos - 1]), source)
+    if error is None:
+        error = last_offset_error(int(offsets[-1]), n, include_last_offset, source)
+    if error is not None:
+        raise error

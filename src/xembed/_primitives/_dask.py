@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from .._offsets_rules import decrease_error, first_offset_error, last_offset_error
+
 Array = Any
 Key = tuple[Any, ...]
 Part = tuple[int, int, dict[str, np.ndarray]]  # (first bag, end bag, per-bag fields)
@@ -599,36 +601,19 @@ def _check_offsets_block(block: np.ndarray, prev: np.ndarray | None, start: int,
     b = np.asarray(block)
     if b.shape[0] == 0:
         return b
-    if start == 0 and int(b[0]) != 0:
-        msg = f"`offsets`[0] must be 0, got {int(b[0])}"
-        raise ValueError(msg)
+    error = first_offset_error(int(b[0])) if start == 0 else None
+    if error is not None:
+        raise error
     full = b if prev is None or np.asarray(prev).shape[0] == 0 else np.concatenate([np.asarray(prev)[-1:], b])
     shift = start - (full.shape[0] - b.shape[0])
     dec = full[1:] < full[:-1]
     if bool(dec.any()):
         pos = int(np.argmax(dec)) + 1 + shift
-        if source == "lengths":  # a running sum wrapped around its dtype
-            msg = f"the running sum of `lengths` overflows its integer dtype at lengths[{pos - 1}]"
-        else:
-            msg = (f"`offsets` must be non-decreasing, but offsets[{pos}] = {int(full[pos - shift])} < "
-                   f"offsets[{pos - 1}] = {int(full[pos - shift - 1])}")
-        raise ValueError(msg)
-    if is_last:
-        _check_last_offset(int(b[-1]), n, include_last_offset, source)
+        raise decrease_error(pos, int(full[pos - shift]), int(full[pos - shift - 1]), source)
+    error = last_offset_error(int(b[-1]), n, include_last_offset, source) if is_last else None
+    if error is not None:
+        raise error
     return b
-
-
-def _check_last_offset(last: int, n: int, include_last_offset: bool, source: str) -> None:
-    msg = None
-    if source == "lengths" and last != n:
-        msg = f"`lengths` must sum to the number of indices in `input` ({n}), got sum(lengths) = {last}"
-    elif last > n:
-        msg = f"`offsets`[-1] = {last} is greater than the number of indices in `input` ({n})"
-    elif include_last_offset and last != n:
-        msg = ("with `include_last_offset`=True, `offsets`[-1] must equal the number of indices in `input` "
-               f"({n}), got {last}")
-    if msg is not None:
-        raise ValueError(msg)
 
 
 def _after(block: np.ndarray, _ok: Any) -> np.ndarray:
