@@ -18,7 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 PUBLIC_MODULES = ["xembed", "xembed._api", "xembed._modules", "xembed._sparse", "xembed._quantized",
-                  "xembed._traced_checks", "xembed.primitives", "xembed._checkpoint", "xembed.torch._modules",
+                  "xembed._traced_checks", "xembed.primitives", "xembed._primitives", "xembed._checkpoint",
+                  "xembed.torch._modules",
                   "xembed.torch._functional", "xembed.torch._quantized"]
 PYCON = re.compile(r"^```pycon\n(.*?)^```", re.MULTILINE | re.DOTALL)
 

@@ -94,6 +94,12 @@ def mode() -> str:
     -------
     str
         One of ``auto``, ``native``, ``numba``, ``fallback``.
+
+    Examples
+    --------
+    >>> import xembed
+    >>> xembed.primitives.mode() in xembed.primitives.MODES
+    True
     """
     return _mode_var.get()
 
@@ -116,6 +122,13 @@ def use(new_mode: str) -> Iterator[None]:
     ------
     ValueError
         ``new_mode`` is not one of the modes.
+
+    Examples
+    --------
+    >>> import numpy as np, xembed
+    >>> with xembed.primitives.use("fallback"):
+    ...     xembed.embedding_bag(np.array([[0, 1]]), np.eye(2), mode="sum")
+    array([[1., 1.]])
     """
     token = _mode_var.set(_checked(new_mode, "`mode`"))
     try:
@@ -167,6 +180,12 @@ def numba_available() -> bool:
     -------
     bool
         True when the compiled kernels of the extra ``xembed[fast]`` can run.
+
+    Examples
+    --------
+    >>> import xembed
+    >>> isinstance(xembed.primitives.numba_available(), bool)
+    True
     """
     ok = _numba_ok.get("numba")
     if ok is None:
