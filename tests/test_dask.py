@@ -123,16 +123,18 @@ def test_embedding_0d_and_empty(client: Any) -> None:
 # embedding_bag
 # --------------------------------------------------------------------------------------------------------
 
-BAG_CASES = [
-    pytest.param(mode, sgbf, sparse, psw, id=f"{mode}{'-sgbf' if sgbf else ''}{'-sparse' if sparse else ''}"
-                 f"{'-psw' if psw else ''}")
-    for mode, sgbf, sparse, psw in [
-        ("sum", False, False, False), ("sum", True, False, False), ("sum", False, True, False),
-        ("sum", False, False, True), ("sum", False, True, True), ("sum", True, False, True),
-        ("mean", False, False, False), ("mean", True, False, False), ("mean", False, True, False),
-        ("max", False, False, False),
-    ]
-]
+def _option_cases(flags: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[Any]:
+    """``(mode, *flags)`` rows as params named ``mode-flag-...`` after the flags that are on."""
+    return [pytest.param(*row, id=row[0] + "".join(f"-{f}" for f, on in zip(flags, row[1:], strict=True) if on))
+            for row in rows]
+
+
+BAG_CASES = _option_cases(("sgbf", "sparse", "psw"), [
+    ("sum", False, False, False), ("sum", True, False, False), ("sum", False, True, False),
+    ("sum", False, False, True), ("sum", False, True, True), ("sum", True, False, True),
+    ("mean", False, False, False), ("mean", True, False, False), ("mean", False, True, False),
+    ("max", False, False, False),
+])
 
 
 def _bag_check(client: Any, idx: np.ndarray, x: Any, offsets: np.ndarray | None, offs: Any, mode: str,
@@ -380,15 +382,11 @@ def test_max_norm_index_error_at_compute(client: Any) -> None:
             run(client, lazy)
 
 
-EXT_CASES = [
-    pytest.param(mode, psw, sparse, sgbf, id=f"{mode}{'-psw' if psw else ''}{'-sparse' if sparse else ''}"
-                 f"{'-sgbf' if sgbf else ''}")
-    for mode, psw, sparse, sgbf in [
-        ("sqrtn", False, False, False), ("sqrtn", False, True, False), ("sqrtn", True, False, True),
-        ("sqrtn", True, True, False), ("min", False, False, False), ("mean", True, False, False),
-        ("mean", True, True, False), ("mean", True, False, True),
-    ]
-]
+EXT_CASES = _option_cases(("psw", "sparse", "sgbf"), [
+    ("sqrtn", False, False, False), ("sqrtn", False, True, False), ("sqrtn", True, False, True),
+    ("sqrtn", True, True, False), ("min", False, False, False), ("mean", True, False, False),
+    ("mean", True, True, False), ("mean", True, False, True),
+])
 
 
 def _ext_check(client: Any, idx: np.ndarray, x: Any, offsets: np.ndarray | None, offs: Any, mode: str,
@@ -500,6 +498,57 @@ def test_numpy_arguments_mix(client: Any) -> None:
     assert isinstance(out, da.Array)
     np.testing.assert_allclose(run(client, out), xembed.embedding_bag(IDX_1D, WEIGHT, OFFSETS, mode="sum"),
                                rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------------------
+# graph shapes (no cluster: the synchronous scheduler)
+# --------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", range(4))
+def test_segment_ids_match_searchsorted_for_any_chunking(seed: int) -> None:
+    """``DASK-PARTIALS``: the bag of every position, assembled per position chunk from the offsets chunks that
+    span it, equals ``searchsorted(offsets[1:], positions, side="right")`` for random bags (empty ones
+    included) under random chunkings of both."""
+    from xembed._primitives import _dask as prims
+
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        lengths = rng.integers(0, 5, int(rng.integers(1, 30))) * (rng.random() < 0.8)
+        offsets, n = np.r_[0, np.cumsum(lengths)], int(lengths.sum())
+        positions = da.core.normalize_chunks(int(rng.integers(1, n + 2)), (n,))[0] if n else ()
+        with prims.use_layout(prims.Layout(rows=(1,), positions=tuple(positions))):
+            seg = prims.segment_ids(da.from_array(offsets, chunks=int(rng.integers(1, offsets.size + 1))), n, np)
+        expected = np.searchsorted(offsets[1:], np.arange(n), side="right")
+        np.testing.assert_array_equal(seg.compute(scheduler="synchronous"), expected)
+
+
+def _tasks(x: Any, stage: str) -> int:
+    return sum(1 for k in dict(x.__dask_graph__()) if isinstance(k, tuple) and re.match(f"xembed-{stage}-", k[0]))
+
+
+def test_2d_bags_route_each_partial_to_its_own_bag_chunks() -> None:
+    """``DASK-CHUNKS``: the bags of a 2-D input are known per position chunk, so each chunk's partial goes only to
+    the bag chunks it overlaps (as many routing tasks as position chunks when they line up), and the dense
+    gradient looks up ``grad_output`` only in the chunks of those bags -- not every pair of chunks, which a 1-D
+    input with the same bags (the offsets' values are known only at ``.compute()``) needs."""
+    idx = RNG.integers(0, N, (64, 5))
+    x2 = da.from_array(idx, chunks=(8, 5))
+    x1, offsets = x2.reshape(-1), da.from_array(np.arange(64) * 5, chunks=8)
+    out2, pb2 = xembed.embedding_bag_vjp(x2, dweight(), mode="sum")
+    out1, pb1 = xembed.embedding_bag_vjp(x1, dweight(), offsets, mode="sum")
+    assert _tasks(out2, "segment-sum-route") == 8
+    assert _tasks(out1, "segment-sum-route") == 64
+    g = da.from_array(RNG.standard_normal((64, D)), chunks=(8, D))
+    assert _tasks(pb2(g)[0], "take-part") == 8
+    assert _tasks(pb1(g)[0], "take-part") == 64
+    for out, grad in ((out2, pb2(g)[0]), (out1, pb1(g)[0])):
+        o, gw = dask.compute(out, grad, scheduler="synchronous")
+        wt = t64(WEIGHT, grad=True)
+        ref = F.embedding_bag(t64(idx), wt, mode="sum")
+        ref.backward(t64(g.compute()))
+        assert wt.grad is not None
+        np.testing.assert_allclose(o, ref.detach().numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(gw, wt.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -24,17 +24,12 @@ from array_api_compat import is_dask_array, is_numpy_array
 
 from . import _core
 from . import _validate as v
+from ._dtypes import index_dtype
 from ._primitives import _dask as prims
 from ._sparse import SparseGrad
+from ._typing import Array
 
-Array = Any
-
-__all__ = ["DaskSparseGrad", "as_dask", "embedding", "embedding_bag", "involves_dask", "renorm"]
-
-
-def involves_dask(*arrays: Any) -> bool:
-    """``DASK-DISPATCH``: True when any argument is a dask array (imports no dask)."""
-    return any(x is not None and is_dask_array(x) for x in arrays)
+__all__ = ["DaskSparseGrad", "as_dask", "embedding", "embedding_bag", "renorm"]
 
 
 def _to_dask(name: str, x: Any) -> Array:
@@ -54,9 +49,7 @@ def _to_dask(name: str, x: Any) -> Array:
 
 
 def as_dask(**arrays: Any) -> tuple[Any, ...]:
-    """``DASK-DISPATCH``: the arguments in order, every array a dask array when any of them is one (else as given)."""
-    if not involves_dask(*arrays.values()):
-        return tuple(arrays.values())
+    """``DASK-DISPATCH``: the arguments in order, every array a dask array (one of them is), None kept."""
     return tuple(None if x is None else _to_dask(name, x) for name, x in arrays.items())
 
 
@@ -111,20 +104,11 @@ def _renormed(weight: Array, checked_input: Array, max_norm: float, norm_type: f
 
 
 def renorm(weight: Any, input: Any, max_norm: float, norm_type: float, xp: Any) -> Array:
-    """``xembed.renorm`` on dask arrays (``DASK-RENORM``): lazy, chunked like the weight's rows; index errors are
-    raised at ``.compute()`` (``DASK-CHECKS``)."""
-    from array_api_compat import array_namespace
-
-    input, weight = as_dask(input=input, weight=weight)
-    ns = array_namespace(weight)
-    if xp is not None and getattr(xp, "__name__", "") != ns.__name__:
-        msg = f"`xp` is {getattr(xp, '__name__', xp)!r} but the arrays are dask arrays"
-        raise TypeError(msg)
-    v.check_weight(weight, ns)
-    v.check_index_dtype("input", input, ns)
+    """``xembed.renorm`` on checked dask arrays (``DASK-RENORM``): lazy, chunked like the weight's rows; index
+    errors are raised at ``.compute()`` (``DASK-CHECKS``)."""
     w = _rows_only(weight)
     checked = prims.checked_indices(_first_axis_chunks(input), int(w.shape[0]))
-    return _renormed(w, checked, max_norm, norm_type, ns)
+    return _renormed(w, checked, max_norm, norm_type, xp)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -230,25 +214,51 @@ def _bag_chunks(x: Array, offsets: Array | None, lengths: Array | None, include_
     return tuple(s for s in sizes if s > 0) or (0,)
 
 
+def _as_regular_bags(x: Array, psw: Array | None, bags: tuple[int, ...],
+                     xp: Any) -> tuple[Array, Array, Array | None, tuple[str, int]]:
+    """A non-empty 2-D input (B, L) as the flat input, its offsets ``arange(B + 1) * L`` and the flat
+    per-sample weights; the offsets are named in the layout, so that the primitives know which bags each
+    position chunk holds (no routing of every chunk's partials to every bag chunk, BAG-2D)."""
+    import dask.array as da
+
+    length = int(x.shape[1])
+    itype = index_dtype(xp, None)
+    offsets = da.arange(0, int(x.shape[0]) * length + 1, length, dtype=itype,
+                        chunks=((*bags[:-1], bags[-1] + 1),))
+    flat_psw = None if psw is None else xp.reshape(_chunked_like(psw, x), (-1,))
+    return xp.reshape(x, (-1,)), offsets, flat_psw, (offsets.name, length)
+
+
+def _chunked_like(y: Array, x: Array) -> Array:
+    """``y`` with ``x``'s shape and chunks (a gradient of the per-sample weights, or the weights themselves)."""
+    y = y.reshape(tuple(int(s) for s in x.shape))
+    return y if y.chunks == x.chunks else y.rechunk(x.chunks)
+
+
 def embedding_bag(input: Array, weight: Array, offsets: Array | None, lengths: Array | None,
                   per_sample_weights: Array | None, a: v.BagArgs, xp: Any, want_vjp: bool) -> Any:
     """The core's ``embedding_bag_vjp`` on checked dask arrays (DASK-CHECKS, DASK-RENORM, DASK-CHUNKS)."""
     w = _rows_only(weight)
     x = prims.checked_indices(_first_axis_chunks(input), int(w.shape[0]))
-    n = int(x.shape[0])
     bags = _bag_chunks(x, offsets, lengths, a.include_last_offset)
+    regular = None
+    if x.ndim == 2 and math.prod(x.shape) > 0:
+        x, offsets, per_sample_weights, regular = _as_regular_bags(x, per_sample_weights, bags, xp)
+        a = dataclasses.replace(a, include_last_offset=True)
+    n = int(x.shape[0])
     if lengths is not None:  # EXT-LENGTHS: the one derivation, on checked lengths, then the offsets rules
         offsets = v.offsets_from_lengths(prims.checked_lengths(lengths, n), n, xp)
         offsets = prims.checked_offsets(offsets, n, True, source="lengths")
         a = dataclasses.replace(a, include_last_offset=True)
-    elif x.ndim == 1:
+    elif x.ndim == 1 and regular is None:
         offsets = prims.checked_offsets(offsets, n, a.include_last_offset)
     if offsets is not None:
         x = prims.waiting_for(x, offsets)
     psw = per_sample_weights
     if psw is not None and psw.chunks != x.chunks:
         psw = psw.rechunk(x.chunks)
-    layout = prims.Layout(rows=tuple(w.chunks[0]), positions=_flat_chunks(x), bags=bags, dim=int(w.shape[1]))
+    layout = prims.Layout(rows=tuple(w.chunks[0]), positions=_flat_chunks(x), bags=bags, dim=int(w.shape[1]),
+                          regular=regular)
     with prims.use_layout(layout):
         if a.max_norm is not None:
             w = _renormed(w, x, a.max_norm, a.norm_type, xp)
@@ -256,8 +266,8 @@ def embedding_bag(input: Array, weight: Array, offsets: Array | None, lengths: A
 
     def finish(grads: tuple[Any, Any]) -> tuple[Any, Any]:
         grad_w, grad_psw = grads
-        if grad_psw is not None and grad_psw.chunks != x.chunks:
-            grad_psw = grad_psw.rechunk(x.chunks)
+        if grad_psw is not None:
+            grad_psw = _chunked_like(grad_psw, input)
         return _weight_grad(grad_w, layout), grad_psw
 
     return _with_layout(out, pullback if want_vjp else None, layout, finish, (bags, (int(w.shape[1]),)))

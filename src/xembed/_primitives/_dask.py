@@ -5,8 +5,11 @@ The core runs unchanged on dask arrays; only the primitives below differ.  Each 
 * row lookups (``take_rows``) and per-bag reductions (``gather_segment_sum`` / ``max`` / ``min``) run one task per
   (position chunk, weight row chunk) pair: the partial result of the positions whose index falls in that row
   chunk, tree-reduced over the row chunks (fan-in :data:`SPLIT_EVERY`), then routed to the output's bag chunks
-  (which bags a position chunk touches is known only from the offsets' values, so every chunk's partial is
-  sliced for every bag chunk);
+  (for a 1-D input, which bags a position chunk touches is known only from the offsets' values, so every
+  chunk's partial is sliced for every bag chunk; for a 2-D input, the :class:`Layout` names its regular offsets
+  and each partial goes only to the bag chunks it overlaps);
+* ``segment_ids`` searches each offsets chunk only for the positions it spans, then assembles each position
+  chunk;
 * scatter-adds (``scatter_add_rows``, ``gather_scatter_add``, ``bincount``) build each output row chunk as a chain
   over the position chunks, so no table-sized partials pile up ahead of their reduction;
 * ``partition`` (the static-shape padding compaction) routes every position chunk's entries to the output
@@ -27,14 +30,14 @@ import contextlib
 import contextvars
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .._offsets_rules import decrease_error, first_offset_error, last_offset_error
+from .._typing import Array
 
-Array = Any
 Key = tuple[Any, ...]
 Part = tuple[int, int, dict[str, np.ndarray]]  # (first bag, end bag, per-bag fields)
 
@@ -132,12 +135,19 @@ def _known_starts(x: Array, what: str) -> list[int]:
 @dataclass(frozen=True)
 class Layout:
     """Preferred chunkings for the primitives' outputs: the weight's rows, the flattened input's positions, the
-    output's bags (empty when unknown) and the embedding dimension."""
+    output's bags (empty when unknown) and the embedding dimension.
+
+    ``regular``: the name of an offsets array known to be ``arange(B + 1) * length`` (a 2-D input's bags), and
+    that length.  ``value_ranges``: for index arrays built here whose values are known per chunk (the segment ids
+    of regular offsets), each chunk's ``[lo, hi)``, so that lookups and routing touch only the chunks those
+    values fall in instead of every pair of chunks."""
 
     rows: tuple[int, ...]
     positions: tuple[int, ...] = ()
     bags: tuple[int, ...] = ()
     dim: int = 1
+    regular: tuple[str, int] | None = None
+    value_ranges: dict[str, list[tuple[int, int]]] = field(default_factory=dict, compare=False, hash=False)
 
 
 _layout: contextvars.ContextVar[Layout | None] = contextvars.ContextVar("xembed_dask_layout", default=None)
@@ -150,6 +160,23 @@ def use_layout(layout: Layout) -> Iterator[None]:
         yield
     finally:
         _layout.reset(token)
+
+
+def _value_ranges(x: Array) -> list[tuple[int, int]] | None:
+    """Per-chunk ``[lo, hi)`` of ``x``'s values when the current layout knows them (else None: any value)."""
+    lay = _layout.get()
+    return None if lay is None else lay.value_ranges.get(x.name)
+
+
+def _overlapping(ranges: list[tuple[int, int]] | None, chunk_bounds: list[tuple[int, int]],
+                 c: int) -> list[int]:
+    """The chunks of ``chunk_bounds`` that chunk ``c``'s values can fall in (all when unknown; at least one, so
+    that every output has a task to start from)."""
+    if ranges is None:
+        return list(range(len(chunk_bounds)))
+    lo, hi = ranges[c]
+    hit = [j for j, (a, b) in enumerate(chunk_bounds) if a < hi and lo < b]
+    return hit or [0]
 
 
 def chunks_for(n: int) -> tuple[int, ...]:
@@ -182,42 +209,43 @@ def _one_column_chunk(weight: Array) -> Array:
 
 
 def _take_part(idx: np.ndarray, w: np.ndarray, lo: int) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of the positions whose index falls in the row chunk ``[lo, lo + len(w))``, and their mask."""
+    """The positions whose index falls in the row chunk ``[lo, lo + len(w))``, and their rows (only those: a
+    partial holds what its row chunk contributes, not a batch-chunk-sized array)."""
     idx = np.asarray(idx)
-    mask = (idx >= lo) & (idx < lo + w.shape[0])
-    vals = np.zeros((idx.shape[0], w.shape[1]), dtype=w.dtype)
-    vals[mask] = w[idx[mask] - lo]
-    return vals, mask
+    hit = np.flatnonzero((idx >= lo) & (idx < lo + w.shape[0]))
+    return hit, w[idx[hit] - lo]
 
 
-def _where_merge(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Merge partials over disjoint position sets (each position is filled by one row chunk)."""
-    vals, mask = parts[0]
-    vals = vals.copy()
-    for pv, pm in parts[1:]:
-        vals[pm] = pv[pm]
-        mask = mask | pm
-    return vals, mask
+def _concat_parts(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Partials over disjoint position sets, as one."""
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate([p for p, _ in parts]), np.concatenate([r for _, r in parts])
+
+
+def _placed(part: tuple[np.ndarray, np.ndarray], n: int, dim: int, dtype: Any) -> np.ndarray:
+    """The (n, dim) block of a position chunk from its merged partial (every position is filled once)."""
+    hit, rows = part
+    out = np.empty((n, dim), dtype=dtype)
+    out[hit] = rows
+    return out
 
 
 def _same(x: Any) -> Any:
     return x
 
 
-def _first(pair: tuple[Any, ...]) -> Any:
-    return pair[0]
-
-
 def take_rows(weight: Array, idx: Array, xp: Any) -> Array:  # noqa: ARG001
     """``weight[idx]`` (n, D): per position chunk, one lookup task per row chunk, merged by a tree."""
     w = _one_column_chunk(weight)
     g = graph("take-rows", w, idx)
-    row_bounds = bounds(w.chunks[0])
+    row_bounds, ranges = bounds(w.chunks[0]), _value_ranges(idx)
     tasks = {}
     for c, ik in enumerate(_keys(idx)):
-        parts = [g.add(g.key("take-part", c, j), _take_part, ik, (w.name, j, 0), lo)
-                 for j, (lo, _) in enumerate(row_bounds)]
-        tasks[(c, 0)] = (_first, g.tree("take-merge", (c,), parts, _where_merge))
+        parts = [g.add(g.key("take-part", c, j), _take_part, ik, (w.name, j, 0), row_bounds[j][0])
+                 for j in _overlapping(ranges, row_bounds, c)]
+        tasks[(c, 0)] = (_placed, g.tree("take-merge", (c,), parts, _concat_parts), int(idx.chunks[0][c]),
+                         int(w.shape[1]), w.dtype)
     return g.array("take-rows", (idx.chunks[0], w.chunks[1]), w.dtype, tasks)
 
 
@@ -289,12 +317,61 @@ def gather_scatter_add(src: Array, src_idx: Array, dst_idx: Array, scale: Array 
 # Segments
 # ---------------------------------------------------------------------------------------------------------
 
-def segment_ids(offsets: Array, n: int, xp: Any) -> Array:
-    """Bag of every position, chunked like the flattened input (a searchsorted per pair of chunks)."""
+def segment_ids(offsets: Array, n: int, xp: Any) -> Array:  # noqa: ARG001
+    """Bag of every position, chunked like the flattened input: a searchsorted per pair of chunks, or, for the
+    layout's regular offsets, ``position // length`` with each chunk's range of bags recorded."""
     import dask.array as da
 
+    lay = _layout.get()
+    if lay is None or lay.regular is None or lay.regular[0] != offsets.name:
+        return _searched_segment_ids(offsets, n)
     pos = da.arange(n, dtype=offsets.dtype, chunks=chunks_for(n))
-    return xp.searchsorted(offsets[1:], pos, side="right")
+    length = lay.regular[1]
+    seg = pos // length
+    lay.value_ranges[seg.name] = [(lo // length, (hi - 1) // length + 1) if hi > lo else (0, 0)
+                                  for lo, hi in bounds(pos.chunks[0])]
+    return seg
+
+
+SegPiece = tuple[int, int, np.ndarray, int]  # (first position, end position, their bags, bag of later ones)
+
+
+def _segment_piece(offs: np.ndarray, first_bag: int, start: int, stop: int) -> SegPiece | None:
+    """The bags of positions ``[start, stop)`` that one offsets chunk (bags ``first_bag...``) decides: those from
+    its first offset up to its last one; positions at or after its last offset belong to its last bag unless a
+    later chunk decides them.  None when the chunk decides nothing here (empty, or after ``stop``)."""
+    offs = np.asarray(offs)
+    if offs.shape[0] == 0 or int(offs[0]) >= stop:
+        return None
+    lo, hi = min(max(int(offs[0]), start), stop), min(max(int(offs[-1]), start), stop)
+    bags = np.searchsorted(offs, np.arange(lo, hi, dtype=offs.dtype), side="right") - 1 + first_bag
+    return lo, hi, bags.astype(offs.dtype, copy=False), first_bag + offs.shape[0] - 1
+
+
+def _assemble_segments(pieces: list[SegPiece | None], start: int, stop: int, dtype: Any) -> np.ndarray:
+    """One position chunk's bags from the offsets chunks' pieces, in offsets order (a later piece decides from
+    its first offset on)."""
+    live = [p for p in pieces if p is not None]
+    out = np.empty(stop - start, dtype=dtype)
+    for i, (lo, hi, bags, last) in enumerate(live):
+        out[lo - start:hi - start] = bags
+        fill_end = live[i + 1][0] if i + 1 < len(live) else stop
+        out[hi - start:fill_end - start] = last
+    return out
+
+
+def _searched_segment_ids(offsets: Array, n: int) -> Array:
+    """Bag of every position (``searchsorted(offsets[1:], pos, side="right")``): per (position chunk, offsets
+    chunk), the positions that chunk's offsets span, searched in that chunk only, then assembled per position
+    chunk -- linear in the positions, where a search of every position chunk in every offsets chunk is not."""
+    g = graph("segment-ids", offsets, n)
+    pos_bounds, offs_bounds = bounds(chunks_for(n)), bounds(offsets.chunks[0])
+    tasks = {}
+    for c, (start, stop) in enumerate(pos_bounds):
+        pieces = [g.add(g.key("segment-piece", c, k), _segment_piece, (offsets.name, k), first, start, stop)
+                  for k, (first, _) in enumerate(offs_bounds)]
+        tasks[(c,)] = (_assemble_segments, pieces, start, stop, offsets.dtype)
+    return g.array("segment-ids", (tuple(b - a for a, b in pos_bounds),), offsets.dtype, tasks)
 
 
 def _bag_range(seg: np.ndarray) -> tuple[int, int]:
@@ -441,10 +518,15 @@ def _segment_reduce(stage: str, kind: str, weight: Array, idx: Array, offsets: A
         parts = [g.add(g.key(f"{stage}-part", c, j), *part_task(c, starts[c], ik, sk, pk, (w.name, j, 0), lo))
                  for j, (lo, _) in enumerate(row_bounds)]
         chunk_parts.append(g.tree(f"{stage}-rows", (c,), parts, _merge, kind))
-    bag_bounds = bounds(chunks_for(num_bags))
+    bag_bounds, ranges = bounds(chunks_for(num_bags)), _value_ranges(seg)
+    routes: list[list[int]] = [[] for _ in bag_bounds]
+    for c in range(len(chunk_parts)):
+        for k in _overlapping(ranges, bag_bounds, c):
+            routes[k].append(c)
     merged = []
     for k, (lo, hi) in enumerate(bag_bounds):
-        pieces = [g.add(g.key(f"{stage}-route", k, c), _slice_part, part, lo, hi) for c, part in enumerate(chunk_parts)]
+        pieces = [g.add(g.key(f"{stage}-route", k, c), _slice_part, chunk_parts[c], lo, hi)
+                  for c in routes[k] or [0]]
         merged.append(g.tree(f"{stage}-bags", (k,), pieces, _merge, kind))
     return g, bag_bounds, merged
 
