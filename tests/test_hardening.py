@@ -87,7 +87,7 @@ def test_val_exact_derived_offsets_go_through_the_offsets_checks():
     """VAL-EXACT: a running sum that wrapped (decreasing derived offsets) is refused, naming `lengths`."""
     wrapped = np.array([0, 2**63 - 1, -(2**63)], dtype=np.int64)
     with pytest.raises(ValueError, match=r"running sum of `lengths` overflows .* at lengths\[1\]"):
-        _validate.check_offsets_values(wrapped, 3, True, xembed._backends.resolve(None, x=wrapped), source="lengths")
+        _validate.check_offsets_values(wrapped, 3, True, xembed._backends.resolve(None, x=wrapped)[0], source="lengths")
 
 
 @pytest.mark.parametrize("prim_mode", PRIMITIVE_MODES)

@@ -84,7 +84,7 @@ def test_float_codecs_bit_exact_on_special_values(backend: Backend) -> None:
     """The standard-only float32 / float16 codecs against NumPy's bit patterns (zeros, subnormals, extremes)."""
     from xembed._primitives import _quantized_fallback as codec
 
-    xp = xembed._backends.resolve(None, x=backend.asarray(np.zeros(1, np.float32)))
+    xp, _ = xembed._backends.resolve(None, x=backend.asarray(np.zeros(1, np.float32)))
     subnormals = [] if backend is Backend.JAX else [1e-45, -3e-39]  # XLA flushes them to zero (QUANT-JAX-FTZ)
     f32 = np.array([0.0, -0.0, 1.0, -2.5, *subnormals, 1.17549435e-38, 3.4028235e38, np.inf, -np.inf, 0.1],
                    dtype=np.float32)

@@ -42,8 +42,7 @@ def _embedding(input: Array, weight: Array, padding_idx: Any, max_norm: Any, nor
                                                   scale_grad_by_freq, sparse))
     if out is not backends.NOT_TAKEN:
         return out
-    input, weight = backends.promoted(input=input, weight=weight)
-    ns = backends.resolve(xp, input=input, weight=weight)
+    ns, (input, weight) = backends.resolve(xp, input=input, weight=weight)
     # every check, metadata first, values last (ERR-*), before anything is modified
     options = v.check_embedding_metadata(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq,
                                          sparse, ns)  # (padding_idx, max_norm, norm_type, sgbf, sparse), checked
@@ -185,10 +184,8 @@ def _embedding_bag(input: Array, weight: Array, offsets: Array | None, max_norm:
     out = backends.early_embedding_bag(xp, want_vjp, positional, lengths)
     if out is not backends.NOT_TAKEN:
         return out
-    input, weight, offsets, per_sample_weights, lengths = backends.promoted(
-        input=input, weight=weight, offsets=offsets, per_sample_weights=per_sample_weights, lengths=lengths)
-    ns = backends.resolve(xp, input=input, weight=weight, offsets=offsets, per_sample_weights=per_sample_weights,
-                          lengths=lengths)
+    ns, (input, weight, offsets, per_sample_weights, lengths) = backends.resolve(
+        xp, input=input, weight=weight, offsets=offsets, per_sample_weights=per_sample_weights, lengths=lengths)
     input, plain_weight, offsets, lengths, per_sample_weights = (
         prim.plain(name, x, xp=ns) for name, x in (("input", input), ("weight", weight), ("offsets", offsets),
                                                    ("lengths", lengths), ("per_sample_weights", per_sample_weights)))
@@ -413,8 +410,7 @@ def renorm(weight: Array, input: Array, max_norm: float, norm_type: float = 2.0,
     """
     early = backends.early_renorm(xp, weight, input)
     if early is None:
-        input, weight = backends.promoted(input=input, weight=weight)
-        ns = backends.resolve(xp, input=input, weight=weight)
+        ns, (input, weight) = backends.resolve(xp, input=input, weight=weight)
     else:
         ns = early[0]
     v.check_weight(weight, ns)

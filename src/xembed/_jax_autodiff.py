@@ -40,14 +40,10 @@ jax.tree_util.register_pytree_node(
 # invalid values under jit
 
 
-def _index_dtype(xp: Any) -> Any:
-    return index_dtype(xp, None)
-
-
 def sanitize_indices(input: Array, n_rows: int, xp: Any) -> tuple[Array, Array | None]:
     """Indices as the index dtype with every invalid one mapped to ``n_rows``, and the (input-shaped)
     mask of invalid positions; unchanged (and None) when the values were checked eagerly."""
-    itype = _index_dtype(xp)
+    itype = index_dtype(xp, None)
     idx = input.astype(itype)
     if has_values(input):
         return idx, None
@@ -204,7 +200,7 @@ def poison_bags(out: Array, ndim: int, bad: Array | None, offsets: Array | None,
 def _bags_with(bad: Array, offsets: Array, include_last_offset: bool, num_bags: int, xp: Any) -> Array:
     """(B,) mask of the bags containing a flagged position of a 1-D input."""
     n = bad.shape[0]
-    offs = offsets.astype(_index_dtype(xp))
+    offs = offsets.astype(index_dtype(xp, None))
     if not include_last_offset:
         offs = jnp.concatenate([offs, jnp.asarray([n], dtype=offs.dtype)])
     seg = prim.segment_ids(offs, n, xp=xp)

@@ -336,7 +336,7 @@ def quantize_rowwise(weight: Array, bits: int = 8, *, xp: Namespace | None = Non
     if is_torch_namespace(ns):
         weight = weight.detach()
     w = ns.astype(weight, ns.float32)
-    if v.has_values(w, ns) and not bool(ns.all(ns.isfinite(w))):
+    if prim.has_values(w, xp=ns) and not bool(ns.all(ns.isfinite(w))):
         msg = "`weight` must be finite to be quantized (a row's scale and bias come from its min and max)"
         raise ValueError(msg)
     packed = _pack8(w, ns) if bits == 8 else _pack_nbit(w, bits, ns)
@@ -366,7 +366,7 @@ def _pack_nbit(w: Array, bits: int, xp: Namespace) -> Array:
     lo = codec.round_to_float16(xp.min(w, axis=1), xp)
     spread = xp.max(w, axis=1) - lo
     scale = codec.round_to_float16(xp.where(spread == 0, 1.0, _divide(spread, float(top), xp)), xp)
-    if v.has_values(w, xp) and not bool(xp.all(xp.isfinite(lo) & xp.isfinite(scale))):
+    if prim.has_values(w, xp=xp) and not bool(xp.all(xp.isfinite(lo) & xp.isfinite(scale))):
         msg = (f"`weight` has a row whose min or (max - min) / {top} is beyond float16's range (65504); "
                f"{bits}-bit rows store them as float16")
         raise ValueError(msg)
@@ -404,7 +404,7 @@ def _refuse_training(max_norm: float | None, scale_grad_by_freq: bool, sparse: b
 def _namespace_of(xp: Namespace | None, table: QuantizedTable, **arrays: Array | None) -> Namespace:
     from ._backends import resolve  # _backends imports this module's callers, not this module
 
-    return resolve(xp, weight=table.packed, **arrays)
+    return resolve(xp, weight=table.packed, **arrays)[0]
 
 
 def embedding(input: Array, table: QuantizedTable, padding_idx: Any, max_norm: Any, norm_type: Any,
@@ -486,9 +486,9 @@ def bag_forward(input: Array, table: QuantizedTable, offsets: Array | None, per_
 
 
 def _no_dask(*arrays: Any) -> None:
-    from . import _dask
+    from ._backends._dask import involves_dask
 
-    packed = [x.packed if isinstance(x, QuantizedTable) else x for x in arrays]
-    if _dask.involves_dask(*packed):
+    packed = {str(i): x.packed if isinstance(x, QuantizedTable) else x for i, x in enumerate(arrays)}
+    if involves_dask(packed):
         msg = "a QuantizedTable `weight` with dask arrays is not supported; compute the arrays first"
         raise NotImplementedError(msg)

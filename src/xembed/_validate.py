@@ -3,8 +3,9 @@
 * Metadata checks (types, shapes, dtypes, option combinations, scalars) need no array values and run
   everywhere, lazy and traced arrays included.
 * Value checks (index range, offsets rules) read array values.  They run only on arrays whose values
-  can be read (:func:`has_values`, a capability of each namespace's arrays); on lazy and traced arrays
-  they are skipped here, and the backend adapter checks them where the values exist (spec JIT-*, DASK-CHECKS).
+  can be read (:func:`xembed._primitives.has_values`, a capability of each namespace's arrays); on lazy and
+  traced arrays they are skipped here, and the backend adapter checks them where the values exist (spec JIT-*,
+  DASK-CHECKS).
 
 Every check runs before anything is computed or modified, so a failing call never touches the weight.
 Errors name the argument in backticks and the offending value.
@@ -53,11 +54,6 @@ def _isdtype(xp: Any, dtype: Any, kind: str) -> bool:
     if r is None:
         r = _ISDTYPE[key] = bool(xp.isdtype(dtype, kind))
     return r
-
-
-def has_values(x: Array, xp: Namespace) -> bool:
-    """Whether ``x``'s values can be read now (:func:`xembed._primitives.has_values`)."""
-    return prim.has_values(x, xp=xp)
 
 
 def check_is_array(name: str, x: Any) -> None:
@@ -176,7 +172,7 @@ def check_indices_in_range(x: Array, num_embeddings: int, xp: Namespace, name: s
     One min/max pass over the indices (VAL-ONE-PASS); the offending position is searched only when one is
     out of range.
     """
-    if not has_values(x, xp) or math.prod(x.shape) == 0:
+    if not prim.has_values(x, xp=xp) or math.prod(x.shape) == 0:
         return
     lo, hi = prim.index_bounds(x, xp=xp)
     if lo >= 0 and hi < num_embeddings:
@@ -354,7 +350,7 @@ def check_lengths_values(lengths: Array, n: int, xp: Namespace) -> None:
     compared in the lengths' own dtype (unsigned values beyond int64's range included), so that the offsets
     derived from them (``lengths_to_offsets``) cannot wrap around before a prefix exceeds ``len(input)``;
     the sum rule is then checked on those offsets by :func:`check_offsets_values` (value check)."""
-    if not has_values(lengths, xp) or lengths.shape[0] == 0:
+    if not prim.has_values(lengths, xp=xp) or lengths.shape[0] == 0:
         return
     lo, hi = prim.index_bounds(lengths, xp=xp)
     if lo >= 0 and hi <= n:
@@ -395,7 +391,7 @@ def check_offsets_values(offsets: Array, n: int, include_last_offset: bool, xp: 
     Every comparison is made in the offsets' own dtype or on Python ints (VAL-EXACT).  ``source="lengths"``:
     the offsets were derived from ``lengths`` (EXT-LENGTHS) and the errors speak of those.
     """
-    if not has_values(offsets, xp) or offsets.shape[0] == 0:
+    if not prim.has_values(offsets, xp=xp) or offsets.shape[0] == 0:
         return
     error = first_offset_error(int(offsets[0]))
     pos = prim.offsets_first_decrease(offsets, xp=xp) if error is None else 0

@@ -30,7 +30,7 @@ from . import _dask, _numpy, _torch_traced
 from ._calls import NOT_TAKEN, Adapter, Bag, Lookup
 
 __all__ = ["NOT_TAKEN", "Adapter", "Bag", "Lookup", "adapter_for", "early_embedding", "early_embedding_bag",
-           "early_renorm", "promoted", "resolve"]
+           "early_renorm", "resolve"]
 
 
 _ADAPTERS: dict[int, Adapter] = {}
@@ -56,22 +56,20 @@ def _library(ns: Namespace) -> str:
     return getattr(ns, "__name__", repr(ns)).removeprefix("array_api_compat.")
 
 
-def promoted(**arrays: Array | None) -> tuple[Array | None, ...]:
-    """The arguments in order, as one library reads them: NumPy arrays next to dask arrays become one-chunk
-    dask arrays (DASK-DISPATCH); otherwise unchanged."""
-    return _dask.promoted(arrays)
+_NAMESPACES: dict[tuple[type, ...], tuple[Namespace, bool]] = {}
 
 
-_NAMESPACES: dict[tuple[type, ...], Namespace] = {}
-
-
-def resolve(xp: Namespace | None, **arrays: Array | None) -> Namespace:
-    """The array API namespace of all array arguments (ERR-NAMESPACE: TypeError on mixed libraries or a
-    mismatching ``xp``, ValueError on mixed devices); looked up once per tuple of argument types."""
-    present = {k: x for k, x in arrays.items() if x is not None}
-    key = tuple(type(x) for x in present.values())
-    ns = _NAMESPACES.get(key)
-    if ns is None:
+def resolve(xp: Namespace | None, **arrays: Array | None) -> tuple[Namespace, tuple[Array | None, ...]]:
+    """The array API namespace of all array arguments, and the arguments in order as that library reads them
+    (NumPy arrays next to dask arrays become one-chunk dask arrays, DASK-DISPATCH).  ERR-NAMESPACE: TypeError on
+    mixed libraries or a mismatching ``xp``, ValueError on mixed devices.  Decided once per tuple of argument
+    types."""
+    key = tuple(type(x) for x in arrays.values() if x is not None)
+    known = _NAMESPACES.get(key)
+    promote = _dask.involves_dask(arrays) if known is None else known[1]
+    values = _dask.promoted(arrays) if promote else tuple(arrays.values())
+    present = {k: x for k, x in zip(arrays, values, strict=True) if x is not None}
+    if known is None:
         for name, x in present.items():
             v.check_is_array(name, x)
         try:
@@ -80,12 +78,14 @@ def resolve(xp: Namespace | None, **arrays: Array | None) -> Namespace:
             kinds = ", ".join(f"`{k}`: {type(x).__module__}.{type(x).__name__}" for k, x in present.items())
             msg = f"all arrays must come from one array library, got {kinds}"
             raise TypeError(msg) from e
-        _NAMESPACES[key] = ns
+        _NAMESPACES[key] = (ns, promote)
+    else:
+        ns = known[0]
     if xp is not None and _library(xp) != _library(ns):
         msg = f"`xp` is {_library(xp)} but the arrays are {_library(ns)} arrays"
         raise TypeError(msg)
     v.check_same_device(present, ns)
-    return ns
+    return ns, values
 
 
 # Early routes: decided from the argument types alone, before the checks.  Each returns NOT_TAKEN when the

@@ -4,7 +4,7 @@ The core runs on dask arrays through the dask primitives (chunk-pair graphs, :mo
 :mod:`xembed._dask` adds what only dask needs around a core call: value checks as per-block tasks (they raise
 at ``.compute()``), ``max_norm`` on a renormed copy of the table (DASK-RENORM), the chunk layout of the result
 and of the gradients.  NumPy arguments next to dask arrays become one-chunk dask arrays (DASK-DISPATCH,
-:func:`promoted`)."""
+:func:`promoted`, applied by :func:`xembed._backends.resolve`)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,13 @@ from .._typing import Array, Namespace
 from ._calls import Adapter, Bag, Lookup
 
 
+def involves_dask(arrays: dict[str, Array | None]) -> bool:
+    """Whether any argument is a dask array (dask is never imported otherwise)."""
+    return any(x is not None and is_dask_array(x) for x in arrays.values())
+
+
 def promoted(arrays: dict[str, Array | None]) -> tuple[Array | None, ...]:
-    """The arguments in order; all of them dask arrays when any is one (dask is never imported otherwise)."""
-    if not any(x is not None and is_dask_array(x) for x in arrays.values()):
-        return tuple(arrays.values())
+    """The arguments in order, all of them dask arrays (one of them is)."""
     from .. import _dask
 
     return _dask.as_dask(**arrays)

@@ -13,13 +13,12 @@ from typing import Any
 from array_api_compat import device as _device
 from array_api_compat import is_numpy_namespace
 
+from .._typing import Array
 from . import _quantized_fallback as codec
 from . import gather_segment_max as _segment_max
 from . import gather_segment_min as _segment_min
 from . import gather_segment_sum as _segment_sum
 from . import index_dtype, mode, numba_available
-
-Array = Any
 
 
 def _fused(xp: Any) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 
 from array_api_compat import device as _device
 
-Array = Any
+from .._typing import Array
 
 #: bytes of scale + bias at the end of a row, per bit width
 OVERHEAD = {8: 8, 4: 4, 2: 4}

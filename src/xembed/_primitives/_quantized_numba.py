@@ -29,11 +29,11 @@ from llvmlite import ir  # type: ignore[import-untyped]
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from .._typing import Array
 from ._numba import _parallel_launch, _parallel_threads, _prefetch, _variant, element_pointer
 
 __all__ = ["gather_rows", "gather_segment_extreme", "gather_segment_sum"]
 
-Array = Any
 # float16 bit pattern -> float32 value: a 256 KiB table instead of a conversion per row.
 _HALF = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
 _LINE = 64
