@@ -218,7 +218,7 @@ def _as_regular_bags(x: Array, psw: Array | None, bags: tuple[int, ...],
                      xp: Any) -> tuple[Array, Array, Array | None, tuple[str, int]]:
     """A non-empty 2-D input (B, L) as the flat input, its offsets ``arange(B + 1) * L`` and the flat
     per-sample weights; the offsets are named in the layout, so that the primitives know which bags each
-    position chunk holds (no routing of every chunk's partials to every bag chunk, BAG-2D)."""
+    position chunk holds (BAG-LAYOUT-2D; DASK-COMBINE: no routing of every partial to every bag chunk)."""
     import dask.array as da
 
     length = int(x.shape[1])
