@@ -36,6 +36,7 @@ def _status(rep: dict[str, Any]) -> dict[str, str]:
     return {r["id"]: r["status"] for r in rep["results"]}
 
 
+@pytest.mark.heavy
 def test_torch_reference_conforms() -> None:
     rep = run_conformance("torch.nn.functional", backend="torch", max_examples=12)
     bad = {k: v for k, v in _status(rep).items() if v in ("fail", "error")}
@@ -56,6 +57,7 @@ def test_torch_reference_conforms() -> None:
     assert rep["summary"]["pass"] > 100
 
 
+@pytest.mark.heavy
 def test_torch_strict_with_known_deviations_conforms() -> None:
     # 40: an error row spends 12 examples, 6 of them boundary examples; the segfault needs generated ones
     rep = run_conformance("torch.nn.functional", backend="torch", max_examples=40, strict=True,
@@ -105,6 +107,7 @@ def test_broken_target_is_caught(name: str, seed: int, capsys: pytest.CaptureFix
             assert verdict.startswith("verdict: DOES NOT CONFORM -- " + r["cause"]), (verdict, r["message"])
 
 
+@pytest.mark.heavy
 def test_crashing_target_is_isolated(tmp_path: Path) -> None:
     """A segfaulting target: the crash is a failing check with case and repro, the run goes on, the report is
     written, and the repro crashes the same way."""
@@ -125,6 +128,7 @@ def test_crashing_target_is_isolated(tmp_path: Path) -> None:
     assert out.returncode < 0, (out.returncode, out.stderr[-2000:])  # killed by a signal, as in the run
 
 
+@pytest.mark.heavy
 def test_independent_numpy_target_conforms_via_vjp() -> None:
     rep = run_conformance("checker_targets.np_target", backend="numpy", max_examples=8)
     assert rep["gradients"] == "vjp"
@@ -464,6 +468,7 @@ def test_suite_collects_every_check_without_a_target(tmp_path: Path) -> None:
     assert _suite(["-q"], tmp_path).returncode == 2  # running needs --impl: a checker-side error
 
 
+@pytest.mark.heavy
 def test_suite_verdicts_xdist_junitxml_and_no_litter(tmp_path: Path) -> None:
     """The Done-when command from an empty directory: a file target, -n 2, --junitxml; exit 0 on torch, 1 on a
     broken target, with the failing check named in the JUnit XML and one line per failing check in the summary;
@@ -567,3 +572,16 @@ def test_keras_rs_target_without_keras_rs_is_a_clear_setup_error(monkeypatch: py
     monkeypatch.delitem(sys.modules, "xembed_conformance.targets.keras_rs", raising=False)
     with pytest.raises(SetupError, match=r"needs keras and keras-rs \(pip install keras keras-rs\)"):
         load_target("xembed_conformance.targets.keras_rs")
+
+
+def test_a_jax_run_gives_back_jax_settings() -> None:
+    """The checker's JAX backends switch on float64 and a compilation cache for the run only: a process that runs
+    the checker in-process (a test session, a notebook) keeps its own dtypes and cache afterwards."""
+    import jax
+
+    before = {name: getattr(jax.config, name) for name in ("jax_enable_x64", "jax_compilation_cache_dir",
+                                                           "jax_persistent_cache_min_compile_time_secs")}
+    rep = run_conformance("xembed", backend="jax", max_examples=1, isolate=False,
+                          only=["embedding::defaults (1-D input)::values"])
+    assert rep["summary"]["pass"] == 1, rep["summary"]
+    assert {name: getattr(jax.config, name) for name in before} == before

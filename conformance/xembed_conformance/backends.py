@@ -144,6 +144,9 @@ class Backend:
     def __init__(self, device: str | None = None):
         self.device = device
 
+    def close(self) -> None:
+        """Undo what the backend changed in the library's process-wide settings (the run is over)."""
+
     # conversion (required) --------------------------------------------------------------------
     def asarray(self, values: NDArray, dtype: str) -> Any:
         """The library's array of `values` (NumPy) in dtype `dtype` (a NumPy-style name) on the device."""
@@ -374,23 +377,25 @@ class CupyBackend(Backend):
         return f"cp.asarray({numpy_expr}.astype(np.{'bool_' if dtype == 'bool' else dtype}))"
 
 
-def jax_compilation_cache(jax: Any) -> None:
-    """Keep XLA's compilations in ``~/.cache/xembed-conformance/jax`` (``$XDG_CACHE_HOME/...``; at most 512 MB,
-    least recently used entries go first), unless the user chose a cache directory.  On JAX, compiling each new
-    array shape is most of a run's time, and a run draws the same shapes again from the same seed."""
-    if jax.config.jax_compilation_cache_dir or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        return
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    jax.config.update("jax_compilation_cache_dir", str(Path(base) / "xembed-conformance" / "jax"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # the default, 1 s, keeps none of ours
-    jax.config.update("jax_compilation_cache_max_size", 512 * 2**20)
+def jax_settings(jax: Any) -> dict[str, Any]:
+    """What the checker's JAX backends set: ``jax_enable_x64`` (float64 rows, int64 indices) and XLA's
+    compilations kept in ``~/.cache/xembed-conformance/jax`` (``$XDG_CACHE_HOME/...``), unless the user chose a
+    cache directory.  On JAX, compiling each new array shape is most of a run's time, and a run draws the same
+    shapes again from the same seed.  No size limit: JAX's size-limited cache takes a file lock and lists the
+    directory on every access, which costs more than it saves when several processes compile at once."""
+    settings: dict[str, Any] = {"jax_enable_x64": True}
+    if not (jax.config.jax_compilation_cache_dir or os.environ.get("JAX_COMPILATION_CACHE_DIR")):
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        settings["jax_compilation_cache_dir"] = str(Path(base) / "xembed-conformance" / "jax")
+        settings["jax_persistent_cache_min_compile_time_secs"] = 0.0  # the default, 1 s, keeps none of ours
+    return settings
 
 
 class JaxBackend(Backend):
     """JAX, eager.  Immutable arrays: ``renorm_in_place = False`` (RENORM-FUNCTIONAL: the weight is
     unchanged, the output reads the renormed rows).  Gradients through the target's ``*_vjp`` functions.
     ``jax_enable_x64`` is switched on (float64 rows, int64 indices), and XLA's compilations persist across runs
-    (:func:`jax_compilation_cache`)."""
+    (:func:`jax_settings`), until :meth:`close`."""
 
     name = "jax"
     float_dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
@@ -398,10 +403,19 @@ class JaxBackend(Backend):
 
     def __init__(self, device: str | None = None):
         jax: Any = importlib.import_module("jax")  # typed Any: the checker is typed without jax's stubs
-        jax.config.update("jax_enable_x64", True)
-        jax_compilation_cache(jax)
+        settings = jax_settings(jax)
+        self._restore = {name: getattr(jax.config, name) for name in settings}
+        for name, value in settings.items():
+            jax.config.update(name, value)
         self.jax, self.jnp = jax, importlib.import_module("jax.numpy")
         super().__init__(device)
+
+    def close(self) -> None:
+        """JAX's settings as they were before the run: a program (or test session) that runs the checker in its
+        own process gets back its dtypes and its compilation cache."""
+        for name, value in self._restore.items():
+            self.jax.config.update(name, value)
+        self._restore = {}
 
     def asarray(self, values: NDArray, dtype: str) -> Any:
         a = np.asarray(values)

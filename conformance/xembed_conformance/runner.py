@@ -236,7 +236,11 @@ def make_backend_or_fail(backend: str, device: str | None = None) -> Backend:
 def check_ids(backend: str = "numpy", device: str | None = None) -> list[tuple[str, tuple[str, ...]]]:
     """Every check id of the suite on `backend` with the spec rules it cites (no target needed): the float rows,
     then the quantized rows (which take torch CPU tensors whatever the backend)."""
-    rows = build_rows(make_backend_or_fail(backend, device))
+    be = make_backend_or_fail(backend, device)
+    try:
+        rows = build_rows(be)
+    finally:
+        be.close()
     return [(cid, row.spec) for row in rows for cid in row.check_ids()] + [
         (q.id, q.spec) for q in build_quantized_rows()]
 
@@ -305,6 +309,7 @@ class Suite:
 
     def close(self) -> None:
         self.executor.close()
+        self.ctx.backend.close()
 
 
 def build_report(meta: dict[str, Any], results: list[Result], xfails: list[Xfail], elapsed_s: float,
