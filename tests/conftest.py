@@ -11,8 +11,14 @@ Skips are decided at collection, by markers, never inside test bodies:
 * a ``dtype`` parameter the backend lacks (bfloat16 on NumPy, float16 on array-api-strict): skip marker with one
   reason string per (backend, dtype), so ``-ra`` folds them.
 * ``skip_backend(name, reason=...)``: a test that does not apply to one backend (a skip marker, folded by -ra).
+* ``skip_fallback_on(name, reason=...)``: the same, for that backend under the standard-only fallback primitives
+  only (the ``primitives`` fixture's ``fallback`` param).
 
 GPU backends also carry the ``gpu`` marker so ``-m "not gpu"`` / ``-m gpu`` select them.
+
+Tests marked ``heavy`` (the conformance checker runs, a minute or more each) are collected first: with
+``pytest -n 2`` (pyproject's ``--dist worksteal``) they start at once on the workers while the thousands of
+short tests fill in around them, instead of one worker running them alone at the end.
 """
 
 from __future__ import annotations
@@ -47,6 +53,9 @@ def _skip_reason(item: pytest.Item) -> str | None:
     for mark in item.iter_markers("skip_backend"):
         if isinstance(backend, Backend) and backend.value == mark.args[0]:
             return f"{backend.value}: {mark.kwargs['reason']}"
+    for mark in item.iter_markers("skip_fallback_on"):
+        if isinstance(backend, Backend) and backend.value == mark.args[0] and params.get("primitives") == "fallback":
+            return f"{backend.value}, fallback primitives: {mark.kwargs['reason']}"
     dtype = params.get("dtype")
     if isinstance(backend, Backend) and isinstance(dtype, str) and not backend.has_dtype(dtype):
         return f"{backend.value} has no {dtype} dtype"
@@ -67,7 +76,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             _DESELECTED[reason] += 1
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = keep
+    keep.sort(key=lambda item: item.get_closest_marker("heavy") is None)  # stable: heavy ones first
+    items[:] = keep
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

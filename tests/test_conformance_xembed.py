@@ -27,10 +27,11 @@ def _checker_runs() -> list[Any]:
         if b.value in _BACKENDS:
             runs.append(pytest.param(b, *_BACKENDS[b.value], 10, id=b.value, marks=b.marks()))
         elif b.value == "jax":
-            runs += [pytest.param(b, mode, None, 4, id=mode, marks=b.marks()) for mode in ("jax", "jax-jit")]
+            runs += [pytest.param(b, mode, None, 2, id=mode, marks=b.marks()) for mode in ("jax", "jax-jit")]
     return runs
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize(("backend", "name", "device", "examples"), _checker_runs())
 def test_xembed_conforms(backend: Any, name: str, device: str | None, examples: int) -> None:  # noqa: ARG001
     """Every check passes (none skipped) with ``--strict``; jax / jax-jit with a smaller budget (module doc).

@@ -555,15 +555,16 @@ def test_2d_bags_route_each_partial_to_its_own_bag_chunks() -> None:
 # the conformance checker
 # --------------------------------------------------------------------------------------------------------
 
+@pytest.mark.heavy
 def test_conformance_checker_strict_on_dask(client: Any) -> None:
-    """``DASK-DISTRIBUTED``, ``DASK-CHECKS``, ``DASK-RENORM``: the checker's ``dask`` backend (``--strict``, 3
+    """``DASK-DISTRIBUTED``, ``DASK-CHECKS``, ``DASK-RENORM``: the checker's ``dask`` backend (``--strict``, 2
     examples per check), in the checker's process so that the LocalCluster computes every result: every check
     passes, max_norm rows (immutable weight: the output read from the renormed rows) and value errors raised at
     ``.compute()`` included."""
     from xembed_conformance.runner import run_conformance
 
     assert distributed.default_client() is client
-    rep = run_conformance("xembed", backend="dask", max_examples=3, seed=0, strict=True, isolate=False)
+    rep = run_conformance("xembed", backend="dask", max_examples=2, seed=0, strict=True, isolate=False)
     bad = {r["id"]: r["message"][:300] for r in rep["results"] if r["status"] in ("fail", "error")}
     assert not bad, bad
     assert not any(r["status"] == "skip" for r in rep["results"])

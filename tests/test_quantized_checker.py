@@ -22,6 +22,7 @@ from xembed_conformance.checks.quantized import QUANTIZED_OPS
 from xembed_conformance.runner import run_conformance
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.heavy  # whole checker runs (tests/conftest.py schedules them first)
 
 
 def _by_status(rep: dict[str, Any]) -> dict[str, set[str]]:
