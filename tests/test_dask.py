@@ -529,7 +529,7 @@ def _tasks(x: Any, stage: str) -> int:
 def test_2d_bags_route_each_partial_to_its_own_bag_chunks() -> None:
     """``DASK-CHUNKS``: the bags of a 2-D input are known per position chunk, so each chunk's partial goes only to
     the bag chunks it overlaps (as many routing tasks as position chunks when they line up), and the dense
-    gradient looks up ``grad_output`` only in the chunks of those bags -- not every pair of chunks, which a 1-D
+    gradient reads ``grad_output`` only from the chunks of those bags -- not every pair of chunks, which a 1-D
     input with the same bags (the offsets' values are known only at ``.compute()``) needs."""
     idx = RNG.integers(0, N, (64, 5))
     x2 = da.from_array(idx, chunks=(8, 5))
@@ -539,8 +539,8 @@ def test_2d_bags_route_each_partial_to_its_own_bag_chunks() -> None:
     assert _tasks(out2, "segment-sum-route") == 8
     assert _tasks(out1, "segment-sum-route") == 64
     g = da.from_array(RNG.standard_normal((64, D)), chunks=(8, D))
-    assert _tasks(pb2(g)[0], "take-part") == 8
-    assert _tasks(pb1(g)[0], "take-part") == 64
+    assert _tasks(pb2(g)[0], "src-piece") == 8
+    assert _tasks(pb1(g)[0], "src-piece") == 64
     for out, grad in ((out2, pb2(g)[0]), (out1, pb1(g)[0])):
         o, gw = dask.compute(out, grad, scheduler="synchronous")
         wt = t64(WEIGHT, grad=True)

@@ -273,7 +273,7 @@ def _dask_table(m: str) -> Table:
                                  "partition")),
         gather_segment_sum=functools.partial(_dask.gather_segment_sum, block=block.gather_segment_sum),
         scatter_add_rows=functools.partial(_dask.scatter_add_rows, block=block.scatter_add_rows),
-        gather_scatter_add=functools.partial(_dask.gather_scatter_add, block=block.scatter_add_rows))
+        gather_scatter_add=functools.partial(_dask.gather_scatter_add, block=block.gather_scatter_add))
 
 
 _fused_forwards: dict[str, Any] = {}

@@ -304,13 +304,71 @@ def scatter_add_rows(idx: Array, rows: Array, num_rows: int, xp: Any,  # noqa: A
     return g.array("scatter-add", (out_chunks, (rows.shape[1],)), rows.dtype, tasks)
 
 
+def _src_piece(src_idx: np.ndarray, src: np.ndarray, lo: int) -> tuple[int, np.ndarray]:
+    """The rows of one ``src`` chunk (rows ``lo...``) between the smallest and the largest of ``src_idx``, and the
+    first one's row number."""
+    s = np.asarray(src_idx)
+    if s.shape[0] == 0:
+        return lo, src[:0]
+    first, end = max(int(s.min()), lo), min(int(s.max()) + 1, lo + src.shape[0])
+    return first, src[first - lo:max(end, first) - lo]
+
+
+def _concat_src(pieces: list[tuple[int, np.ndarray]]) -> tuple[int, np.ndarray]:
+    """Consecutive row ranges, in order, as one (an empty piece anywhere is dropped)."""
+    live = [p for p in pieces if p[1].shape[0]]
+    if len(live) <= 1:
+        return live[0] if live else pieces[0]
+    return live[0][0], np.concatenate([rows for _, rows in live])
+
+
+def _gather_scatter_step(prev: np.ndarray | None, dst_idx: np.ndarray, src_idx: np.ndarray, scale: np.ndarray | None,
+                         gathered: tuple[int, np.ndarray], lo: int, hi: int, acc: np.dtype[Any],
+                         block: Callable[..., Any]) -> np.ndarray:
+    """``prev`` plus ``scale[i] * src[src_idx[i]]`` for the positions whose ``dst_idx`` falls in ``[lo, hi)``
+    (``gathered``: the ``src`` rows this position chunk reads; ``block``: NumPy's ``gather_scatter_add``)."""
+    from array_api_compat import array_namespace
+
+    dst, s = np.asarray(dst_idx), np.asarray(src_idx)
+    sel = np.flatnonzero((dst >= lo) & (dst < hi))
+    first, rows = gathered
+    k = None if scale is None else np.asarray(scale)[sel]
+    # the rows this chunk reaches, summed compactly: the step holds two table chunks (``prev`` and its copy), not a
+    # third, table-chunk-sized partial
+    touched, slot = np.unique(dst[sel].astype(np.int64) - lo, return_inverse=True)
+    part = np.asarray(block(rows, s[sel].astype(np.int64) - first, slot.reshape(-1), k, touched.shape[0], acc,
+                            array_namespace(rows)))
+    out = np.zeros((hi - lo, rows.shape[1]), dtype=acc) if prev is None else prev.copy()
+    out[touched] += part
+    return out
+
+
 def gather_scatter_add(src: Array, src_idx: Array, dst_idx: Array, scale: Array | None, num_rows: int,
-                       acc_dtype: Any, xp: Any, *, block: Callable[..., Any]) -> Array:
-    """``out[dst_idx[i]] += scale[i] * src[src_idx[i]]``: :func:`take_rows`, then :func:`scatter_add_rows`."""
-    rows = xp.astype(take_rows(src, src_idx, xp), acc_dtype)
-    if scale is not None:
-        rows = rows * xp.astype(_aligned(scale, rows), acc_dtype)[:, None]
-    return scatter_add_rows(dst_idx, rows, num_rows, xp, block=block)
+                       acc_dtype: Any, xp: Any, *, block: Callable[..., Any]) -> Array:  # noqa: ARG001
+    """``out[dst_idx[i]] += scale[i] * src[src_idx[i]]``: per position chunk, the ``src`` rows between its
+    smallest and largest ``src_idx`` (a bag gradient's ``src_idx`` are the non-decreasing segment ids, so these
+    are the rows of the bags the chunk touches, not a row per position); then, per output row chunk, a chain over
+    the position chunks (each step NumPy's ``block``)."""
+    src = _one_column_chunk(src)
+    dst_idx = _aligned(dst_idx, src_idx)
+    scale = None if scale is None else _aligned(scale, src_idx)
+    g = graph("gather-scatter-add", src, src_idx, dst_idx, scale, num_rows, np.dtype(acc_dtype).str)
+    src_bounds, ranges = bounds(src.chunks[0]), _value_ranges(src_idx)
+    gathered = []
+    for c, sk in enumerate(_keys(src_idx)):
+        pieces = [g.add(g.key("src-piece", c, k), _src_piece, sk, (src.name, k, 0), src_bounds[k][0])
+                  for k in _overlapping(ranges, src_bounds, c)]
+        gathered.append(g.tree("src-merge", (c,), pieces, _concat_src))
+    scale_keys: list[Key | None] = [None] * len(gathered) if scale is None else list(_keys(scale))
+    out_chunks = chunks_for(num_rows)
+    tasks = {}
+    for j, (lo, hi) in enumerate(bounds(out_chunks)):
+        prev: Key | None = None
+        for c, (dk, sk, pk) in enumerate(zip(_keys(dst_idx), _keys(src_idx), scale_keys, strict=True)):
+            prev = g.add(g.key("step", j, c), _gather_scatter_step, prev, dk, sk, pk, gathered[c], lo, hi,
+                         np.dtype(acc_dtype), block)
+        tasks[(j, 0)] = (_same, prev)
+    return g.array("gather-scatter-add", (out_chunks, (src.shape[1],)), np.dtype(acc_dtype), tasks)
 
 
 # ---------------------------------------------------------------------------------------------------------
