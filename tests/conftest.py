@@ -16,9 +16,11 @@ Skips are decided at collection, by markers, never inside test bodies:
 
 GPU backends also carry the ``gpu`` marker so ``-m "not gpu"`` / ``-m gpu`` select them.
 
-Tests marked ``heavy`` (the conformance checker runs, a minute or more each) are collected first: with
-``pytest -n 2`` (pyproject's ``--dist worksteal``) they start at once on the workers while the thousands of
-short tests fill in around them, instead of one worker running them alone at the end.
+Tests marked ``heavy`` or ``heavy(seconds)`` (whole conformance-checker runs, up to minutes each) are collected
+first, the longest first: ``pytest -n 2``
+(pytest-xdist's default ``load`` scheduling) deals the first tests out in turn, so the heavy ones are shared
+between the workers from the start and the thousands of short tests fill in around them, instead of one worker
+running them alone at the end.
 """
 
 from __future__ import annotations
@@ -62,6 +64,12 @@ def _skip_reason(item: pytest.Item) -> str | None:
     return None
 
 
+def _heaviness(item: pytest.Item) -> float:
+    """Sort key: ``heavy(seconds)`` items by decreasing estimate (``heavy`` alone counts as a minute), then the rest."""
+    mark = item.get_closest_marker("heavy")
+    return 0.0 if mark is None else -float(mark.args[0] if mark.args else 60)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     keep, dropped = [], []
     for item in items:
@@ -76,7 +84,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             _DESELECTED[reason] += 1
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-    keep.sort(key=lambda item: item.get_closest_marker("heavy") is None)  # stable: heavy ones first
+    keep.sort(key=_heaviness)  # stable: the heaviest first
     items[:] = keep
 
 

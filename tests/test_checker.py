@@ -83,6 +83,7 @@ def _exec_repro(repro: str, capsys: pytest.CaptureFixture[str]) -> str:
     return verdict
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_broken_target_is_caught(name: str, seed: int, capsys: pytest.CaptureFixture[str]) -> None:
@@ -313,6 +314,7 @@ def test_xembed_offers_and_matches_the_extensions() -> None:
     assert rep["conforms"]
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", sorted(EXT_BROKEN))
 def test_broken_extension_target_is_caught(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     """EXT-SQRTN / EXT-WMEAN / EXT-WMEAN-GRAD: a target that offers an extension with the wrong divisor (or the

@@ -31,7 +31,7 @@ def _checker_runs() -> list[Any]:
     return runs
 
 
-@pytest.mark.heavy
+@pytest.mark.heavy(120)
 @pytest.mark.parametrize(("backend", "name", "device", "examples"), _checker_runs())
 def test_xembed_conforms(backend: Any, name: str, device: str | None, examples: int) -> None:  # noqa: ARG001
     """Every check passes (none skipped) with ``--strict``; jax / jax-jit with a smaller budget (module doc).

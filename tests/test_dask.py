@@ -555,7 +555,7 @@ def test_2d_bags_route_each_partial_to_its_own_bag_chunks() -> None:
 # the conformance checker
 # --------------------------------------------------------------------------------------------------------
 
-@pytest.mark.heavy
+@pytest.mark.heavy(300)
 def test_conformance_checker_strict_on_dask(client: Any) -> None:
     """``DASK-DISTRIBUTED``, ``DASK-CHECKS``, ``DASK-RENORM``: the checker's ``dask`` backend (``--strict``, 2
     examples per check), in the checker's process so that the LocalCluster computes every result: every check
