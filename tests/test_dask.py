@@ -551,6 +551,22 @@ def test_2d_bags_route_each_partial_to_its_own_bag_chunks() -> None:
         np.testing.assert_allclose(gw, wt.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
+def test_2d_psw_gradient_is_chunked_like_the_input_rows() -> None:
+    """``DASK-GRAD``: with a 2-D input chunked along both axes, the per_sample_weights gradient is chunked like the
+    first-axis-chunked input (one chunk along the bag length), and equals torch's."""
+    idx, psw = RNG.integers(0, N, (9, 5)), RNG.standard_normal((9, 5))
+    _, pullback = xembed.embedding_bag_vjp(da.from_array(idx, chunks=(4, 2)), dweight(), mode="sum",
+                                           per_sample_weights=da.from_array(psw, chunks=(3, 5)))
+    g = RNG.standard_normal((9, D))
+    grad_psw = pullback(g)[1]
+    assert grad_psw.chunks == ((4, 4, 1), (5,))
+    pt = t64(psw, grad=True)
+    F.embedding_bag(t64(idx), t64(WEIGHT), mode="sum", per_sample_weights=pt).backward(t64(g))
+    assert pt.grad is not None
+    np.testing.assert_allclose(grad_psw.compute(scheduler="synchronous"), pt.grad.numpy(), rtol=1e-12,
+                               atol=1e-12)
+
+
 # --------------------------------------------------------------------------------------------------------
 # the conformance checker
 # --------------------------------------------------------------------------------------------------------

@@ -241,7 +241,7 @@ def embedding_bag(input: Array, weight: Array, offsets: Array | None, lengths: A
     w = _rows_only(weight)
     x = prims.checked_indices(_first_axis_chunks(input), int(w.shape[0]))
     bags = _bag_chunks(x, offsets, lengths, a.include_last_offset)
-    regular = None
+    shaped, regular = x, None  # shaped: the input in its first-axis chunks, the psw gradient's layout
     if x.ndim == 2 and math.prod(x.shape) > 0:
         x, offsets, per_sample_weights, regular = _as_regular_bags(x, per_sample_weights, bags, xp)
         a = dataclasses.replace(a, include_last_offset=True)
@@ -252,7 +252,7 @@ def embedding_bag(input: Array, weight: Array, offsets: Array | None, lengths: A
         a = dataclasses.replace(a, include_last_offset=True)
     elif x.ndim == 1 and regular is None:
         offsets = prims.checked_offsets(offsets, n, a.include_last_offset)
-    if offsets is not None:
+    if offsets is not None and regular is None:  # the regular offsets are built here: nothing to wait for
         x = prims.waiting_for(x, offsets)
     psw = per_sample_weights
     if psw is not None and psw.chunks != x.chunks:
@@ -267,7 +267,7 @@ def embedding_bag(input: Array, weight: Array, offsets: Array | None, lengths: A
     def finish(grads: tuple[Any, Any]) -> tuple[Any, Any]:
         grad_w, grad_psw = grads
         if grad_psw is not None:
-            grad_psw = _chunked_like(grad_psw, input)
+            grad_psw = _chunked_like(grad_psw, shaped)
         return _weight_grad(grad_w, layout), grad_psw
 
     return _with_layout(out, pullback if want_vjp else None, layout, finish, (bags, (int(w.shape[1]),)))
