@@ -10,17 +10,15 @@ Skips are decided at collection, by markers, never inside test bodies:
   not installed)``) instead of one ``-ra`` line per test function.
 * a ``dtype`` parameter the backend lacks (bfloat16 on NumPy, float16 on array-api-strict): skip marker with one
   reason string per (backend, dtype), so ``-ra`` folds them.
-* ``skip_backend(name, reason=...)``: a test that does not apply to one backend (a skip marker, folded by -ra).
-* ``skip_fallback_on(name, reason=...)``: the same, for that backend under the standard-only fallback primitives
-  only (the ``primitives`` fixture's ``fallback`` param).
+* ``skip_backend(name, reason=..., primitives=None)``: a test that does not apply to one backend (a skip marker,
+  folded by -ra); with ``primitives="fallback"``, only under that param of the ``primitives`` fixture.
 
 GPU backends also carry the ``gpu`` marker so ``-m "not gpu"`` / ``-m gpu`` select them.
 
 Tests marked ``heavy`` or ``heavy(seconds)`` (whole conformance-checker runs, up to minutes each) are collected
-first, the longest first: ``pytest -n 2``
-(pytest-xdist's default ``load`` scheduling) deals the first tests out in turn, so the heavy ones are shared
-between the workers from the start and the thousands of short tests fill in around them, instead of one worker
-running them alone at the end.
+first, the longest first: ``pytest -n 2`` (pytest-xdist's default ``load`` scheduling) deals the first tests out
+in turn, so the heavy ones are shared between the workers from the start and the thousands of short tests fill in
+around them, instead of one worker running them alone at the end.
 """
 
 from __future__ import annotations
@@ -53,11 +51,11 @@ def _skip_reason(item: pytest.Item) -> str | None:
     params = params.params if params is not None else {}
     backend = params.get("backend")
     for mark in item.iter_markers("skip_backend"):
-        if isinstance(backend, Backend) and backend.value == mark.args[0]:
-            return f"{backend.value}: {mark.kwargs['reason']}"
-    for mark in item.iter_markers("skip_fallback_on"):
-        if isinstance(backend, Backend) and backend.value == mark.args[0] and params.get("primitives") == "fallback":
-            return f"{backend.value}, fallback primitives: {mark.kwargs['reason']}"
+        only = mark.kwargs.get("primitives")
+        if (isinstance(backend, Backend) and backend.value == mark.args[0]
+                and only in (None, params.get("primitives"))):
+            where = backend.value if only is None else f"{backend.value}, {only} primitives"
+            return f"{where}: {mark.kwargs['reason']}"
     dtype = params.get("dtype")
     if isinstance(backend, Backend) and isinstance(dtype, str) and not backend.has_dtype(dtype):
         return f"{backend.value} has no {dtype} dtype"

@@ -12,8 +12,9 @@ from xembed_testutils import check_embedding, check_embedding_bag, to_numpy
 # These sizes target the native kernels' size-dependent branches; JAX under the forced fallback runs each size op
 # by op (minutes for the module) and has none.  The fallback on JAX is tested on small cases by test_extensions and
 # test_nonfinite.
-pytestmark = pytest.mark.skip_fallback_on("jax", reason="the sizes target native kernels; fallback-on-JAX is "
-                                          "covered by the small cases of test_extensions and test_nonfinite")
+pytestmark = pytest.mark.skip_backend("jax", primitives="fallback", reason="the sizes target native kernels; "
+                                      "fallback-on-JAX is covered by the small cases of test_extensions and "
+                                      "test_nonfinite")
 
 
 def _random_offsets(lengths):
