@@ -10,8 +10,8 @@ namespace; the adapter decides how it runs there:
 
 Some calls are decided before the checks, from the argument types alone (:func:`early_embedding`,
 :func:`early_embedding_bag`, :func:`early_renorm`): the one-kernel NumPy forward, which checks the values while
-it reduces (PRIM-FAST-FORWARD); torch tensors under tracing, which take the ``xembed::`` custom ops
-(TORCH-TRACED).
+it reduces (PRIM-FAST-FORWARD); the same kernels on CPU torch tensors, with their transposes under autograd
+(PRIM-FAST-TORCH); torch tensors under tracing, which take the ``xembed::`` custom ops (TORCH-TRACED).
 
 A library's module is imported only when its arrays are passed.  The semantics stay in :mod:`xembed._core`.
 """
@@ -26,7 +26,7 @@ from array_api_compat import array_namespace, is_dask_namespace, is_jax_namespac
 
 from .. import _validate as v
 from .._typing import Array, Namespace
-from . import _dask, _numpy, _torch_traced
+from . import _dask, _numpy, _torch_early
 from ._calls import NOT_TAKEN, Adapter, Bag, Lookup
 
 __all__ = ["NOT_TAKEN", "Adapter", "Bag", "Lookup", "adapter_for", "early_embedding", "early_embedding_bag",
@@ -97,17 +97,17 @@ def early_embedding(xp: Namespace | None, want_vjp: bool, args: tuple[Any, ...])
     """``args``: embedding's positional arguments (input, weight, padding_idx, max_norm, norm_type,
     scale_grad_by_freq, sparse).  Two routes, tested in turn (no loop: this is the per-call fast path)."""
     out = _numpy.early_embedding(xp, want_vjp, args)
-    return _torch_traced.early_embedding(xp, want_vjp, args) if out is NOT_TAKEN else out
+    return _torch_early.early_embedding(xp, want_vjp, args) if out is NOT_TAKEN else out
 
 
 def early_embedding_bag(xp: Namespace | None, want_vjp: bool, args: tuple[Any, ...], lengths: Array | None) -> Any:
     """``args``: embedding_bag's positional arguments (input, weight, offsets, max_norm, norm_type,
     scale_grad_by_freq, mode, sparse, per_sample_weights, include_last_offset, padding_idx)."""
     out = _numpy.early_embedding_bag(xp, want_vjp, args, lengths)
-    return _torch_traced.early_embedding_bag(xp, want_vjp, args, lengths) if out is NOT_TAKEN else out
+    return _torch_early.early_embedding_bag(xp, want_vjp, args, lengths) if out is NOT_TAKEN else out
 
 
 def early_renorm(xp: Namespace | None, weight: Array, input: Array) -> tuple[Namespace, Callable[..., Array]] | None:
     """The namespace and the renorm of a traced torch call (``None``: the adapter's renorm).
     The caller checks the arguments in that namespace first."""
-    return _torch_traced.early_renorm(xp, weight, input)
+    return _torch_early.early_renorm(xp, weight, input)

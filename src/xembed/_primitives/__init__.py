@@ -281,10 +281,13 @@ _fused_forwards: dict[str, Any] = {}
 
 def fused_numpy_forward(weight: Array) -> Any:
     """The module of one-kernel NumPy forwards (``PRIM-FAST-FORWARD``) when ``weight`` is a NumPy array and
-    the current mode runs the numba kernels on NumPy arrays, else None (decided once per mode; other
-    arrays never import numba)."""
-    if type(weight) is not np.ndarray:
-        return None
+    the current mode runs the numba kernels on NumPy arrays, else None (other arrays never import numba)."""
+    return fused_kernels() if type(weight) is np.ndarray else None
+
+
+def fused_kernels() -> Any:
+    """The module of one-kernel forwards and their transposes when the current mode runs the numba kernels
+    (``auto`` with numba installed, ``numba``), else None; decided once per mode."""
     m = _mode_var.get()
     try:
         return _fused_forwards[m]

@@ -1,4 +1,5 @@
-"""One-kernel forwards for the common NumPy calls (extra ``xembed[fast]``; spec ``PRIM-FAST-FORWARD``).
+"""One-kernel forwards for the common calls, and their transposes (extra ``xembed[fast]``; spec
+``PRIM-FAST-FORWARD``, ``PRIM-FAST-TORCH``).
 
 ``embedding_bag`` / ``embedding`` on plain ``numpy.ndarray`` arguments with options whose checks need no
 array values beyond what the kernel reads anyway run here: the options are checked in a few attribute
@@ -8,7 +9,10 @@ non-native byte order, ``max_norm``, the extensions, a call big enough for the p
 ``None`` and the caller takes the general path.  So does a call whose values the kernel rejects: the general
 path then raises the error of the ``ERR-*`` rule; the output the kernel wrote is a fresh array, dropped.
 
-Results are bit-identical to the general numba path: the same loops in the same order and dtype.
+Results are bit-identical to the general numba path: the same loops in the same order and dtype.  The
+transposes (the weight gradients of sum / mean bags and of lookups) are too: the general path's products, added
+in its deterministic order.  The torch route (:mod:`xembed._backends._torch_fast`) runs them on views of CPU
+tensors, through the plans (:func:`bag_plan`, :func:`lookup_plan`) that hold a call's resolved options.
 """
 
 from __future__ import annotations
@@ -44,6 +48,28 @@ def _check_offsets(offsets: Any, n: int, include_last: bool) -> bool:  # pragma:
     return last <= n and (last == n or not include_last)
 
 
+def _check_values(idx: Any, offsets: Any, include_last: bool, rows: int) -> bool:  # pragma: no cover - compiled
+    """The checks of :func:`_bag_forward` without the reduction: offsets (when given) and every index."""
+    if offsets.shape[0] != 0 and not _check_offsets_kernel(offsets, idx.shape[0], include_last):
+        return False
+    for i in range(idx.shape[0]):  # noqa: SIM110 - compiled: a loop, not a generator
+        if idx[i] < 0 or idx[i] >= rows:
+            return False
+    return True
+
+
+def _span(offsets: Any, b: int, length: int, n: int) -> tuple[int, int]:  # pragma: no cover - compiled
+    """The positions ``[start, stop)`` of bag ``b``: ``offsets[b]`` to the next offset (``n`` after the last),
+    or ``b * length`` to ``(b + 1) * length`` for a 2-D input (``length`` >= 0)."""
+    if length >= 0:
+        return np.int64(b * length), np.int64((b + 1) * length)
+    stop = np.int64(offsets[b + 1]) if b + 1 < offsets.shape[0] else np.int64(n)
+    return np.int64(offsets[b]), stop
+
+
+_span_kernel = _numba._jit(_span, False)
+
+
 def _bag_forward(weight: Any, idx: Any, offsets: Any, num_bags: int, length: int, include_last: bool,
                  psw: Any, mode: int, pad: int, out: Any, line: int) -> int:  # pragma: no cover - compiled
     """Bag ``b`` is ``idx[offsets[b]:offsets[b+1]]`` (its end ``n`` past the last offset), or
@@ -54,17 +80,12 @@ def _bag_forward(weight: Any, idx: Any, offsets: Any, num_bags: int, length: int
     dim = weight.shape[1]
     if length < 0 and not _check_offsets_kernel(offsets, n, include_last):
         return _BAD_OFFSETS
-    m = offsets.shape[0]
     one = out.dtype.type(1)
     for b in range(num_bags):
-        if length >= 0:
-            start, stop = np.int64(b * length), np.int64((b + 1) * length)
-        else:
-            start = np.int64(offsets[b])
-            stop = np.int64(offsets[b + 1]) if b + 1 < m else np.int64(n)
+        start, stop = _span_kernel(offsets, b, length, n)
         count = 0
         for i in range(start, stop):
-            if i + PREFETCH < stop:
+            if i + PREFETCH < n:  # across bag ends: a bag of 20 would start 8 rows cold
                 ahead = np.int64(idx[i + PREFETCH])
                 if 0 <= ahead < rows:
                     for c in range(0, dim, line):
@@ -95,35 +116,94 @@ def _bag_forward(weight: Any, idx: Any, offsets: Any, num_bags: int, length: int
     return _OK
 
 
-def _lookup(weight: Any, idx: Any, out: Any) -> int:  # pragma: no cover - compiled
+def _bag_transpose(grad: Any, idx: Any, offsets: Any, num_bags: int, length: int, psw: Any, mode: int, pad: int,
+                   out: Any) -> None:  # pragma: no cover - compiled
+    """The transpose of :func:`_bag_forward`'s ``sum`` / ``mean`` (its weight gradient): ``out[idx[i]] +=
+    grad[b] * coef_i``, ``coef_i`` = ``psw[i]`` (sum) or ``1 / count_b`` (mean), over the non-padding entries in
+    position order: the general path's products, added in its deterministic scatter's order.  ``out`` is
+    zeros; the values were checked by the forward."""
+    n = idx.shape[0]
+    dim = out.shape[1]
+    one = out.dtype.type(1)
+    for b in range(num_bags):
+        start, stop = _span_kernel(offsets, b, length, n)
+        coef = one
+        if mode == 1:
+            count = 0
+            for i in range(start, stop):
+                if idx[i] != pad:
+                    count += 1
+            if count > 0:
+                coef = one / out.dtype.type(count)
+        for i in range(start, stop):
+            r = idx[i]
+            if r == pad:
+                continue
+            s = psw[i] if psw.shape[0] != 0 else coef
+            for d in range(dim):
+                out[r, d] += grad[b, d] * s
+
+
+def _lookup(weight: Any, idx: Any, zero_row: int, out: Any) -> int:  # pragma: no cover - compiled
+    """``out[i] = weight[idx[i]]``, zeros where ``idx[i] == zero_row`` (-1: none; the transpose of the
+    gradient, whose padding rows are zero)."""
     rows = weight.shape[0]
     for i in range(idx.shape[0]):
         r = idx[i]
         if r < 0 or r >= rows:
             return _BAD_INDEX
+        if r == zero_row:
+            for d in range(weight.shape[1]):
+                out[i, d] = 0
+            continue
         for d in range(weight.shape[1]):  # an explicit loop: a slice copy costs a view per row
             out[i, d] = weight[r, d]
     return _OK
 
 
+def _lookup_transpose(grad: Any, idx: Any, pad: int, out: Any) -> None:  # pragma: no cover - compiled
+    """The weight gradient of a lookup: ``out[idx[i]] += grad[i]`` in position order, padding rows skipped."""
+    for i in range(idx.shape[0]):
+        r = idx[i]
+        if r == pad:
+            continue
+        for d in range(out.shape[1]):
+            out[r, d] += grad[i, d]
+
+
 _check_offsets_kernel = _numba._jit(_check_offsets, False)
 bag_forward_kernel = _numba._jit(_bag_forward, False)
+check_values_kernel = _numba._jit(_check_values, False)
 lookup_kernel = _numba._jit(_lookup, False)
-KERNELS = (_check_offsets_kernel, bag_forward_kernel, lookup_kernel)
+bag_transpose_kernel = _numba._jit(_bag_transpose, False)
+lookup_transpose_kernel = _numba._jit(_lookup_transpose, False)
+KERNELS = (_check_offsets_kernel, bag_forward_kernel, check_values_kernel, lookup_kernel, bag_transpose_kernel,
+           lookup_transpose_kernel)
 
 
-def _small(work: int) -> bool:
-    return work < _numba._PARALLEL_MIN_WORK
+def _serial(work: int) -> bool:
+    """Whether the general path would run a call doing ``work`` (rows x D) on one thread: then the one kernel
+    is as fast at any size; above that, the parallel kernels are faster."""
+    return work < _numba._PARALLEL_MIN_WORK or _numba._parallel_threads(work) == 0
 
 
 def _flag(x: Any) -> bool:
     return x is True or x is False
 
 
-def embedding_bag(input: Any, weight: Any, offsets: Any, max_norm: Any, norm_type: Any, scale_grad_by_freq: Any,
-                  mode: Any, sparse: Any, per_sample_weights: Any, include_last_offset: Any,
-                  padding_idx: Any) -> np.ndarray | None:
-    """The forward of ``xembed.embedding_bag`` in one kernel, or None (the general path decides)."""
+# A bag call the kernels take, its options resolved: (idx, offsets, num_bags, length, include_last, psw, mode,
+# pad); ``idx`` and ``psw`` flat, ``offsets`` empty for a 2-D input of bags of ``length``.
+BagPlan = tuple[np.ndarray, np.ndarray, int, int, bool, np.ndarray, int, int]
+# A lookup the kernels take: (idx flat, output shape, padding row or -1).
+LookupPlan = tuple[np.ndarray, tuple[int, ...], int]
+
+
+def bag_plan(input: Any, weight: Any, offsets: Any, max_norm: Any, norm_type: Any, scale_grad_by_freq: Any,
+             mode: Any, sparse: Any, per_sample_weights: Any, include_last_offset: Any,
+             padding_idx: Any, any_size: bool = False) -> BagPlan | None:
+    """The plan of an ``embedding_bag`` call on NumPy arrays whose options and metadata the kernels take (no
+    value is read), or None (the general path decides).  Calls the parallel kernels would run faster are
+    declined, unless ``any_size`` (a caller that only checks the values here)."""
     nd = np.ndarray
     if (type(input) is not nd or type(weight) is not nd or max_norm is not None or type(mode) is not str
             or mode not in _MODES or weight.ndim != 2 or weight.dtype not in _WEIGHT_DTYPES
@@ -132,8 +212,7 @@ def embedding_bag(input: Any, weight: Any, offsets: Any, max_norm: Any, norm_typ
             or (sparse and scale_grad_by_freq) or (mode == "max" and (sparse or scale_grad_by_freq))
             or type(norm_type) not in (int, float) or not norm_type > 0):
         return None
-    rows = weight.shape[0]
-    pad = _padding(padding_idx, rows)
+    pad = _padding(padding_idx, weight.shape[0])
     if pad is None:
         return None
     psw = _NO_PSW[weight.dtype]
@@ -150,13 +229,42 @@ def embedding_bag(input: Any, weight: Any, offsets: Any, max_norm: Any, norm_typ
         num_bags, length, offs = offsets.shape[0] - (1 if include_last_offset else 0), -1, offsets
     else:
         return None
-    dim = weight.shape[1]
-    if not _small(input.size * dim):
+    if not (any_size or _serial(input.size * weight.shape[1])):
         return None
-    out = np.zeros((num_bags, dim), weight.dtype)
-    status = bag_forward_kernel(weight, input.reshape(-1), offs, num_bags, length, include_last_offset, psw,
-                                _MODES[mode], pad, out, _numba._line(weight))
+    return input.reshape(-1), offs, num_bags, length, include_last_offset, psw, _MODES[mode], pad
+
+
+def bag_forward(plan: BagPlan, weight: np.ndarray) -> np.ndarray | None:
+    """The bags of ``plan`` over ``weight``, or None when a value fails its check."""
+    idx, offs, num_bags, length, include_last, psw, mode, pad = plan
+    out = np.zeros((num_bags, weight.shape[1]), weight.dtype)
+    status = bag_forward_kernel(weight, idx, offs, num_bags, length, include_last, psw, mode, pad, out,
+                                _numba._line(weight))
     return out if status == _OK else None
+
+
+def bag_values_valid(plan: BagPlan, rows: int) -> bool:
+    """Whether the offsets and indices of ``plan`` pass the checks ``bag_forward`` makes (for a caller that
+    reduces with another kernel)."""
+    idx, offs, _, _, include_last, *_ = plan
+    return bool(check_values_kernel(idx, offs, include_last, rows))
+
+
+def bag_transpose(plan: BagPlan, grad: np.ndarray, rows: int) -> np.ndarray:
+    """The (rows, D) weight gradient of a ``sum`` / ``mean`` plan whose forward succeeded."""
+    idx, offs, num_bags, length, _, psw, mode, pad = plan
+    out = np.zeros((rows, grad.shape[1]), grad.dtype)
+    bag_transpose_kernel(grad, idx, offs, num_bags, length, psw, mode, pad, out)
+    return out
+
+
+def embedding_bag(input: Any, weight: Any, offsets: Any, max_norm: Any, norm_type: Any, scale_grad_by_freq: Any,
+                  mode: Any, sparse: Any, per_sample_weights: Any, include_last_offset: Any,
+                  padding_idx: Any) -> np.ndarray | None:
+    """The forward of ``xembed.embedding_bag`` in one kernel, or None (the general path decides)."""
+    plan = bag_plan(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse,
+                    per_sample_weights, include_last_offset, padding_idx)
+    return None if plan is None else bag_forward(plan, weight)
 
 
 _NO_OFFSETS = np.empty(0, np.int64)
@@ -171,19 +279,41 @@ def _padding(padding_idx: Any, rows: int) -> int | None:
     return padding_idx + rows if padding_idx < 0 else padding_idx
 
 
-def embedding(input: Any, weight: Any, padding_idx: Any, max_norm: Any, norm_type: Any, scale_grad_by_freq: Any,
-              sparse: Any) -> np.ndarray | None:
-    """The forward of ``xembed.embedding`` in one kernel (range check and row copy), or None."""
+def lookup_plan(input: Any, weight: Any, padding_idx: Any, max_norm: Any, norm_type: Any, scale_grad_by_freq: Any,
+                sparse: Any) -> LookupPlan | None:
+    """The plan of an ``embedding`` call on NumPy arrays the kernels take, or None."""
     nd = np.ndarray
     if (type(input) is not nd or type(weight) is not nd or max_norm is not None or weight.ndim != 2
             or input.ndim >= _MAX_NDIM or weight.dtype not in _WEIGHT_DTYPES or input.dtype not in _INDEX_DTYPES
             or not (_flag(sparse) and _flag(scale_grad_by_freq)) or (sparse and scale_grad_by_freq)
-            or type(norm_type) not in (int, float) or not norm_type > 0
-            or _padding(padding_idx, weight.shape[0]) is None):
+            or type(norm_type) not in (int, float) or not norm_type > 0):
         return None
+    pad = _padding(padding_idx, weight.shape[0])
     dim = weight.shape[1]
-    if dim == 0 or not _small(input.size * dim):
+    if pad is None or dim == 0 or not _serial(input.size * dim):
         return None
-    out = np.empty((*input.shape, dim), weight.dtype)
-    status = lookup_kernel(weight, input.reshape(-1), out.reshape(-1, dim))
+    return input.reshape(-1), (*input.shape, dim), pad
+
+
+def lookup(plan: LookupPlan, weight: np.ndarray, zero_padding: bool = False) -> np.ndarray | None:
+    """The rows of ``plan`` (the padding row's as zeros with ``zero_padding``), or None for an index out of
+    range."""
+    idx, shape, pad = plan
+    out = np.empty(shape, weight.dtype)
+    status = lookup_kernel(weight, idx, pad if zero_padding else -1, out.reshape(-1, shape[-1]))
     return out if status == _OK else None
+
+
+def lookup_transpose(plan: LookupPlan, grad: np.ndarray, rows: int) -> np.ndarray:
+    """The (rows, D) weight gradient of a lookup whose forward succeeded (padding rows zero)."""
+    idx, shape, pad = plan
+    out = np.zeros((rows, shape[-1]), grad.dtype)
+    lookup_transpose_kernel(grad.reshape(-1, shape[-1]), idx, pad, out)
+    return out
+
+
+def embedding(input: Any, weight: Any, padding_idx: Any, max_norm: Any, norm_type: Any, scale_grad_by_freq: Any,
+              sparse: Any) -> np.ndarray | None:
+    """The forward of ``xembed.embedding`` in one kernel (range check and row copy), or None."""
+    plan = lookup_plan(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse)
+    return None if plan is None else lookup(plan, weight)

@@ -1,0 +1,192 @@
+"""The one-kernel route of torch CPU tensors (PRIM-FAST-TORCH; imported only when torch tensors are passed).
+
+A call on CPU tensors whose options the one-kernel NumPy forwards take (PRIM-FAST-FORWARD) runs those kernels on
+zero-copy NumPy views of the tensors, checks included, and returns a tensor sharing the kernel's output.  Under
+autograd (grad mode on and the weight requiring grad), the call is one ``autograd.Function`` over the same
+kernels: the weight gradient is the transpose kernel, and the transpose's own backward is the forward kernel
+again, so ``create_graph=True`` differentiates exactly (TORCH-DOUBLE-BWD) without the general path's bookkeeping.
+Calls this route does not take -- forward AD, a per_sample_weights gradient, ``max`` / ``sparse`` /
+``scale_grad_by_freq`` under autograd, anything the NumPy kernels decline, a value they reject -- return
+NOT_TAKEN and continue to the checks and the torch adapter, which compute them or raise the ERR-* error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.autograd.forward_ad as fwad
+
+from .. import _primitives as prim
+from ._calls import NOT_TAKEN
+
+_TENSORS = (torch.Tensor, torch.nn.Parameter)
+
+
+_is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+
+
+def _view(t: Any) -> np.ndarray | None:
+    """The NumPy view of a plain CPU tensor; None for anything else: another type, another device, a
+    torch.func-wrapped tensor (whose values cannot be read), a tensor with a negative or conjugate bit."""
+    if type(t) not in _TENSORS or not t.is_cpu or _is_wrapped(t):
+        return None
+    try:
+        return t.detach().numpy() if t.requires_grad else t.numpy()
+    except (RuntimeError, TypeError):
+        return None
+
+
+def _grad_wanted(weight: torch.Tensor, psw: torch.Tensor | None) -> bool | None:
+    """Whether the output must be connected to autograd for the weight (None: a call this route leaves to the
+    torch adapter: forward AD, or a per_sample_weights gradient)."""
+    if fwad._current_level >= 0:
+        return None
+    if not torch.is_grad_enabled():
+        return False
+    if psw is not None and psw.requires_grad:
+        return None
+    return weight.requires_grad
+
+
+class _Linear:
+    """A checked call's linear map of the table (``forward``), its transpose (``transpose``, the weight
+    gradient, padding rows zero) and the transpose's transpose (``retranspose``: the forward with the padding
+    rows zeroed, which only a lookup distinguishes)."""
+
+    __slots__ = ("bag", "kernels", "plan", "rows")
+
+    def __init__(self, kernels: Any, plan: Any, rows: int, bag: bool) -> None:
+        self.kernels, self.plan, self.rows, self.bag = kernels, plan, rows, bag
+
+    def forward(self, w: np.ndarray, zero_padding: bool = False) -> np.ndarray | None:
+        if self.bag:
+            return self.kernels.bag_forward(self.plan, w)
+        return self.kernels.lookup(self.plan, w, zero_padding)
+
+    def transpose(self, g: np.ndarray) -> np.ndarray:
+        if self.bag:
+            return self.kernels.bag_transpose(self.plan, g, self.rows)
+        return self.kernels.lookup_transpose(self.plan, g, self.rows)
+
+
+def _array(t: torch.Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+def _transposed(linear: _Linear, grad: torch.Tensor) -> torch.Tensor:
+    """The weight gradient; recorded by autograd under ``create_graph=True``."""
+    if torch.is_grad_enabled():
+        return _Transpose.apply(grad, linear)
+    return torch.from_numpy(linear.transpose(_array(grad)))
+
+
+class _Forward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, _weight: torch.Tensor, linear: _Linear, out: list[np.ndarray], *saved: Any) -> torch.Tensor:
+        # TORCH-SAVED: the index tensors the plan views, so that modifying one in place before the backward
+        # raises instead of being read
+        ctx.save_for_backward(*saved)
+        ctx.linear = linear
+        return torch.from_numpy(out.pop())  # popped: the graph keeps no reference to its own output
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        _ = ctx.saved_tensors
+        grad_w = _transposed(ctx.linear, grad) if ctx.needs_input_grad[0] else None
+        return (grad_w, None, None, *(None for _ in ctx.needs_input_grad[3:]))
+
+
+class _Transpose(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, grad: torch.Tensor, linear: _Linear) -> torch.Tensor:
+        ctx.linear = linear
+        return torch.from_numpy(linear.transpose(_array(grad)))
+
+    @staticmethod
+    def backward(ctx: Any, v: torch.Tensor) -> tuple[Any, None]:
+        linear = ctx.linear
+        out = linear.forward(_array(v), zero_padding=True)
+        assert out is not None  # the values passed the forward's checks
+        if torch.is_grad_enabled():
+            return _Forward.apply(v, linear, [out]), None
+        return torch.from_numpy(out), None
+
+
+def _connected(linear: _Linear, weight: torch.Tensor, w: np.ndarray, saved: tuple[Any, ...]) -> Any:
+    out = linear.forward(w)
+    if out is None:  # a value failed its check: the general path raises its error
+        return NOT_TAKEN
+    return _Forward.apply(weight, linear, [out], *saved)
+
+
+def _plain(out: np.ndarray | None) -> Any:
+    return NOT_TAKEN if out is None else torch.from_numpy(out)
+
+
+# Work (indices x D) from which torch's own CPU kernel (fbgemm's generated code) reduces a sum faster than the
+# numba kernel: it keeps a bag's accumulator in registers.  Below it, its fixed cost per call dominates; its
+# mean and max are slower than the numba kernel at every size measured.
+_TORCH_KERNEL_MIN_WORK = 1 << 15
+
+
+def _torch_kernel_faster(mode: str, input: torch.Tensor, offsets: torch.Tensor | None, w: np.ndarray) -> bool:
+    """A 1-D input with two offsets at least, of its dtype (torch's kernel crashes on other layouts: DIV-1),
+    a sum, large enough (PRIM-TORCH-NATIVE)."""
+    return (mode == "sum" and offsets is not None and offsets.dtype == input.dtype and offsets.shape[0] >= 2
+            and w.ndim == 2
+            and input.shape[0] * w.shape[1] >= _TORCH_KERNEL_MIN_WORK)
+
+
+def _torch_kernel(kernels: Any, plan: Any, args: tuple[Any, ...], rows: int) -> Any:
+    """The values checked by the numba pass, then torch's fused kernel on the caller's tensors."""
+    if not kernels.bag_values_valid(plan, rows):
+        return NOT_TAKEN
+    input, weight, offsets, _, _, sgbf, _, sparse, psw, last, _ = args
+    pad = plan[-1] if plan[-1] >= 0 else None  # torch's -1 would be a padding row, and its slow path
+    return torch.embedding_bag(weight, input, offsets, sgbf, 0, sparse, psw, last, pad)[0]  # mode 0: sum
+
+
+def embedding_bag(args: tuple[Any, ...]) -> Any:
+    input, weight, offsets, max_norm, norm_type, sgbf, mode, sparse, psw, last, padding_idx = args
+    kernels = prim.fused_kernels()
+    if kernels is None:
+        return NOT_TAKEN
+    w, i = _view(weight), _view(input)
+    o = None if offsets is None else _view(offsets)
+    p = None if psw is None else _view(psw)
+    if w is None or i is None or (o is None and offsets is not None) or (p is None and psw is not None):
+        return NOT_TAKEN
+    grad = _grad_wanted(weight, psw)
+    if grad is None or (grad and (mode not in ("sum", "mean") or sparse is not False or sgbf is not False)):
+        return NOT_TAKEN
+    via_torch = not grad and _torch_kernel_faster(mode, input, offsets, w)
+    plan = kernels.bag_plan(i, w, o, max_norm, norm_type, sgbf, mode, sparse, p, last, padding_idx, via_torch)
+    if plan is None:
+        return NOT_TAKEN
+    if via_torch:
+        return _torch_kernel(kernels, plan, args, w.shape[0])
+    if not grad:
+        return _plain(kernels.bag_forward(plan, w))
+    saved = tuple(t for t in (input, offsets, psw) if t is not None)
+    return _connected(_Linear(kernels, plan, w.shape[0], True), weight, w, saved)
+
+
+def embedding(args: tuple[Any, ...]) -> Any:
+    input, weight, padding_idx, max_norm, norm_type, sgbf, sparse = args
+    kernels = prim.fused_kernels()
+    if kernels is None:
+        return NOT_TAKEN
+    w, i = _view(weight), _view(input)
+    if w is None or i is None:
+        return NOT_TAKEN
+    grad = _grad_wanted(weight, None)
+    if grad is None or (grad and (sparse is not False or sgbf is not False)):
+        return NOT_TAKEN
+    plan = kernels.lookup_plan(i, w, padding_idx, max_norm, norm_type, sgbf, sparse)
+    if plan is None:
+        return NOT_TAKEN
+    if not grad:
+        return _plain(kernels.lookup(plan, w))
+    return _connected(_Linear(kernels, plan, w.shape[0], False), weight, w, (input,))
