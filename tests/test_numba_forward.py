@@ -10,6 +10,7 @@ import pytest
 
 import xembed
 from xembed import _primitives as prim
+from xembed._primitives import _numba as nk
 from xembed._primitives import _numba_forward as nf  # numba missing: fails, does not skip
 
 DEFAULTS: dict[str, Any] = {"max_norm": None, "norm_type": 2.0, "scale_grad_by_freq": False, "mode": "mean",
@@ -90,15 +91,17 @@ def test_bad_values_raise_the_general_error(idx: list[int], offsets: list[int], 
         xembed.embedding_bag(i, w, o, **kw)
 
 
-def test_declines_what_it_does_not_take() -> None:
+def test_declines_what_it_does_not_take(monkeypatch: pytest.MonkeyPatch) -> None:
     """Subclasses, other byte orders, max_norm, the extensions and parallel-sized calls go to the general path."""
+    monkeypatch.setattr(nk, "_parallel_threads", lambda work: 2 if work >= 1 << 17 else 0)
     w = np.ones((6, 3), np.float32)
     idx, offs = np.array([0, 1, 2]), np.array([0, 2])
     assert fused_bag(idx, w, offs) is not None
     declined = [
         fused_bag(np.ma.masked_array(idx), w, offs),
         fused_bag(idx, w.astype(">f4"), offs),
-        fused_bag(idx, w.astype(np.float16), offs),
+        fused_bag(idx, w.astype(np.float16), offs, per_sample_weights=np.ones(3, np.float32), mode="sum"),
+        fused_bag(idx, w.view(np.int32), offs),
         fused_bag(idx.astype(np.uint8), w, offs),
         fused_bag(idx, w, offs, max_norm=1.0),
         fused_bag(idx, w, offs, mode="sqrtn"),
@@ -112,6 +115,42 @@ def test_declines_what_it_does_not_take() -> None:
         fused_bag(np.zeros(1 << 16, np.int64), np.ones((4, 8), np.float32), offs),
     ]
     assert all(d is None for d in declined)
+
+
+def test_one_thread_takes_every_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With numba on one thread the general path would be serial too: the one kernel takes any size."""
+    monkeypatch.setattr(nk, "_parallel_threads", lambda _work: 0)
+    idx = np.zeros(1 << 16, np.int64)
+    out = fused_bag(idx, np.ones((4, 8), np.float32), np.array([0, 5]), mode="sum")
+    assert out is not None
+    np.testing.assert_array_equal(out, [[5.0] * 8, [float((1 << 16) - 5)] * 8])
+
+
+@pytest.mark.parametrize(("mode", "extra"), [("sum", {}), ("mean", {"padding_idx": 4}), ("max", {}),
+                                             ("sum", {"psw": True, "padding_idx": 0})])
+def test_float16_tables_accumulate_in_float32_as_the_general_path(mode: str, extra: dict[str, Any]) -> None:
+    """ACC-LOWP: float16 values widened exactly, summed in float32, rounded once: the general path's bits."""
+    rng = np.random.default_rng(3)
+    w, idx, offsets = _bags(rng, np.int64, np.float16)
+    w[7] = np.float16(2048.0)  # 2048 + 1 + 1 is 2048 summed in float16, 2050 in float32
+    w[9] = np.float16(1.0)
+    w[8, 0] = np.float16("inf")
+    idx[:3] = [7, 9, 9]
+    kw = dict(extra, mode=mode)
+    if kw.pop("psw", False):
+        kw["per_sample_weights"] = np.asarray(rng.standard_normal(idx.shape[0]), np.float16)
+    out = fused_bag(idx, w, offsets, **kw)
+    assert out is not None
+    assert out.dtype == np.float16
+    with np.errstate(invalid="ignore"):  # inf - inf in a bag: NaN, and NumPy's matmul says so
+        expected = general_bag(idx, w, offsets, **kw)
+    np.testing.assert_array_equal(out, expected)
+    one_bag = fused_bag(np.array([7, 9, 9]), w, np.array([0]), mode="sum")
+    assert one_bag is not None
+    assert one_bag[0, 1] == 2050  # float16 accumulation would give 2048
+    lookup = nf.embedding(idx, w, None, None, 2.0, False, False)
+    assert lookup is not None
+    np.testing.assert_array_equal(lookup.view(np.uint16), w[idx].view(np.uint16))
 
 
 @pytest.mark.parametrize("shape", [(), (0,), (7,), (3, 4)])

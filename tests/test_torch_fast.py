@@ -237,3 +237,31 @@ def test_views_strides_parameters_and_thread_count(spies: dict[str, Spy]) -> Non
     out2.zero_()
     assert base.abs().sum() > 0
     assert torch.get_num_threads() == threads
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("kw", [{"mode": "sum"}, {"mode": "mean", "padding_idx": 3}, {"mode": "max"}],
+                         ids=["sum", "mean_pad", "max"])
+def test_16_bit_tables_accumulate_in_float32(spies: dict[str, Spy], dtype: torch.dtype, kw: dict[str, Any]) -> None:
+    """ACC-LOWP on the kernels: each value widened exactly, reduced in float32, rounded once, so the bags are the
+    float32 bags of the widened table, rounded; lookups copy the stored bits."""
+    w, idx, offsets = _bags(torch.float32, seed=11)
+    w16 = (w * 300).to(dtype)
+    out = xembed.embedding_bag(idx, w16, offsets, **kw)
+    assert out.dtype == dtype
+    expected = xembed.embedding_bag(idx, w16.float(), offsets, **kw).to(dtype)
+    assert torch.equal(out, expected)
+    torch.testing.assert_close(out, F.embedding_bag(idx, w16, offsets, **kw))
+    rows = xembed.embedding(idx, w16, padding_idx=kw.get("padding_idx"))
+    assert torch.equal(rows.view(torch.int16), w16[idx].view(torch.int16))
+    assert spies["bag_forward_kernel"].calls == 2
+    assert spies["lookup_kernel"].calls == 1
+
+
+def test_16_bit_gradients_take_the_general_path(spies: dict[str, Spy]) -> None:
+    """GRAD-ACC for float16 / bfloat16 tables is the general path's (the transposes are float32 / float64)."""
+    w, idx, offsets = _bags(torch.float32, seed=12)
+    leaf = w.to(torch.bfloat16).requires_grad_(True)
+    xembed.embedding_bag(idx, leaf, offsets, mode="sum").float().sum().backward()
+    assert leaf.grad is not None
+    assert all(s.calls == 0 for s in spies.values())

@@ -38,14 +38,27 @@ def _view(t: Any) -> np.ndarray | None:
         return None
 
 
+def _table(weight: torch.Tensor) -> tuple[np.ndarray | None, bool]:
+    """The view of the table the kernels read, and whether it holds the bits of a bfloat16 table (as int16:
+    NumPy has no bfloat16)."""
+    if weight.dtype == torch.bfloat16 and type(weight) in _TENSORS:
+        return _view(weight.view(torch.int16)), True
+    return _view(weight), False
+
+
+_GRAD_DTYPES = (torch.float32, torch.float64)
+
+
 def _grad_wanted(weight: torch.Tensor, psw: torch.Tensor | None) -> bool | None:
     """Whether the output must be connected to autograd for the weight (None: a call this route leaves to the
-    torch adapter: forward AD, or a per_sample_weights gradient)."""
+    torch adapter: forward AD, a per_sample_weights gradient, the gradient of a 16-bit table)."""
     if fwad._current_level >= 0:
         return None
     if not torch.is_grad_enabled():
         return False
     if psw is not None and psw.requires_grad:
+        return None
+    if weight.requires_grad and weight.dtype not in _GRAD_DTYPES:
         return None
     return weight.requires_grad
 
@@ -121,21 +134,29 @@ def _connected(linear: _Linear, weight: torch.Tensor, w: np.ndarray, saved: tupl
     return _Forward.apply(weight, linear, [out], *saved)
 
 
-def _plain(out: np.ndarray | None) -> Any:
-    return NOT_TAKEN if out is None else torch.from_numpy(out)
+def _plain(out: np.ndarray | None, bfloat16: bool, bits: bool) -> Any:
+    """The kernel's output as a tensor: a bfloat16 table's bags rounded from float32 (``bits``: its rows, as
+    int16 bits)."""
+    if out is None:
+        return NOT_TAKEN
+    t = torch.from_numpy(out)
+    if not bfloat16:
+        return t
+    return t.view(torch.bfloat16) if bits else t.to(torch.bfloat16)
 
 
 # Work (indices x D) from which torch's own CPU kernel (fbgemm's generated code) reduces a sum faster than the
 # numba kernel: it keeps a bag's accumulator in registers.  Below it, its fixed cost per call dominates; its
 # mean and max are slower than the numba kernel at every size measured.
 _TORCH_KERNEL_MIN_WORK = 1 << 15
+_TORCH_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _torch_kernel_faster(mode: str, input: torch.Tensor, offsets: torch.Tensor | None, w: np.ndarray) -> bool:
     """A 1-D input with two offsets at least, of its dtype (torch's kernel crashes on other layouts: DIV-1),
     a sum, large enough (PRIM-TORCH-NATIVE)."""
     return (mode == "sum" and offsets is not None and offsets.dtype == input.dtype and offsets.shape[0] >= 2
-            and w.ndim == 2
+            and w.ndim == 2 and w.dtype in _TORCH_KERNEL_DTYPES
             and input.shape[0] * w.shape[1] >= _TORCH_KERNEL_MIN_WORK)
 
 
@@ -143,8 +164,9 @@ def _torch_kernel(kernels: Any, plan: Any, args: tuple[Any, ...], rows: int) -> 
     """The values checked by the numba pass, then torch's fused kernel on the caller's tensors."""
     if not kernels.bag_values_valid(plan, rows):
         return NOT_TAKEN
-    input, weight, offsets, _, _, sgbf, _, sparse, psw, last, _ = args
-    pad = plan[-1] if plan[-1] >= 0 else None  # torch's -1 would be a padding row, and its slow path
+    input, weight, offsets, _, _, sgbf, _, sparse, psw, last, pad = args
+    if pad is not None and pad < 0:  # in range: the plan checked it; torch's -1 would mean no padding row
+        pad += rows
     return torch.embedding_bag(weight, input, offsets, sgbf, 0, sparse, psw, last, pad)[0]  # mode 0: sum
 
 
@@ -153,7 +175,7 @@ def embedding_bag(args: tuple[Any, ...]) -> Any:
     kernels = prim.fused_kernels()
     if kernels is None:
         return NOT_TAKEN
-    w, i = _view(weight), _view(input)
+    (w, bf16), i = _table(weight), _view(input)
     o = None if offsets is None else _view(offsets)
     p = None if psw is None else _view(psw)
     if w is None or i is None or (o is None and offsets is not None) or (p is None and psw is not None):
@@ -162,13 +184,14 @@ def embedding_bag(args: tuple[Any, ...]) -> Any:
     if grad is None or (grad and (mode not in ("sum", "mean") or sparse is not False or sgbf is not False)):
         return NOT_TAKEN
     via_torch = not grad and _torch_kernel_faster(mode, input, offsets, w)
-    plan = kernels.bag_plan(i, w, o, max_norm, norm_type, sgbf, mode, sparse, p, last, padding_idx, via_torch)
+    plan = kernels.bag_plan(i, w, o, max_norm, norm_type, sgbf, mode, sparse, p, last, padding_idx, via_torch,
+                            bf16)
     if plan is None:
         return NOT_TAKEN
     if via_torch:
         return _torch_kernel(kernels, plan, args, w.shape[0])
     if not grad:
-        return _plain(kernels.bag_forward(plan, w))
+        return _plain(kernels.bag_forward(plan, w), bf16, False)
     saved = tuple(t for t in (input, offsets, psw) if t is not None)
     return _connected(_Linear(kernels, plan, w.shape[0], True), weight, w, saved)
 
@@ -178,15 +201,15 @@ def embedding(args: tuple[Any, ...]) -> Any:
     kernels = prim.fused_kernels()
     if kernels is None:
         return NOT_TAKEN
-    w, i = _view(weight), _view(input)
+    (w, bf16), i = _table(weight), _view(input)
     if w is None or i is None:
         return NOT_TAKEN
     grad = _grad_wanted(weight, None)
     if grad is None or (grad and (sparse is not False or sgbf is not False)):
         return NOT_TAKEN
-    plan = kernels.lookup_plan(i, w, padding_idx, max_norm, norm_type, sgbf, sparse)
+    plan = kernels.lookup_plan(i, w, padding_idx, max_norm, norm_type, sgbf, sparse, bf16)
     if plan is None:
         return NOT_TAKEN
     if not grad:
-        return _plain(kernels.lookup(plan, w))
+        return _plain(kernels.lookup(plan, w), bf16, True)
     return _connected(_Linear(kernels, plan, w.shape[0], False), weight, w, (input,))

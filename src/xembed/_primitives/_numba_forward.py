@@ -13,6 +13,8 @@ Results are bit-identical to the general numba path: the same loops in the same 
 transposes (the weight gradients of sum / mean bags and of lookups) are too: the general path's products, added
 in its deterministic order.  The torch route (:mod:`xembed._backends._torch_fast`) runs them on views of CPU
 tensors, through the plans (:func:`bag_plan`, :func:`lookup_plan`) that hold a call's resolved options.
+16-bit tables (float16; torch's bfloat16) are read as their bit patterns and widened to float32 value by value
+(ACC-LOWP): numba has no 16-bit floats.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from llvmlite import ir  # type: ignore[import-untyped]
+from numba.core import types
+from numba.extending import intrinsic, overload
 
 from . import _numba
 from ._numba import PREFETCH, _prefetch
@@ -28,9 +33,12 @@ __all__ = ["embedding", "embedding_bag"]
 
 _OK, _BAD_OFFSETS, _BAD_INDEX = 0, 1, 2
 _MODES = {"sum": 0, "mean": 1, "max": 2}
-_WEIGHT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_WEIGHT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
+# 16-bit tables reach the kernels as their bit patterns (numba has no 16-bit floats): float16 as uint16,
+# bfloat16 (torch's; NumPy has none) as int16.  The kernels widen each value to float32 and accumulate there.
+_NATIVE, _FLOAT16, _BFLOAT16 = 0, 1, 2
 _INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
-_NO_PSW = {dt: np.empty(0, dt) for dt in _WEIGHT_DTYPES}
+_NO_PSW = {np.dtype(dt): np.empty(0, dt) for dt in (np.float32, np.float64)}
 _MAX_NDIM = 64  # EMB-NDIM (``_validate.MAX_NDIM``): larger inputs go to the general path, which raises
 
 
@@ -58,7 +66,7 @@ def _check_values(idx: Any, offsets: Any, include_last: bool, rows: int) -> bool
     return True
 
 
-def _span(offsets: Any, b: int, length: int, n: int) -> tuple[int, int]:  # pragma: no cover - compiled
+def _span(offsets: Any, b: int, length: int, n: int) -> tuple[Any, Any]:  # pragma: no cover - compiled
     """The positions ``[start, stop)`` of bag ``b``: ``offsets[b]`` to the next offset (``n`` after the last),
     or ``b * length`` to ``(b + 1) * length`` for a 2-D input (``length`` >= 0)."""
     if length >= 0:
@@ -70,11 +78,54 @@ def _span(offsets: Any, b: int, length: int, n: int) -> tuple[int, int]:  # prag
 _span_kernel = _numba._jit(_span, False)
 
 
+@intrinsic
+def _float16_bits(_typingctx: Any, bits: Any) -> Any:  # pragma: no cover - compiled
+    """The float32 value of the float16 whose bits are ``bits`` (uint16): exact, NaN and infinities kept."""
+    if bits != types.uint16:
+        return None
+
+    def codegen(_context: Any, builder: Any, _signature: Any, args: Any) -> Any:
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return types.float32(bits), codegen
+
+
+@intrinsic
+def _bfloat16_bits(_typingctx: Any, bits: Any) -> Any:  # pragma: no cover - compiled
+    """The float32 value of the bfloat16 whose bits are ``bits`` (int16): its bits are the top half of it."""
+    if bits != types.int16:
+        return None
+
+    def codegen(_context: Any, builder: Any, _signature: Any, args: Any) -> Any:
+        i32 = ir.IntType(32)
+        return builder.bitcast(builder.shl(builder.zext(args[0], i32), ir.Constant(i32, 16)), ir.FloatType())
+
+    return types.float32(bits), codegen
+
+
+def _value(weight: Any, r: int, d: int) -> Any:
+    """``weight[r, d]`` as a number: itself for a float table, widened to float32 for the bits of a 16-bit one."""
+    raise NotImplementedError  # compiled code only: the overload below
+
+
+# no annotations here: numba compares this signature, annotations included, with the implementations'
+@overload(_value, inline="always")
+def _value_impl(weight, r, d):  # type: ignore[no-untyped-def]  # noqa: ARG001  # pragma: no cover - compiled
+    if isinstance(weight.dtype, types.Float):
+        return lambda weight, r, d: weight[r, d]
+    if weight.dtype == types.uint16:
+        return lambda weight, r, d: _float16_bits(weight[r, d])  # type: ignore[call-arg]
+    if weight.dtype == types.int16:
+        return lambda weight, r, d: _bfloat16_bits(weight[r, d])  # type: ignore[call-arg]
+    return None
+
+
 def _bag_forward(weight: Any, idx: Any, offsets: Any, num_bags: int, length: int, include_last: bool,
                  psw: Any, mode: int, pad: int, out: Any, line: int) -> int:  # pragma: no cover - compiled
     """Bag ``b`` is ``idx[offsets[b]:offsets[b+1]]`` (its end ``n`` past the last offset), or
     ``idx[b*length:(b+1)*length]`` when ``offsets`` is empty and ``length`` >= 0 (a 2-D input).  Entries equal
-    to ``pad`` are skipped.  ``out`` is zeros; returns ``_OK`` or which check failed."""
+    to ``pad`` are skipped.  ``out`` is zeros, float32 for the bits of a 16-bit table; returns ``_OK`` or which
+    check failed."""
     n = idx.shape[0]
     rows = weight.shape[0]
     dim = weight.shape[1]
@@ -98,19 +149,19 @@ def _bag_forward(weight: Any, idx: Any, offsets: Any, num_bags: int, length: int
             if mode == 2:
                 if count == 0:
                     for d in range(dim):
-                        out[b, d] = weight[r, d]
+                        out[b, d] = _value(weight, r, d)
                 else:
                     for d in range(dim):
-                        v = weight[r, d]
+                        v = _value(weight, r, d)
                         if v > out[b, d]:  # noqa: PLR1730 - strict: ties keep the first, a leading NaN sticks
                             out[b, d] = v
             else:  # x * 1 is x exactly: one loop for both, bit for bit the general path's
                 s = psw[i] if psw.shape[0] != 0 else one
                 for d in range(dim):
-                    out[b, d] += s * weight[r, d]
+                    out[b, d] += s * _value(weight, r, d)
             count += 1
         if mode == 1 and count > 1:
-            divisor = out.dtype.type(count)  # in the weight's dtype, as the general path divides
+            divisor = out.dtype.type(count)  # in the accumulation dtype, as the general path divides
             for d in range(dim):
                 out[b, d] = out[b, d] / divisor
     return _OK
@@ -192,35 +243,61 @@ def _flag(x: Any) -> bool:
 
 
 # A bag call the kernels take, its options resolved: (idx, offsets, num_bags, length, include_last, psw, mode,
-# pad); ``idx`` and ``psw`` flat, ``offsets`` empty for a 2-D input of bags of ``length``.
-BagPlan = tuple[np.ndarray, np.ndarray, int, int, bool, np.ndarray, int, int]
-# A lookup the kernels take: (idx flat, output shape, padding row or -1).
-LookupPlan = tuple[np.ndarray, tuple[int, ...], int]
+# pad, table format); ``idx`` and ``psw`` flat, ``offsets`` empty for a 2-D input of bags of ``length``.
+BagPlan = tuple[np.ndarray, np.ndarray, int, int, bool, np.ndarray, int, int, int]
+# A lookup the kernels take: (idx flat, output shape, padding row or -1, table format).
+LookupPlan = tuple[np.ndarray, tuple[int, ...], int, int]
+
+
+def _format(weight: np.ndarray, bfloat16: bool) -> int | None:
+    """The table format of ``weight`` (None: not a table the kernels read).  ``bfloat16``: ``weight`` holds the
+    bits of a bfloat16 table as int16 (torch's; NumPy has no bfloat16)."""
+    if bfloat16:
+        return _BFLOAT16 if weight.dtype == np.int16 else None
+    if weight.dtype not in _WEIGHT_DTYPES:
+        return None
+    return _FLOAT16 if weight.dtype == np.float16 else _NATIVE
+
+
+def _table(weight: np.ndarray, fmt: int) -> np.ndarray:
+    """What the kernels read: the table itself, or the bits of a float16 one."""
+    return weight.view(np.uint16) if fmt == _FLOAT16 else weight
+
+
+def _bag_psw(per_sample_weights: Any, weight: np.ndarray, fmt: int, input: np.ndarray) -> np.ndarray | None:
+    """The flat per_sample_weights the kernel multiplies by (float32 for a float16 table: widened exactly), or
+    None when the general path must take them (another dtype or shape; a bfloat16 table)."""
+    p = per_sample_weights
+    if type(p) is not np.ndarray or p.dtype != weight.dtype or p.shape != input.shape or fmt == _BFLOAT16:
+        return None
+    return p.reshape(-1).astype(np.float32) if fmt == _FLOAT16 else p.reshape(-1)
 
 
 def bag_plan(input: Any, weight: Any, offsets: Any, max_norm: Any, norm_type: Any, scale_grad_by_freq: Any,
              mode: Any, sparse: Any, per_sample_weights: Any, include_last_offset: Any,
-             padding_idx: Any, any_size: bool = False) -> BagPlan | None:
+             padding_idx: Any, any_size: bool = False, bfloat16: bool = False) -> BagPlan | None:
     """The plan of an ``embedding_bag`` call on NumPy arrays whose options and metadata the kernels take (no
     value is read), or None (the general path decides).  Calls the parallel kernels would run faster are
-    declined, unless ``any_size`` (a caller that only checks the values here)."""
+    declined, unless ``any_size`` (a caller that only checks the values here).  ``bfloat16``: see
+    :func:`_format`."""
     nd = np.ndarray
     if (type(input) is not nd or type(weight) is not nd or max_norm is not None or type(mode) is not str
-            or mode not in _MODES or weight.ndim != 2 or weight.dtype not in _WEIGHT_DTYPES
+            or mode not in _MODES or weight.ndim != 2
             or input.dtype not in _INDEX_DTYPES or not (_flag(sparse) and _flag(scale_grad_by_freq)
                                                         and _flag(include_last_offset))
             or (sparse and scale_grad_by_freq) or (mode == "max" and (sparse or scale_grad_by_freq))
             or type(norm_type) not in (int, float) or not norm_type > 0):
         return None
+    fmt = _format(weight, bfloat16)
     pad = _padding(padding_idx, weight.shape[0])
-    if pad is None:
+    if fmt is None or pad is None:
         return None
-    psw = _NO_PSW[weight.dtype]
+    psw = _NO_PSW[np.dtype(np.float32) if fmt else weight.dtype]
     if per_sample_weights is not None:
-        if (type(per_sample_weights) is not nd or mode != "sum" or per_sample_weights.dtype != weight.dtype
-                or per_sample_weights.shape != input.shape):
+        given = None if mode != "sum" else _bag_psw(per_sample_weights, weight, fmt, input)
+        if given is None:
             return None
-        psw = per_sample_weights.reshape(-1)
+        psw = given
     if input.ndim == 2 and offsets is None:
         num_bags, length = input.shape
         offs = _NO_OFFSETS
@@ -231,16 +308,20 @@ def bag_plan(input: Any, weight: Any, offsets: Any, max_norm: Any, norm_type: An
         return None
     if not (any_size or _serial(input.size * weight.shape[1])):
         return None
-    return input.reshape(-1), offs, num_bags, length, include_last_offset, psw, _MODES[mode], pad
+    return input.reshape(-1), offs, num_bags, length, include_last_offset, psw, _MODES[mode], pad, fmt
 
 
 def bag_forward(plan: BagPlan, weight: np.ndarray) -> np.ndarray | None:
-    """The bags of ``plan`` over ``weight``, or None when a value fails its check."""
-    idx, offs, num_bags, length, include_last, psw, mode, pad = plan
-    out = np.zeros((num_bags, weight.shape[1]), weight.dtype)
-    status = bag_forward_kernel(weight, idx, offs, num_bags, length, include_last, psw, mode, pad, out,
-                                _numba._line(weight))
-    return out if status == _OK else None
+    """The bags of ``plan`` over ``weight``, or None when a value fails its check.  A float16 table gives
+    float16 bags, a bfloat16 one float32 bags (accumulated in float32; the caller rounds them)."""
+    idx, offs, num_bags, length, include_last, psw, mode, pad, fmt = plan
+    table = _table(weight, fmt)
+    out = np.zeros((num_bags, weight.shape[1]), np.float32 if fmt else weight.dtype)
+    status = bag_forward_kernel(table, idx, offs, num_bags, length, include_last, psw, mode, pad, out,
+                                _numba._line(table))
+    if status != _OK:
+        return None
+    return out.astype(np.float16) if fmt == _FLOAT16 else out
 
 
 def bag_values_valid(plan: BagPlan, rows: int) -> bool:
@@ -252,7 +333,7 @@ def bag_values_valid(plan: BagPlan, rows: int) -> bool:
 
 def bag_transpose(plan: BagPlan, grad: np.ndarray, rows: int) -> np.ndarray:
     """The (rows, D) weight gradient of a ``sum`` / ``mean`` plan whose forward succeeded."""
-    idx, offs, num_bags, length, _, psw, mode, pad = plan
+    idx, offs, num_bags, length, _, psw, mode, pad, _ = plan
     out = np.zeros((rows, grad.shape[1]), grad.dtype)
     bag_transpose_kernel(grad, idx, offs, num_bags, length, psw, mode, pad, out)
     return out
@@ -280,33 +361,38 @@ def _padding(padding_idx: Any, rows: int) -> int | None:
 
 
 def lookup_plan(input: Any, weight: Any, padding_idx: Any, max_norm: Any, norm_type: Any, scale_grad_by_freq: Any,
-                sparse: Any) -> LookupPlan | None:
-    """The plan of an ``embedding`` call on NumPy arrays the kernels take, or None."""
+                sparse: Any, bfloat16: bool = False) -> LookupPlan | None:
+    """The plan of an ``embedding`` call on NumPy arrays the kernels take, or None.  ``bfloat16``: see
+    :func:`_format`."""
     nd = np.ndarray
     if (type(input) is not nd or type(weight) is not nd or max_norm is not None or weight.ndim != 2
-            or input.ndim >= _MAX_NDIM or weight.dtype not in _WEIGHT_DTYPES or input.dtype not in _INDEX_DTYPES
+            or input.ndim >= _MAX_NDIM or input.dtype not in _INDEX_DTYPES
             or not (_flag(sparse) and _flag(scale_grad_by_freq)) or (sparse and scale_grad_by_freq)
             or type(norm_type) not in (int, float) or not norm_type > 0):
         return None
+    fmt = _format(weight, bfloat16)
     pad = _padding(padding_idx, weight.shape[0])
     dim = weight.shape[1]
-    if pad is None or dim == 0 or not _serial(input.size * dim):
+    if fmt is None or pad is None or dim == 0 or not _serial(input.size * dim):
         return None
-    return input.reshape(-1), (*input.shape, dim), pad
+    return input.reshape(-1), (*input.shape, dim), pad, fmt
 
 
 def lookup(plan: LookupPlan, weight: np.ndarray, zero_padding: bool = False) -> np.ndarray | None:
     """The rows of ``plan`` (the padding row's as zeros with ``zero_padding``), or None for an index out of
-    range."""
-    idx, shape, pad = plan
-    out = np.empty(shape, weight.dtype)
-    status = lookup_kernel(weight, idx, pad if zero_padding else -1, out.reshape(-1, shape[-1]))
-    return out if status == _OK else None
+    range; a copy of the stored values (the bits of a bfloat16 table)."""
+    idx, shape, pad, fmt = plan
+    table = _table(weight, fmt)
+    out = np.empty(shape, table.dtype)
+    status = lookup_kernel(table, idx, pad if zero_padding else -1, out.reshape(-1, shape[-1]))
+    if status != _OK:
+        return None
+    return out.view(np.float16) if fmt == _FLOAT16 else out
 
 
 def lookup_transpose(plan: LookupPlan, grad: np.ndarray, rows: int) -> np.ndarray:
     """The (rows, D) weight gradient of a lookup whose forward succeeded (padding rows zero)."""
-    idx, shape, pad = plan
+    idx, shape, pad, _ = plan
     out = np.zeros((rows, shape[-1]), grad.dtype)
     lookup_transpose_kernel(grad.reshape(-1, shape[-1]), idx, pad, out)
     return out
