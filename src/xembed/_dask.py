@@ -271,3 +271,49 @@ def embedding_bag(input: Array, weight: Array, offsets: Array | None, lengths: A
         return _weight_grad(grad_w, layout), grad_psw
 
     return _with_layout(out, pullback if want_vjp else None, layout, finish, (bags, (int(w.shape[1]),)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# quantized tables (QUANT-DASK)
+# ---------------------------------------------------------------------------------------------------------
+
+def _quantized_rows(packed: Array, bits: int, dim: int, x: Array, xp: Any) -> Array:
+    """The dequantized rows (n, dim) float32 of the packed table at the flat positions of the checked input
+    ``x``, chunked like them: each position chunk reads only the packed row chunks its indices fall in."""
+    from ._primitives import _quantized as qprim
+
+    w = _rows_only(packed)
+    layout = prims.Layout(rows=tuple(w.chunks[0]), positions=_flat_chunks(x), dim=int(w.shape[1]))
+    with prims.use_layout(layout):
+        return qprim.gather_rows(w, bits, dim, xp.reshape(x, (-1,)), xp)
+
+
+def quantized_embedding(input: Array, packed: Array, bits: int, dim: int, xp: Any) -> Array:
+    """``embedding`` of a quantized table whose packed rows are a dask array: its rows at ``input``, chunked like
+    ``input`` (QUANT-DASK)."""
+    x = prims.checked_indices(_first_axis_chunks(input), int(packed.shape[0]))
+    rows = _quantized_rows(packed, bits, dim, x, xp)
+    out = xp.reshape(rows, (*tuple(int(s) for s in x.shape), dim))
+    chunks = (*input.chunks, (dim,))
+    return out if out.chunks == chunks else out.rechunk(chunks)
+
+
+def quantized_embedding_bag(input: Array, packed: Array, bits: int, dim: int, offsets: Array | None,
+                            lengths: Array | None, per_sample_weights: Array | None, a: v.BagArgs, xp: Any) -> Array:
+    """``embedding_bag`` of a quantized table whose packed rows are a dask array (QUANT-DASK): the float bags
+    (:func:`embedding_bag`) of the dequantized rows at the input's positions, each position reading its own row;
+    padding positions read one extra zero row, which is the padding row of that call, so they stay out of every
+    reduction and divisor as padding entries do."""
+    import dask.array as da
+
+    x = prims.checked_indices(_first_axis_chunks(input), int(packed.shape[0]))
+    rows = _quantized_rows(packed, bits, dim, x, xp)
+    flat_chunks = _flat_chunks(x)
+    n = sum(flat_chunks)
+    positions = da.arange(n, dtype=index_dtype(xp, None), chunks=(flat_chunks,))
+    if a.padding_idx is not None:
+        positions = xp.where(xp.reshape(x, (-1,)) == a.padding_idx, n, positions)
+        rows = xp.concat([rows, xp.zeros((1, dim), dtype=rows.dtype)], axis=0)
+        a = dataclasses.replace(a, padding_idx=n)
+    positions = xp.reshape(positions, tuple(int(s) for s in x.shape))
+    return embedding_bag(positions, rows, offsets, lengths, per_sample_weights, a, xp, False)

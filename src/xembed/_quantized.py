@@ -13,7 +13,7 @@ import dataclasses
 import numbers
 from typing import Any
 
-from array_api_compat import array_namespace, is_jax_namespace, is_torch_namespace
+from array_api_compat import array_namespace, is_dask_namespace, is_jax_namespace, is_torch_namespace
 from array_api_compat import device as _device
 
 from . import _core
@@ -401,22 +401,27 @@ def _refuse_training(max_norm: float | None, scale_grad_by_freq: bool, sparse: b
         raise NotImplementedError(msg)
 
 
-def _namespace_of(xp: Namespace | None, table: QuantizedTable, **arrays: Array | None) -> Namespace:
+def _resolve(xp: Namespace | None, **arrays: Array | None) -> tuple[Namespace, tuple[Array | None, ...]]:
+    """:func:`xembed._backends.resolve`: the namespace, and the arrays as it reads them (a NumPy packed table
+    next to dask arrays becomes a one-chunk dask array, DASK-DISPATCH)."""
     from ._backends import resolve  # _backends imports this module's callers, not this module
 
-    return resolve(xp, weight=table.packed, **arrays)[0]
+    return resolve(xp, **arrays)
 
 
 def embedding(input: Array, table: QuantizedTable, padding_idx: Any, max_norm: Any, norm_type: Any,
               scale_grad_by_freq: Any, sparse: Any, xp: Namespace | None, want_vjp: bool) -> Array:
     """``xembed.embedding`` with a quantized ``weight``: ``table.dequantize()[input]`` (QUANT-FORWARD)."""
-    _no_dask(input, table)
-    ns = _namespace_of(xp, table, input=input)
+    ns, (packed, input) = _resolve(xp, weight=table.packed, input=input)
     input = prim.plain("input", input, xp=ns)  # ARR-NORMALIZE
     _pad, mnorm, _ntype, sgbf, sparse_ = v.check_embedding_metadata(
         input, table._meta(ns), padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, ns)
     _refuse_training(mnorm, sgbf, sparse_, want_vjp, None)
     n_rows, dim = table.shape
+    if is_dask_namespace(ns):  # QUANT-DASK
+        from . import _dask
+
+        return _dask.quantized_embedding(input, packed, table.bits, dim, ns)
     v.check_indices_in_range(input, n_rows, ns)
     flat = ns.astype(ns.reshape(input, (-1,)), index_dtype(ns, _device(table.packed)))
     bad = None
@@ -436,15 +441,19 @@ def embedding_bag(input: Array, table: QuantizedTable, offsets: Array | None, ma
                   lengths: Array | None = None) -> Array:
     """``xembed.embedding_bag`` with a quantized ``weight``: the float semantics on ``table.dequantize()``,
     computed from the packed rows (QUANT-FORWARD)."""
-    _no_dask(input, table, offsets, per_sample_weights, lengths)
-    ns = _namespace_of(xp, table, input=input, offsets=offsets, per_sample_weights=per_sample_weights,
-                       lengths=lengths)
+    ns, (packed, input, offsets, per_sample_weights, lengths) = _resolve(
+        xp, weight=table.packed, input=input, offsets=offsets, per_sample_weights=per_sample_weights, lengths=lengths)
     input, offsets, lengths, per_sample_weights = (  # ARR-NORMALIZE
         prim.plain(name, x, xp=ns) for name, x in
         (("input", input), ("offsets", offsets), ("lengths", lengths), ("per_sample_weights", per_sample_weights)))
     a = v.check_bag_metadata(input, table._meta(ns), offsets, per_sample_weights, mode, max_norm, norm_type,
                              scale_grad_by_freq, sparse, include_last_offset, padding_idx, ns, lengths=lengths)
     _refuse_training(a.max_norm, a.scale_grad_by_freq, a.sparse, want_vjp, per_sample_weights)
+    if is_dask_namespace(ns):  # QUANT-DASK: the dask path checks the values in its graph
+        from . import _dask
+
+        return _dask.quantized_embedding_bag(input, packed, table.bits, table.shape[1], offsets, lengths,
+                                             per_sample_weights, a, ns)
     if lengths is not None:  # EXT-LENGTHS
         offsets = v.offsets_from_lengths(lengths, input.shape[0], ns)
         a = dataclasses.replace(a, include_last_offset=True)
@@ -483,12 +492,3 @@ def bag_forward(input: Array, table: QuantizedTable, offsets: Array | None, per_
         bag_size = offs_c[1:] - offs_c[:-1]
         out, _inv = _core.divide_bags(total, a.mode, bag_size, psw_c, offs_c, xp)
     return out[:num_bags, ...] if parked else out
-
-
-def _no_dask(*arrays: Any) -> None:
-    from ._backends._dask import involves_dask
-
-    packed = {str(i): x.packed if isinstance(x, QuantizedTable) else x for i, x in enumerate(arrays)}
-    if involves_dask(packed):
-        msg = "a QuantizedTable `weight` with dask arrays is not supported; compute the arrays first"
-        raise NotImplementedError(msg)

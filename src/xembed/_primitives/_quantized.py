@@ -18,7 +18,7 @@ from . import _quantized_fallback as codec
 from . import gather_segment_max as _segment_max
 from . import gather_segment_min as _segment_min
 from . import gather_segment_sum as _segment_sum
-from . import index_dtype, mode, numba_available
+from . import index_dtype, mode, numba_available, take_rows
 
 
 def _fused(xp: Any) -> Any:
@@ -39,7 +39,7 @@ def gather_rows(packed: Array, bits: int, dim: int, idx: Array, xp: Any) -> Arra
     fused = _fused(xp)
     if fused is not None:
         return fused.gather_rows(packed, bits, dim, idx)
-    return codec.dequantize_rows(xp.take(packed, idx, axis=0), bits, dim, xp)
+    return codec.dequantize_rows(take_rows(packed, idx, xp=xp), bits, dim, xp)
 
 
 def _positions(idx: Array, xp: Any) -> Array:
