@@ -308,6 +308,45 @@ def test_numba_kernels_on_large_bags_match_fallback() -> None:
             np.testing.assert_array_equal(xembed.embedding(idx, table), table.dequantize()[idx])
 
 
+def test_torch_cpu_tensors_run_the_fused_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """QUANT-PRIM: torch CPU tensors reach the fused kernels through NumPy views; the result is a tensor equal to
+    the NumPy arrays' bit for bit (the same kernel)."""
+    pytest.importorskip("numba")
+    from xembed._primitives import _quantized_numba as qn
+
+    rng = np.random.default_rng(9)
+    w = _table(rng, 40, 16)
+    idx, offs = rng.integers(0, 40, 50), _layout(rng, 50, 7)
+    psw = rng.standard_normal(50).astype(np.float32)
+    options: tuple[dict[str, Any], ...] = ({"mode": "sum", "per_sample_weights": psw},
+                                           {"mode": "max", "padding_idx": 3})
+    tables = {bits: xembed.quantize_rowwise(w, bits) for bits in BITS}
+    expected = {bits: [xembed.embedding_bag(idx, t, offs, **kw) for kw in options] for bits, t in tables.items()}
+    calls: list[str] = []
+
+    def spy(name: str) -> Any:
+        original = getattr(qn, name)
+
+        def counted(*args: Any) -> Any:
+            calls.append(name)
+            return original(*args)
+
+        return counted
+
+    for name in ("gather_rows", "gather_segment_sum", "gather_segment_extreme"):
+        monkeypatch.setattr(qn, name, spy(name))
+    for bits, table in tables.items():
+        ttable = xembed.QuantizedTable.from_packed(torch.from_numpy(table.packed), bits)
+        for kw, ref in zip(options, expected[bits], strict=True):
+            targs = {k: torch.from_numpy(x) if isinstance(x, np.ndarray) else x for k, x in kw.items()}
+            got = xembed.embedding_bag(torch.from_numpy(idx), ttable, torch.from_numpy(offs), **targs)
+            assert isinstance(got, torch.Tensor)
+            np.testing.assert_array_equal(got.numpy(), ref)
+        got = xembed.embedding(torch.from_numpy(idx), ttable)
+        np.testing.assert_array_equal(got.numpy(), table.dequantize()[idx])
+    assert sorted(calls) == sorted(["gather_rows", "gather_segment_sum", "gather_segment_extreme"] * len(BITS))
+
+
 def test_numba_kernel_builds_have_distinct_cache_entries() -> None:
     """The serial and parallel builds of the fused kernel are cached apart (one would load the other)."""
     pytest.importorskip("numba")

@@ -2,8 +2,9 @@
 
 Every backend: gather the packed rows, unpack them with the standard-only codecs of
 :mod:`._quantized_fallback` and reduce them with the backend's own segment primitives (on the gathered
-positions, so the float table never exists).  NumPy arrays in the modes ``auto`` (numba importable) and
-``numba`` go to the fused kernels of :mod:`._quantized_numba`, which read the packed rows directly.
+positions, so the float table never exists).  NumPy arrays and torch CPU tensors (through NumPy views) in the
+modes ``auto`` (numba importable) and ``numba`` go to the fused kernels of :mod:`._quantized_numba`, which read
+the packed rows directly.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from array_api_compat import device as _device
-from array_api_compat import is_numpy_namespace
+from array_api_compat import is_numpy_namespace, is_torch_namespace
 
 from .._typing import Array
 from . import _quantized_fallback as codec
@@ -21,10 +22,13 @@ from . import gather_segment_sum as _segment_sum
 from . import index_dtype, mode, numba_available, take_rows
 
 
-def _fused(xp: Any) -> Any:
-    """The fused numba kernels module when they serve this call (NumPy arrays, modes auto/numba), else None."""
+def _fused(xp: Any, packed: Array) -> Any:
+    """The fused numba kernels module when they serve this call (NumPy arrays, or torch CPU tensors through
+    NumPy views; modes auto/numba), else None."""
     m = mode()
-    if not is_numpy_namespace(xp) or m in ("native", "fallback") or (m == "auto" and not numba_available()):
+    if m in ("native", "fallback") or (m == "auto" and not numba_available()):
+        return None
+    if not (is_numpy_namespace(xp) or (is_torch_namespace(xp) and packed.device.type == "cpu")):
         return None
     if not numba_available():
         msg = 'the primitive mode "numba" needs numba: pip install "xembed[fast]"'
@@ -34,11 +38,21 @@ def _fused(xp: Any) -> Any:
     return _quantized_numba
 
 
+def _on_numpy(xp: Any, kernel: Any, *args: Any) -> Array:
+    """``kernel(*args)``; on torch tensors through zero-copy NumPy views, the result a tensor sharing it."""
+    if is_numpy_namespace(xp):
+        return kernel(*args)
+    import torch
+
+    views = (a.detach().numpy() if isinstance(a, torch.Tensor) else a for a in args)
+    return torch.from_numpy(kernel(*views))
+
+
 def gather_rows(packed: Array, bits: int, dim: int, idx: Array, xp: Any) -> Array:
     """``dequantize(packed)[idx]`` (n, dim) float32 without dequantizing the table."""
-    fused = _fused(xp)
+    fused = _fused(xp, packed)
     if fused is not None:
-        return fused.gather_rows(packed, bits, dim, idx)
+        return _on_numpy(xp, fused.gather_rows, packed, bits, dim, idx)
     return codec.dequantize_rows(take_rows(packed, idx, xp=xp), bits, dim, xp)
 
 
@@ -49,18 +63,18 @@ def _positions(idx: Array, xp: Any) -> Array:
 def gather_segment_sum(packed: Array, bits: int, dim: int, idx: Array, offsets: Array, scale: Array | None,
                        xp: Any) -> Array:
     """``out[b] = sum scale[i] * dequantize(packed)[idx[i]]`` over bag b's positions, (B, dim) float32."""
-    fused = _fused(xp)
+    fused = _fused(xp, packed)
     if fused is not None:
-        return fused.gather_segment_sum(packed, bits, dim, idx, offsets, scale)
+        return _on_numpy(xp, fused.gather_segment_sum, packed, bits, dim, idx, offsets, scale)
     rows = gather_rows(packed, bits, dim, idx, xp)
     return _segment_sum(rows, _positions(idx, xp), offsets, scale, xp.float32, xp=xp)
 
 
 def _segment_extreme(packed: Array, bits: int, dim: int, idx: Array, offsets: Array, is_max: bool,
                      xp: Any) -> Array:
-    fused = _fused(xp)
+    fused = _fused(xp, packed)
     if fused is not None:
-        return fused.gather_segment_extreme(packed, bits, dim, idx, offsets, is_max)
+        return _on_numpy(xp, fused.gather_segment_extreme, packed, bits, dim, idx, offsets, is_max)
     rows = gather_rows(packed, bits, dim, idx, xp)
     reduce = _segment_max if is_max else _segment_min
     return reduce(rows, _positions(idx, xp), offsets, False, xp=xp)[0]
