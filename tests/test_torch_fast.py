@@ -112,6 +112,34 @@ def test_lookup_gradient_is_the_general_paths_bit_for_bit(spies: dict[str, Spy],
     np.testing.assert_array_equal(w.grad.numpy(), pullback(g.numpy()))
 
 
+@pytest.mark.parametrize("kind", ["bag_mean_pad", "bag_psw", "lookup_pad"])
+def test_sparse_gradient_is_the_general_paths_entries(spies: dict[str, Spy], kind: str) -> None:
+    """GRAD-SPARSE: torch's uncoalesced COO gradient, one entry per non-padding position in position order, the
+    general path's indices and values bit for bit; no double backward through it."""
+    w, idx, offsets = _bags(torch.float32, seed=13)
+    leaf = w.clone().requires_grad_(True)
+    psw = torch.linspace(-1.0, 2.0, idx.shape[0])
+    calls = {"bag_mean_pad": lambda t: xembed.embedding_bag(idx, t, offsets, mode="mean", padding_idx=3, sparse=True),
+             "bag_psw": lambda t: xembed.embedding_bag(idx, t, offsets, mode="sum", per_sample_weights=psw,
+                                                       sparse=True),
+             "lookup_pad": lambda t: xembed.embedding(idx, t, padding_idx=3, sparse=True)}
+    out = calls[kind](leaf)
+    g = torch.tensor(np.random.default_rng(14).standard_normal(out.shape), dtype=torch.float32)
+    out.backward(g)
+    assert leaf.grad is not None
+    assert leaf.grad.is_sparse
+    assert spies["bag_transpose_kernel"].calls + spies["lookup_transpose_kernel"].calls == 1
+    with prim.use("native"):  # the general torch path
+        ref = w.clone().requires_grad_(True)
+        calls[kind](ref).backward(g)
+    assert ref.grad is not None
+    assert torch.equal(leaf.grad._indices(), ref.grad._indices())
+    assert torch.equal(leaf.grad._values(), ref.grad._values())
+    second = w.clone().requires_grad_(True)
+    with pytest.raises(NotImplementedError, match="sparse"):
+        torch.autograd.grad(calls[kind](second), second, g.requires_grad_(True), create_graph=True)
+
+
 def _double_backward(fn: Callable[[torch.Tensor], torch.Tensor], w: torch.Tensor, seed: int) -> tuple[Any, Any]:
     """``d/d g <grad_w(g), v>`` and ``grad_w`` itself, with ``create_graph=True``."""
     rng = np.random.default_rng(seed)
@@ -148,14 +176,14 @@ def test_gradgradcheck() -> None:
                                             (w.clone().requires_grad_(True),))
 
 
-@pytest.mark.parametrize("case", ["max", "psw_grad", "sparse", "sgbf", "forward_ad", "native", "lengths"])
+@pytest.mark.parametrize("case", ["max", "psw_grad", "sgbf", "forward_ad", "native", "lengths"])
 def test_calls_it_leaves_to_the_general_path(spies: dict[str, Spy], case: str) -> None:
-    """Under autograd: max, a per_sample_weights gradient, sparse, scale_grad_by_freq; forward AD; the native
+    """Under autograd: max, a per_sample_weights gradient, scale_grad_by_freq; forward AD; the native
     mode; lengths=.  The general path computes them (its results are tested elsewhere)."""
     w, idx, offsets = _bags(torch.float64)
     leaf = w.clone().requires_grad_(True)
     options: dict[str, dict[str, Any]] = {
-        "max": {"mode": "max"}, "sparse": {"sparse": True}, "sgbf": {"scale_grad_by_freq": True},
+        "max": {"mode": "max"}, "sgbf": {"scale_grad_by_freq": True},
         "psw_grad": {"per_sample_weights": torch.ones(idx.shape, dtype=w.dtype, requires_grad=True)}}
     kw = options.get(case, {})
     if case == "forward_ad":

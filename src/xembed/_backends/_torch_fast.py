@@ -5,8 +5,8 @@ zero-copy NumPy views of the tensors, checks included, and returns a tensor shar
 autograd (grad mode on and the weight requiring grad), the call is one ``autograd.Function`` over the same
 kernels: the weight gradient is the transpose kernel, and the transpose's own backward is the forward kernel
 again, so ``create_graph=True`` differentiates exactly (TORCH-DOUBLE-BWD) without the general path's bookkeeping.
-Calls this route does not take -- forward AD, a per_sample_weights gradient, ``max`` / ``sparse`` /
-``scale_grad_by_freq`` under autograd, anything the NumPy kernels decline, a value they reject -- return
+Calls this route does not take -- forward AD, a per_sample_weights gradient, ``max`` / ``scale_grad_by_freq``
+under autograd, anything the NumPy kernels decline, a value they reject -- return
 NOT_TAKEN and continue to the checks and the torch adapter, which compute them or raise the ERR-* error.
 """
 
@@ -64,24 +64,24 @@ def _grad_wanted(weight: torch.Tensor, psw: torch.Tensor | None) -> bool | None:
 
 
 class _Linear:
-    """A checked call's linear map of the table (``forward``), its transpose (``transpose``, the weight
-    gradient, padding rows zero) and the transpose's transpose (``retranspose``: the forward with the padding
-    rows zeroed, which only a lookup distinguishes)."""
+    """A checked call's linear map of the table (``forward``) and its transpose (``transpose``: the weight
+    gradient, padding rows zero; with ``sparse``, its COO entries).  The transpose's own transpose is the forward
+    with the padding rows zeroed (``forward(..., zero_padding=True)``), which only a lookup distinguishes."""
 
-    __slots__ = ("bag", "kernels", "plan", "rows")
+    __slots__ = ("bag", "kernels", "plan", "rows", "sparse")
 
-    def __init__(self, kernels: Any, plan: Any, rows: int, bag: bool) -> None:
-        self.kernels, self.plan, self.rows, self.bag = kernels, plan, rows, bag
+    def __init__(self, kernels: Any, plan: Any, rows: int, bag: bool, sparse: bool) -> None:
+        self.kernels, self.plan, self.rows, self.bag, self.sparse = kernels, plan, rows, bag, sparse
 
     def forward(self, w: np.ndarray, zero_padding: bool = False) -> np.ndarray | None:
         if self.bag:
             return self.kernels.bag_forward(self.plan, w)
         return self.kernels.lookup(self.plan, w, zero_padding)
 
-    def transpose(self, g: np.ndarray) -> np.ndarray:
+    def transpose(self, g: np.ndarray) -> Any:
         if self.bag:
-            return self.kernels.bag_transpose(self.plan, g, self.rows)
-        return self.kernels.lookup_transpose(self.plan, g, self.rows)
+            return self.kernels.bag_transpose(self.plan, g, self.rows, self.sparse)
+        return self.kernels.lookup_transpose(self.plan, g, self.rows, self.sparse)
 
 
 def _array(t: torch.Tensor) -> np.ndarray:
@@ -89,10 +89,19 @@ def _array(t: torch.Tensor) -> np.ndarray:
 
 
 def _transposed(linear: _Linear, grad: torch.Tensor) -> torch.Tensor:
-    """The weight gradient; recorded by autograd under ``create_graph=True``."""
-    if torch.is_grad_enabled():
-        return _Transpose.apply(grad, linear)
-    return torch.from_numpy(linear.transpose(_array(grad)))
+    """The weight gradient: dense, recorded by autograd under ``create_graph=True``; or sparse (GRAD-SPARSE:
+    torch's uncoalesced COO tensor, one entry per non-padding position), which has no second derivative here."""
+    if not linear.sparse:
+        if torch.is_grad_enabled():
+            return _Transpose.apply(grad, linear)
+        return torch.from_numpy(linear.transpose(_array(grad)))
+    if torch.is_grad_enabled() and grad.requires_grad:
+        msg = ("double backward (`create_graph`=True) through xembed with `sparse`=True is not supported; "
+               "use `sparse`=False")
+        raise NotImplementedError(msg)
+    rows, values = linear.transpose(_array(grad))
+    return torch.sparse_coo_tensor(torch.from_numpy(rows)[None], torch.from_numpy(values),
+                                   (linear.rows, values.shape[1]), check_invariants=False)
 
 
 class _Forward(torch.autograd.Function):
@@ -181,7 +190,7 @@ def embedding_bag(args: tuple[Any, ...]) -> Any:
     if w is None or i is None or (o is None and offsets is not None) or (p is None and psw is not None):
         return NOT_TAKEN
     grad = _grad_wanted(weight, psw)
-    if grad is None or (grad and (mode not in ("sum", "mean") or sparse is not False or sgbf is not False)):
+    if grad is None or (grad and (mode not in ("sum", "mean") or sgbf is not False)):
         return NOT_TAKEN
     via_torch = not grad and _torch_kernel_faster(mode, input, offsets, w)
     plan = kernels.bag_plan(i, w, o, max_norm, norm_type, sgbf, mode, sparse, p, last, padding_idx, via_torch,
@@ -193,7 +202,7 @@ def embedding_bag(args: tuple[Any, ...]) -> Any:
     if not grad:
         return _plain(kernels.bag_forward(plan, w), bf16, False)
     saved = tuple(t for t in (input, offsets, psw) if t is not None)
-    return _connected(_Linear(kernels, plan, w.shape[0], True), weight, w, saved)
+    return _connected(_Linear(kernels, plan, w.shape[0], True, sparse is True), weight, w, saved)
 
 
 def embedding(args: tuple[Any, ...]) -> Any:
@@ -205,11 +214,11 @@ def embedding(args: tuple[Any, ...]) -> Any:
     if w is None or i is None:
         return NOT_TAKEN
     grad = _grad_wanted(weight, None)
-    if grad is None or (grad and (sparse is not False or sgbf is not False)):
+    if grad is None or (grad and sgbf is not False):
         return NOT_TAKEN
     plan = kernels.lookup_plan(i, w, padding_idx, max_norm, norm_type, sgbf, sparse, bf16)
     if plan is None:
         return NOT_TAKEN
     if not grad:
         return _plain(kernels.lookup(plan, w), bf16, True)
-    return _connected(_Linear(kernels, plan, w.shape[0], False), weight, w, (input,))
+    return _connected(_Linear(kernels, plan, w.shape[0], False, sparse is True), weight, w, (input,))

@@ -168,14 +168,17 @@ def _bag_forward(weight: Any, idx: Any, offsets: Any, num_bags: int, length: int
 
 
 def _bag_transpose(grad: Any, idx: Any, offsets: Any, num_bags: int, length: int, psw: Any, mode: int, pad: int,
-                   out: Any) -> None:  # pragma: no cover - compiled
+                   out: Any, entry_rows: Any) -> int:  # pragma: no cover - compiled
     """The transpose of :func:`_bag_forward`'s ``sum`` / ``mean`` (its weight gradient): ``out[idx[i]] +=
     grad[b] * coef_i``, ``coef_i`` = ``psw[i]`` (sum) or ``1 / count_b`` (mean), over the non-padding entries in
     position order: the general path's products, added in its deterministic scatter's order.  ``out`` is
-    zeros; the values were checked by the forward."""
+    zeros; the values were checked by the forward.  With ``entry_rows`` (non-empty): the COO entries instead,
+    ``entry_rows[k]`` and ``out[k]`` for the k-th non-padding position; returns their number."""
     n = idx.shape[0]
     dim = out.shape[1]
     one = out.dtype.type(1)
+    entries = entry_rows.shape[0] != 0
+    k = 0
     for b in range(num_bags):
         start, stop = _span_kernel(offsets, b, length, n)
         coef = one
@@ -191,8 +194,15 @@ def _bag_transpose(grad: Any, idx: Any, offsets: Any, num_bags: int, length: int
             if r == pad:
                 continue
             s = psw[i] if psw.shape[0] != 0 else coef
-            for d in range(dim):
-                out[r, d] += grad[b, d] * s
+            if entries:
+                entry_rows[k] = r
+                for d in range(dim):
+                    out[k, d] = grad[b, d] * s
+            else:
+                for d in range(dim):
+                    out[r, d] += grad[b, d] * s
+            k += 1
+    return k
 
 
 def _lookup(weight: Any, idx: Any, zero_row: int, out: Any) -> int:  # pragma: no cover - compiled
@@ -212,14 +222,24 @@ def _lookup(weight: Any, idx: Any, zero_row: int, out: Any) -> int:  # pragma: n
     return _OK
 
 
-def _lookup_transpose(grad: Any, idx: Any, pad: int, out: Any) -> None:  # pragma: no cover - compiled
-    """The weight gradient of a lookup: ``out[idx[i]] += grad[i]`` in position order, padding rows skipped."""
+def _lookup_transpose(grad: Any, idx: Any, pad: int, out: Any, entry_rows: Any) -> int:  # pragma: no cover - compiled
+    """The weight gradient of a lookup: ``out[idx[i]] += grad[i]`` in position order, padding rows skipped; with
+    ``entry_rows`` (non-empty) its COO entries, as :func:`_bag_transpose`."""
+    entries = entry_rows.shape[0] != 0
+    k = 0
     for i in range(idx.shape[0]):
         r = idx[i]
         if r == pad:
             continue
-        for d in range(out.shape[1]):
-            out[r, d] += grad[i, d]
+        if entries:
+            entry_rows[k] = r
+            for d in range(out.shape[1]):
+                out[k, d] = grad[i, d]
+        else:
+            for d in range(out.shape[1]):
+                out[r, d] += grad[i, d]
+        k += 1
+    return k
 
 
 _check_offsets_kernel = _numba._jit(_check_offsets, False)
@@ -331,12 +351,26 @@ def bag_values_valid(plan: BagPlan, rows: int) -> bool:
     return bool(check_values_kernel(idx, offs, include_last, rows))
 
 
-def bag_transpose(plan: BagPlan, grad: np.ndarray, rows: int) -> np.ndarray:
-    """The (rows, D) weight gradient of a ``sum`` / ``mean`` plan whose forward succeeded."""
+_NO_ENTRIES = np.empty(0, np.int64)
+# A sparse weight gradient: the row of each non-padding position and its gradient row (torch's uncoalesced COO).
+Entries = tuple[np.ndarray, np.ndarray]
+
+
+def _transposed(kernel: Any, grad: np.ndarray, n: int, rows: int, sparse: bool, *args: Any) -> np.ndarray | Entries:
+    if not sparse:
+        out = np.zeros((rows, grad.shape[1]), grad.dtype)
+        kernel(grad, *args, out, _NO_ENTRIES)
+        return out
+    entry_rows, values = np.empty(max(n, 1), np.int64), np.empty((n, grad.shape[1]), grad.dtype)
+    k = kernel(grad, *args, values, entry_rows)
+    return entry_rows[:k], values[:k]
+
+
+def bag_transpose(plan: BagPlan, grad: np.ndarray, rows: int, sparse: bool = False) -> np.ndarray | Entries:
+    """The weight gradient of a ``sum`` / ``mean`` plan whose forward succeeded: (rows, D), or its entries."""
     idx, offs, num_bags, length, _, psw, mode, pad, _ = plan
-    out = np.zeros((rows, grad.shape[1]), grad.dtype)
-    bag_transpose_kernel(grad, idx, offs, num_bags, length, psw, mode, pad, out)
-    return out
+    return _transposed(bag_transpose_kernel, grad, idx.shape[0], rows, sparse, idx, offs, num_bags, length, psw,
+                       mode, pad)
 
 
 def embedding_bag(input: Any, weight: Any, offsets: Any, max_norm: Any, norm_type: Any, scale_grad_by_freq: Any,
@@ -390,12 +424,10 @@ def lookup(plan: LookupPlan, weight: np.ndarray, zero_padding: bool = False) -> 
     return out.view(np.float16) if fmt == _FLOAT16 else out
 
 
-def lookup_transpose(plan: LookupPlan, grad: np.ndarray, rows: int) -> np.ndarray:
-    """The (rows, D) weight gradient of a lookup whose forward succeeded (padding rows zero)."""
+def lookup_transpose(plan: LookupPlan, grad: np.ndarray, rows: int, sparse: bool = False) -> np.ndarray | Entries:
+    """The weight gradient of a lookup whose forward succeeded (padding rows zero): (rows, D), or its entries."""
     idx, shape, pad, _ = plan
-    out = np.zeros((rows, shape[-1]), grad.dtype)
-    lookup_transpose_kernel(grad.reshape(-1, shape[-1]), idx, pad, out)
-    return out
+    return _transposed(lookup_transpose_kernel, grad.reshape(-1, shape[-1]), idx.shape[0], rows, sparse, idx, pad)
 
 
 def embedding(input: Any, weight: Any, padding_idx: Any, max_norm: Any, norm_type: Any, scale_grad_by_freq: Any,
