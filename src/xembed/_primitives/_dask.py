@@ -276,16 +276,30 @@ def bincount(idx: Array, num_rows: int, xp: Any) -> Array:  # noqa: ARG001
     return g.array("bincount", (chunks_for(num_rows),), idx.dtype, tasks)
 
 
+def _added(prev: np.ndarray | None, local: np.ndarray, part: Callable[[np.ndarray, int], Any], size: int, dim: int,
+           dtype: np.dtype[Any]) -> np.ndarray:
+    """``prev`` (zeros when None) plus the rows ``part(slot, count)`` sums for the distinct rows of ``local``
+    (``slot``: each position's row among them), as a new array (task inputs are never modified).  The rows a step
+    reaches are summed compactly: it holds two table chunks (``prev`` and its copy), not a third, table-chunk-sized
+    partial."""
+    touched, slot = np.unique(local, return_inverse=True)
+    rows = np.asarray(part(slot.reshape(-1), touched.shape[0]))
+    out = np.zeros((size, dim), dtype=dtype) if prev is None else prev.copy()
+    out[touched] += rows
+    return out
+
+
 def _scatter_step(prev: np.ndarray | None, idx: np.ndarray, rows: np.ndarray, lo: int, hi: int,
                   block: Callable[..., Any]) -> np.ndarray:
-    """``prev`` plus the rows whose index falls in ``[lo, hi)`` (a new array: task inputs are never modified);
-    ``block``: NumPy's ``scatter_add_rows``."""
+    """``prev`` plus the rows whose index falls in ``[lo, hi)``; ``block``: NumPy's ``scatter_add_rows``."""
     from array_api_compat import array_namespace
 
     idx, rows = np.asarray(idx), np.asarray(rows)
     sel = (idx >= lo) & (idx < hi)
-    part = block(idx[sel].astype(np.int64) - lo, rows[sel], hi - lo, array_namespace(rows))
-    return np.asarray(part) if prev is None else prev + part
+    picked = rows[sel]
+    return _added(prev, idx[sel].astype(np.int64) - lo,
+                  lambda slot, count: block(slot, picked, count, array_namespace(picked)),
+                  hi - lo, rows.shape[1], rows.dtype)
 
 
 def scatter_add_rows(idx: Array, rows: Array, num_rows: int, xp: Any,  # noqa: ARG001
@@ -333,14 +347,10 @@ def _gather_scatter_step(prev: np.ndarray | None, dst_idx: np.ndarray, src_idx: 
     sel = np.flatnonzero((dst >= lo) & (dst < hi))
     first, rows = gathered
     k = None if scale is None else np.asarray(scale)[sel]
-    # the rows this chunk reaches, summed compactly: the step holds two table chunks (``prev`` and its copy), not a
-    # third, table-chunk-sized partial
-    touched, slot = np.unique(dst[sel].astype(np.int64) - lo, return_inverse=True)
-    part = np.asarray(block(rows, s[sel].astype(np.int64) - first, slot.reshape(-1), k, touched.shape[0], acc,
-                            array_namespace(rows)))
-    out = np.zeros((hi - lo, rows.shape[1]), dtype=acc) if prev is None else prev.copy()
-    out[touched] += part
-    return out
+    src_rows = s[sel].astype(np.int64) - first
+    return _added(prev, dst[sel].astype(np.int64) - lo,
+                  lambda slot, count: block(rows, src_rows, slot, k, count, acc, array_namespace(rows)),
+                  hi - lo, rows.shape[1], acc)
 
 
 def gather_scatter_add(src: Array, src_idx: Array, dst_idx: Array, scale: Array | None, num_rows: int,
