@@ -277,22 +277,23 @@ def embedding_bag(input: Array, weight: Array, offsets: Array | None, lengths: A
 # quantized tables (QUANT-DASK)
 # ---------------------------------------------------------------------------------------------------------
 
-def _quantized_rows(packed: Array, bits: int, dim: int, x: Array, xp: Any) -> Array:
-    """The dequantized rows (n, dim) float32 of the packed table at the flat positions of the checked input
-    ``x``, chunked like them: each position chunk reads only the packed row chunks its indices fall in."""
+def _quantized_rows(input: Array, packed: Array, bits: int, dim: int, xp: Any) -> tuple[Array, Array]:
+    """The checked input in its first-axis chunks (DASK-CHECKS), and the dequantized rows (n, dim) float32 of the
+    packed table at its flat positions, chunked like them: each position chunk reads only the packed row chunks
+    its indices fall in."""
     from ._primitives import _quantized as qprim
 
     w = _rows_only(packed)
+    x = prims.checked_indices(_first_axis_chunks(input), int(w.shape[0]))
     layout = prims.Layout(rows=tuple(w.chunks[0]), positions=_flat_chunks(x), dim=int(w.shape[1]))
     with prims.use_layout(layout):
-        return qprim.gather_rows(w, bits, dim, xp.reshape(x, (-1,)), xp)
+        return x, qprim.gather_rows(w, bits, dim, xp.reshape(x, (-1,)), xp)
 
 
 def quantized_embedding(input: Array, packed: Array, bits: int, dim: int, xp: Any) -> Array:
     """``embedding`` of a quantized table whose packed rows are a dask array: its rows at ``input``, chunked like
     ``input`` (QUANT-DASK)."""
-    x = prims.checked_indices(_first_axis_chunks(input), int(packed.shape[0]))
-    rows = _quantized_rows(packed, bits, dim, x, xp)
+    x, rows = _quantized_rows(input, packed, bits, dim, xp)
     out = xp.reshape(rows, (*tuple(int(s) for s in x.shape), dim))
     chunks = (*input.chunks, (dim,))
     return out if out.chunks == chunks else out.rechunk(chunks)
@@ -306,8 +307,7 @@ def quantized_embedding_bag(input: Array, packed: Array, bits: int, dim: int, of
     reduction and divisor as padding entries do."""
     import dask.array as da
 
-    x = prims.checked_indices(_first_axis_chunks(input), int(packed.shape[0]))
-    rows = _quantized_rows(packed, bits, dim, x, xp)
+    x, rows = _quantized_rows(input, packed, bits, dim, xp)
     flat_chunks = _flat_chunks(x)
     n = sum(flat_chunks)
     positions = da.arange(n, dtype=index_dtype(xp, None), chunks=(flat_chunks,))

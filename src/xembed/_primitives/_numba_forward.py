@@ -27,7 +27,7 @@ from numba.core import types
 from numba.extending import intrinsic, overload
 
 from . import _numba
-from ._numba import PREFETCH, _prefetch
+from ._numba import PREFETCH, _prefetch, bounds_kernel
 
 __all__ = ["embedding", "embedding_bag"]
 
@@ -57,13 +57,14 @@ def _check_offsets(offsets: Any, n: int, include_last: bool) -> bool:  # pragma:
 
 
 def _check_values(idx: Any, offsets: Any, include_last: bool, rows: int) -> bool:  # pragma: no cover - compiled
-    """The checks of :func:`_bag_forward` without the reduction: offsets (when given) and every index."""
+    """The checks of :func:`_bag_forward` without the reduction: offsets (when given) and every index (one
+    min / max pass, the general path's ``bounds_kernel``)."""
     if offsets.shape[0] != 0 and not _check_offsets_kernel(offsets, idx.shape[0], include_last):
         return False
-    for i in range(idx.shape[0]):  # noqa: SIM110 - compiled: a loop, not a generator
-        if idx[i] < 0 or idx[i] >= rows:
-            return False
-    return True
+    if idx.shape[0] == 0:
+        return True
+    lo, hi = bounds_kernel(idx)
+    return lo >= 0 and hi < rows
 
 
 def _span(offsets: Any, b: int, length: int, n: int) -> tuple[Any, Any]:  # pragma: no cover - compiled
